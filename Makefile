@@ -1,0 +1,30 @@
+# Two entry points: `make demo` runs the main job, `make test` runs the tests.
+# Each creates its own virtual environment (.venv) and installs what it needs.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EXTRAS ?= dev
+
+.PHONY: demo test test-all bench env clean
+
+$(VENV)/.installed-$(EXTRAS): pyproject.toml
+	@command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv
+	uv venv -q --allow-existing -p 3.11 $(VENV)
+	uv pip install -q -p $(PY) -e '.[$(EXTRAS)]'
+	@touch $@
+
+env: $(VENV)/.installed-$(EXTRAS)
+
+demo: $(VENV)/.installed-$(EXTRAS)
+	$(VENV)/bin/segzero demo --out demo-output
+
+test: $(VENV)/.installed-$(EXTRAS)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-all: $(VENV)/.installed-$(EXTRAS)
+	$(PY) -m pytest -q --runslow $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-$(EXTRAS)
+	$(PY) benchmarks/pipeline.py
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache

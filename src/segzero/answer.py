@@ -1,0 +1,252 @@
+"""Parse a reasoner completion into a typed answer. Pure functions; never raises on any string.
+
+A completion looks like::
+
+    <think> ... </think><answer>{"bbox": [x1,y1,x2,y2], "points_1": [x,y], "points_2": [x,y]}</answer>
+
+or, for the multi-object form, ``<answer>[{"bbox_2d": [...], "point_2d": [x,y]}, ...]</answer>``.
+The parser is lenient where the intent is clear (Python-literal dicts with single quotes,
+missing ``<think>``, text around the JSON, floats, swapped corners, out-of-frame values are
+clamped) and strict where it is not (NaN/inf, wrong arity, non-numbers are rejected with a
+reason). Coordinates stay in the reasoner frame; :mod:`segzero.frames` maps them.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from segzero.defaults import REASONER_FRAME
+
+Box = tuple[float, float, float, float]
+Point = tuple[float, float]
+
+# Bounds that keep parsing linear-ish on adversarial text.
+_MAX_SCAN_CHARS = 20_000
+_MAX_CANDIDATES = 64
+_MAX_DEPTH = 16
+
+_THINK_RE = re.compile(r"<think>(.*?)(?:</think>|<answer>|$)", re.DOTALL)
+_ANSWER_RE = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL)
+_THINK_BLOCK_RE = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
+
+
+class ParseStatus(str, Enum):
+    """Whether, and how, a completion yielded positional prompts."""
+
+    OK = "ok"
+    PARTIAL = "partial"  # some objects were rejected, at least one kept
+    NO_ANSWER = "no_answer"  # no JSON object or list anywhere in the answer
+    INVALID_JSON = "invalid_json"  # bracketed text that is neither JSON nor a Python literal
+    INVALID_VALUES = "invalid_values"  # decoded, but no object had a usable box or points
+
+
+@dataclass(frozen=True)
+class ObjectPrompt:
+    """Positional prompts for one object; the frame is stated by whoever holds it.
+
+    Attributes:
+        box: ``(x1, y1, x2, y2)`` with ``x1 <= x2`` and ``y1 <= y2``, or None when the answer had no box.
+        points: positive clicks ``((x, y), ...)``; may be empty when the answer had only a box.
+    """
+
+    box: Box | None
+    points: tuple[Point, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"box": list(self.box) if self.box else None, "points": [list(p) for p in self.points]}
+
+
+@dataclass(frozen=True)
+class ParsedAnswer:
+    """What a completion says.
+
+    Attributes:
+        thinking: text inside ``<think>`` tags, or None when there were none.
+        objects: positional prompts in the reasoner frame, in the order the model gave them.
+        status: see :class:`ParseStatus`.
+        reason: why parsing failed or was partial; empty when ``status`` is OK.
+        raw: the decoded JSON value (dict or list) before validation, for format rewards; None if none.
+    """
+
+    thinking: str | None
+    objects: tuple[ObjectPrompt, ...]
+    status: ParseStatus
+    reason: str = ""
+    raw: Any = field(default=None, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        """True when at least one object (or an explicit empty list) was read."""
+        return self.status in (ParseStatus.OK, ParseStatus.PARTIAL)
+
+
+def split_think_answer(text: str) -> tuple[str | None, str]:
+    """Return ``(thinking, answer_text)``.
+
+    ``answer_text`` is the inside of the first ``<answer>`` tag (unclosed tags run to the end);
+    without answer tags it is the whole text minus any ``<think>`` block.
+    """
+    think = _THINK_RE.search(text)
+    thinking = think.group(1).strip() if think else None
+    answer = _ANSWER_RE.search(text)
+    if answer:
+        return thinking, answer.group(1)
+    return thinking, _THINK_BLOCK_RE.sub("", text, count=1)
+
+
+def _balanced_span(text: str, start: int) -> str | None:
+    """The bracketed text starting at ``text[start]`` ('{' or '['), quotes respected; None if unbalanced."""
+    closers = {"{": "}", "[": "]"}
+    stack: list[str] = []
+    quote: str | None = None
+    i = start
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+        elif ch in closers:
+            stack.append(closers[ch])
+            if len(stack) > _MAX_DEPTH:
+                return None
+        elif ch in "}]":
+            if not stack or stack.pop() != ch:
+                return None
+            if not stack:
+                return text[start : i + 1]
+        i += 1
+    return None
+
+
+def _decode(span: str) -> Any:
+    """JSON first, then a Python literal (the prompt shows single quotes); raise ValueError if neither."""
+    try:
+        return json.loads(span)
+    except (ValueError, RecursionError):
+        pass
+    try:
+        return ast.literal_eval(span)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _is_answer_shaped(value: Any) -> bool:
+    """A dict, or a list of dicts (possibly empty): the two answer forms. Bare number lists are not."""
+    return isinstance(value, dict) or (isinstance(value, list) and all(isinstance(v, dict) for v in value))
+
+
+def extract_json(text: str) -> tuple[Any, bool]:
+    """Find the first bracketed value in ``text`` that decodes to a dict or a list of dicts.
+
+    Returns:
+        ``(value, saw_brackets)``: the value or None, and whether any ``{`` or ``[`` was seen at all.
+    """
+    text = text[:_MAX_SCAN_CHARS]
+    saw = False
+    tried = 0
+    for match in re.finditer(r"[{\[]", text):
+        saw = True
+        span = _balanced_span(text, match.start())
+        if span is None:
+            continue
+        tried += 1
+        try:
+            value = _decode(span)
+        except ValueError:
+            value = None
+        if _is_answer_shaped(value):
+            return value, True
+        if tried >= _MAX_CANDIDATES:
+            break
+    return None, saw
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{value!r} is not a number")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{value!r} is not a finite number")
+    return v
+
+
+def _clamp(v: float, frame: int) -> float:
+    return min(max(v, 0.0), float(frame))
+
+
+def _read_box(value: Any, frame: int) -> Box:
+    if not isinstance(value, (list, tuple)) or len(value) != 4:
+        raise ValueError(f"a bbox needs 4 numbers, got {value!r:.60}")
+    x1, y1, x2, y2 = (_clamp(_number(v), frame) for v in value)
+    return (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
+
+
+def _read_points(value: Any, frame: int) -> list[Point]:
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"a point needs 2 numbers, got {value!r:.60}")
+    if value and all(isinstance(p, (list, tuple)) for p in value):  # [[x, y], [x, y]]
+        return [pt for p in value for pt in _read_points(p, frame)]
+    if len(value) != 2:
+        raise ValueError(f"a point needs 2 numbers, got {value!r:.60}")
+    x, y = (_clamp(_number(v), frame) for v in value)
+    return [(x, y)]
+
+
+def _point_key_order(key: str) -> tuple[int, str]:
+    digits = re.findall(r"\d+", key)
+    return (int(digits[-1]) if digits and len(digits[-1]) < 6 else 0, key)
+
+
+def read_object(item: Any, frame: int = REASONER_FRAME) -> ObjectPrompt:
+    """Read one answer object (``{"bbox": ..., "points_1": ...}`` or ``{"bbox_2d": ..., "point_2d": ...}``).
+
+    Raises:
+        ValueError: with a reason when the object has no usable box or points.
+    """
+    if not isinstance(item, dict):
+        raise ValueError(f"an answer object must be a dict, got {type(item).__name__}")
+    keys = [k for k in item if isinstance(k, str)]
+    box_keys = [k for k in keys if "bbox" in k.lower()]
+    point_keys = sorted((k for k in keys if "point" in k.lower()), key=_point_key_order)
+    if not box_keys and not point_keys:
+        raise ValueError("the answer has no 'bbox' or 'point' keys")
+    box = _read_box(item[box_keys[0]], frame) if box_keys else None
+    points = tuple(p for k in point_keys for p in _read_points(item[k], frame))
+    return ObjectPrompt(box=box, points=points)
+
+
+def parse_answer(text: str, frame: int = REASONER_FRAME) -> ParsedAnswer:
+    """Parse a completion; coordinates are clamped to ``[0, frame]`` of the reasoner frame."""
+    if not isinstance(text, str):
+        return ParsedAnswer(None, (), ParseStatus.NO_ANSWER, f"the completion is {type(text).__name__}, not text")
+    thinking, answer_text = split_think_answer(text)
+    value, saw_brackets = extract_json(answer_text)
+    if value is None:
+        if saw_brackets:
+            return ParsedAnswer(
+                thinking, (), ParseStatus.INVALID_JSON, "the answer's JSON is incomplete or could not be decoded"
+            )
+        return ParsedAnswer(thinking, (), ParseStatus.NO_ANSWER, "the answer holds no JSON object or list")
+
+    items = value if isinstance(value, list) else [value]
+    objects: list[ObjectPrompt] = []
+    reasons: list[str] = []
+    for i, item in enumerate(items):
+        try:
+            objects.append(read_object(item, frame))
+        except ValueError as exc:
+            reasons.append(f"object {i}: {exc}" if len(items) > 1 else str(exc))
+    if not reasons:
+        return ParsedAnswer(thinking, tuple(objects), ParseStatus.OK, "", value)
+    status = ParseStatus.PARTIAL if objects else ParseStatus.INVALID_VALUES
+    return ParsedAnswer(thinking, tuple(objects), status, "; ".join(reasons), value)
