@@ -155,6 +155,7 @@ def extract_json(text: str) -> tuple[Any, bool]:
     saw = False
     tried = 0
     for match in re.finditer(r"[{\[]", text):
+        first_bracket = not saw
         saw = True
         span = _balanced_span(text, match.start())
         if span is None:
@@ -164,7 +165,8 @@ def extract_json(text: str) -> tuple[Any, bool]:
             value = _decode(span)
         except ValueError:
             value = None
-        if _is_answer_shaped(value):
+        # An empty list is an answer ("nothing matches") only when it is the answer, not a fragment of one.
+        if _is_answer_shaped(value) and (value != [] or first_bracket):
             return value, True
         if tried >= _MAX_CANDIDATES:
             break
