@@ -1,0 +1,20 @@
+"""Command line: ``segzero COMMAND``. Each command lives in its own module and registers on ``app``."""
+
+from __future__ import annotations
+
+import sys
+
+from segzero.cli.app import app
+
+
+def main() -> None:
+    """Entry point; errors meant for people are printed as one line, exit code 2."""
+    from segzero.errors import SegZeroError
+
+    try:
+        app()
+    except SegZeroError as exc:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
