@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from segzero.cli.app import app
+from segzero.cli import segment as _segment  # noqa: F401  (registers commands)
 
 
 def main() -> None:

@@ -1,0 +1,181 @@
+"""``segzero segment``, ``segzero batch`` and ``segzero make-tiny``."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from segzero.cli import options as o
+from segzero.cli.app import app
+from segzero.defaults import DEFAULT_REASONER, DEFAULT_SEGMENTER, MAX_IMAGE_PIXELS, MAX_NEW_TOKENS
+from segzero.errors import InputError, SegZeroError
+from segzero.prompts import DEFAULT_PROMPT
+
+console = Console(stderr=True)
+
+Out = Annotated[Path, typer.Option("--out", "-o", help="Folder for the mask PNG, overlay PNG and JSON result.")]
+
+
+def write_result(result, image, out_dir: Path, stem: str, extra: dict[str, Any]) -> dict[str, str]:
+    """Write ``STEM.mask.png``, ``STEM.overlay.png`` and ``STEM.json`` (mask as COCO RLE); return the paths."""
+    from segzero.masks import draw_overlay, save_mask_png
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {k: str(out_dir / f"{stem}.{k}") for k in ("mask.png", "overlay.png", "json")}
+    save_mask_png(result.mask, files["mask.png"])
+    caption = f"Request: {result.request}\n" + (f"Thinking: {result.thinking}" if result.thinking else "")
+    if not result.status.value.startswith(("ok", "partial")):
+        caption += f"\nNo usable answer: {result.reason}"
+    draw_overlay(image, result.mask, result.objects, caption).save(files["overlay.png"])
+    record = {**extra, **result.to_json(), "files": files}
+    Path(files["json"]).write_text(json.dumps(record, indent=2))
+    return files
+
+
+def _stem(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:80] or "result"
+
+
+@app.command()
+def segment(
+    image: Annotated[Path, typer.Argument(help="Image file (PNG, JPEG, WebP, ...).")],
+    request: Annotated[str, typer.Argument(help="What to segment, e.g. 'what can I use to cut the bread?'.")],
+    out: Out = Path("segzero-out"),
+    reasoner: o.Reasoner = DEFAULT_REASONER,
+    segmenter: o.Segmenter = DEFAULT_SEGMENTER,
+    prompt: o.Prompt = DEFAULT_PROMPT,
+    segmenter_mode: o.SegmenterModeOpt = "both",
+    frame: o.Frame = None,
+    device: o.Device = None,
+    dtype: o.Dtype = None,
+    max_new_tokens: o.MaxNewTokens = MAX_NEW_TOKENS,
+    max_pixels: o.MaxPixels = MAX_IMAGE_PIXELS,
+) -> None:
+    """Segment what REQUEST means in IMAGE; print the reasoning and write mask, overlay and JSON."""
+    from segzero.images import load_image
+    from segzero.prompts import normalize_request
+
+    loaded = load_image(image, max_pixels)  # bad input fails before minutes of model loading
+    normalize_request(request)
+    pipe = o.ModelOptions(
+        reasoner, segmenter, prompt, segmenter_mode, frame, device, dtype, 1, max_new_tokens, max_pixels
+    ).load()
+    result = pipe.segment(loaded, request)
+    files = write_result(result, loaded, out, _stem(image.stem), {"image": str(image)})
+    _print_result(result, files)
+
+
+def _print_result(result, files: dict[str, str]) -> None:
+    out = Console()
+    out.print(f"[bold]Request:[/] {result.request}", highlight=False)
+    out.print(f"[bold]Thinking:[/] {result.thinking or '(none)'}", highlight=False)
+    if result.status.value in ("ok", "partial"):
+        for obj in result.objects:
+            out.print(f"[bold]Object:[/] box {obj.box}, points {list(obj.points)}", highlight=False)
+        out.print(f"[bold]Mask:[/] {int(result.mask.sum())} pixels, SAM2 score {result.score or 0:.3f}")
+    else:
+        out.print(f"[bold yellow]No usable answer[/] ({result.status.value}): {result.reason}", highlight=False)
+    out.print(f"Wrote {files['mask.png']}, {files['overlay.png']}, {files['json']}", highlight=False)
+
+
+def read_requests(path: Path) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+    """Read a JSONL of ``{"image": PATH, "request": TEXT[, "id": NAME]}``; image paths relative to the file.
+
+    Returns the good records (with ``line`` and resolved ``image``) and ``(line, reason)`` for bad ones.
+    """
+    if not path.is_file():
+        raise InputError(f"Request file not found: {path}.")
+    good, bad = [], []
+    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            bad.append((n, "not valid JSON"))
+            continue
+        if not isinstance(rec, dict) or not isinstance(rec.get("image"), str) or not isinstance(rec.get("request"), str):
+            bad.append((n, 'needs "image" and "request" strings'))
+            continue
+        image = Path(rec["image"]).expanduser()
+        rec["image"] = str(image if image.is_absolute() else path.parent / image)
+        rec["line"] = n
+        good.append(rec)
+    return good, bad
+
+
+@app.command()
+def batch(
+    requests_file: Annotated[Path, typer.Argument(help='JSONL, one {"image": ..., "request": ...} per line.')],
+    out: Out = Path("segzero-out"),
+    reasoner: o.Reasoner = DEFAULT_REASONER,
+    segmenter: o.Segmenter = DEFAULT_SEGMENTER,
+    prompt: o.Prompt = DEFAULT_PROMPT,
+    segmenter_mode: o.SegmenterModeOpt = "both",
+    frame: o.Frame = None,
+    device: o.Device = None,
+    dtype: o.Dtype = None,
+    batch_size: o.BatchSize = 8,
+    max_new_tokens: o.MaxNewTokens = MAX_NEW_TOKENS,
+    max_pixels: o.MaxPixels = MAX_IMAGE_PIXELS,
+) -> None:
+    """Segment every request of a JSONL file in batches; bad lines are reported and skipped, the rest go on."""
+    from segzero.images import load_image
+    from segzero.prompts import normalize_request
+
+    records, bad = read_requests(requests_file)
+    ready = []
+    images: dict[str, Any] = {}
+    for rec in records:
+        try:
+            normalize_request(rec["request"])
+            if rec["image"] not in images:
+                images[rec["image"]] = load_image(rec["image"], max_pixels)
+            ready.append(rec)
+        except SegZeroError as exc:
+            bad.append((rec["line"], str(exc)))
+    for line, reason in sorted(bad):
+        console.print(f"[yellow]skipped line {line}:[/] {reason}", highlight=False)
+    if not ready:
+        raise InputError(f"No usable request in {requests_file} ({len(bad)} skipped).")
+    pipe = o.ModelOptions(
+        reasoner, segmenter, prompt, segmenter_mode, frame, device, dtype, batch_size, max_new_tokens, max_pixels
+    ).load()
+    failed = 0
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("Segmenting", total=len(ready))
+        for start in range(0, len(ready), batch_size):
+            chunk = ready[start : start + batch_size]
+            results = pipe.segment_batch([images[r["image"]] for r in chunk], [r["request"] for r in chunk])
+            for rec, result in zip(chunk, results):
+                stem = _stem(str(rec.get("id") or f"{rec['line']:05d}-{Path(rec['image']).stem}"))
+                extra = {"id": rec.get("id"), "line": rec["line"], "image": rec["image"]}
+                write_result(result, images[rec["image"]], out, stem, extra)
+                failed += result.status.value not in ("ok", "partial")
+            progress.advance(task, len(chunk))
+    console.print(
+        f"{len(ready)} segmented ({failed} without a usable answer), {len(bad)} skipped; results in {out}",
+        highlight=False,
+    )
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command("make-tiny")
+def make_tiny_command(
+    out: Annotated[Path, typer.Argument(help="Folder to write reasoner/ and segmenter/ into.")],
+    seed: Annotated[int, typer.Option(help="Random seed of the weights.")] = 0,
+    frame: Annotated[int, typer.Option(help="Reasoner frame side (a multiple of 28).")] = 224,
+) -> None:
+    """Build tiny random Qwen2.5-VL and SAM2 models offline (for tests and trying the CLI without the hub)."""
+    from segzero.tiny import make_tiny
+
+    models = make_tiny(out, seed=seed, frame=frame)
+    Console().print(f"reasoner: {models.reasoner}\nsegmenter: {models.segmenter}", highlight=False)

@@ -1,0 +1,121 @@
+"""The reasoner: a Hugging Face image-text-to-text chat model that thinks and answers with a box and points.
+
+It sees the image resized to ``frame x frame`` (bilinear, aspect ratio not kept) and answers in
+that frame. Any chat VLM whose processor takes ``text=`` and ``images=`` works (Qwen2-VL,
+Qwen2.5-VL, Qwen3-VL style); the released Seg-Zero checkpoints are Qwen2.5-VL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from PIL import Image
+
+from segzero.defaults import MAX_NEW_TOKENS, REASONER_FRAME
+from segzero.hub import load_pretrained, pick_attention, pick_device, pick_dtype
+from segzero.prompts import DEFAULT_PROMPT, PromptVariant, get_prompt
+
+
+def reasoner_image(image: Image.Image, frame: int = REASONER_FRAME) -> Image.Image:
+    """The image as the reasoner sees it: RGB resized to ``frame x frame`` with bilinear filtering."""
+    return image.convert("RGB").resize((frame, frame), Image.BILINEAR)
+
+
+def build_messages(request: str, prompt: str | PromptVariant = DEFAULT_PROMPT) -> list[dict[str, Any]]:
+    """One user turn, image first then the prompt text, as the released checkpoints were trained."""
+    variant = get_prompt(prompt) if isinstance(prompt, str) else prompt
+    return [
+        {
+            "role": "user",
+            "content": [{"type": "image"}, {"type": "text", "text": variant.render(request)}],
+        }
+    ]
+
+
+class Reasoner:
+    """Batched generation with a chat VLM.
+
+    Use :meth:`from_pretrained`; :meth:`generate` takes images (any size) and requests and returns
+    the completions (text after the generation prompt, special tokens removed).
+    """
+
+    def __init__(self, model: Any, processor: Any, *, frame: int = REASONER_FRAME, name: str = "") -> None:
+        self.model = model
+        self.processor = processor
+        self.frame = frame
+        self.name = name
+        tokenizer = getattr(processor, "tokenizer", processor)
+        # Batched decoder-only generation needs the prompt flush right, next to the new tokens.
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        attn_implementation: str | None = None,
+        frame: int = REASONER_FRAME,
+    ) -> "Reasoner":
+        """Load model and processor by hub id or local folder; device, dtype and attention chosen automatically."""
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        device = pick_device(device)
+        processor = load_pretrained(AutoProcessor.from_pretrained, name_or_path, "reasoner")
+        model = load_pretrained(
+            AutoModelForImageTextToText.from_pretrained,
+            name_or_path,
+            "reasoner",
+            dtype=pick_dtype(device, dtype),
+            attn_implementation=attn_implementation or pick_attention(device),
+        )
+        model.to(device).eval()
+        return cls(model, processor, frame=frame, name=name_or_path)
+
+    @property
+    def device(self) -> Any:
+        return self.model.device
+
+    def chat_text(self, request: str, prompt: str | PromptVariant = DEFAULT_PROMPT) -> str:
+        """The full chat-templated prompt string for one request, generation prompt included."""
+        return self.processor.apply_chat_template(
+            build_messages(request, prompt), tokenize=False, add_generation_prompt=True
+        )
+
+    def generate(
+        self,
+        images: Sequence[Image.Image],
+        requests: Sequence[str],
+        *,
+        prompt: str | PromptVariant = DEFAULT_PROMPT,
+        max_new_tokens: int = MAX_NEW_TOKENS,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+    ) -> list[str]:
+        """One ``generate`` call for the whole batch (left padded). Greedy unless ``do_sample``.
+
+        Args:
+            images: one RGB image per request, any size (resized to the reasoner frame here).
+            requests: the user requests, same length as ``images``.
+
+        Returns:
+            The decoded completions, in order.
+        """
+        import torch
+
+        if len(images) != len(requests):
+            raise ValueError(f"{len(images)} images for {len(requests)} requests")
+        if not requests:
+            return []
+        texts = [self.chat_text(r, prompt) for r in requests]
+        frames = [reasoner_image(img, self.frame) for img in images]
+        inputs = self.processor(text=texts, images=frames, padding=True, return_tensors="pt").to(self.device)
+        sampling = {"do_sample": True, "temperature": temperature} if do_sample else {"do_sample": False}
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, **sampling)
+        new_tokens = out[:, inputs["input_ids"].shape[1] :]
+        return self.processor.batch_decode(new_tokens, skip_special_tokens=True)

@@ -1,0 +1,199 @@
+"""The segmenter: SAM2 through transformers, frozen, prompted with boxes and positive points.
+
+Two verbs, as in Meta's predictor: :meth:`Segmenter.embed` encodes images once, and
+:meth:`Segmenter.predict` turns positional prompts (image frame) into a mask, reusing the
+embedding for every object and request on that image. :meth:`Segmenter.segment_many` does both
+for a batch, encoding each distinct image once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image
+
+from segzero.answer import ObjectPrompt
+from segzero.defaults import DEFAULT_SEGMENTER
+from segzero.hub import load_pretrained, pick_device, pick_dtype
+
+SegmenterMode = Literal["both", "box", "points"]
+SEGMENTER_MODES: tuple[str, ...] = ("both", "box", "points")
+
+
+@dataclass
+class ImageEmbedding:
+    """SAM2's multi-scale features of one image, reusable across prompts.
+
+    Attributes:
+        features: per feature level, a ``(1, C, h, w)`` tensor on the model's device.
+        size: the original image size ``(width, height)``.
+    """
+
+    features: list[Any]
+    size: tuple[int, int]
+
+
+@dataclass
+class SegmenterOutput:
+    """The mask for one request.
+
+    Attributes:
+        mask: bool ``(height, width)`` of the original image: the union over objects.
+        score: mean predicted IoU of the chosen candidates (None when there was nothing to segment).
+        object_masks: bool ``(height, width)`` per object, in the order given.
+        object_scores: predicted IoU of each object's chosen candidate.
+    """
+
+    mask: np.ndarray
+    score: float | None
+    object_masks: list[np.ndarray] = field(default_factory=list)
+    object_scores: list[float] = field(default_factory=list)
+
+
+def _prompt_parts(obj: ObjectPrompt, mode: str) -> tuple[list[float] | None, list[list[float]]]:
+    """The box and points this mode uses for one object (either may be missing from the answer)."""
+    box = list(obj.box) if obj.box is not None and mode in ("both", "box") else None
+    points = [list(p) for p in obj.points] if mode in ("both", "points") else []
+    return box, points
+
+
+class Segmenter:
+    """A frozen SAM2 (``Sam2Model`` + ``Sam2Processor``) with embeddings computed once per image."""
+
+    def __init__(self, model: Any, processor: Any, *, name: str = "", embed_batch_size: int = 4) -> None:
+        self.model = model
+        self.processor = processor
+        self.name = name
+        self.embed_batch_size = embed_batch_size
+
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str = DEFAULT_SEGMENTER, *, device: str | None = None, dtype: str | None = None
+    ) -> "Segmenter":
+        """Load SAM2 in transformers format by hub id (e.g. ``facebook/sam2.1-hiera-large``) or local folder."""
+        from transformers import Sam2Model, Sam2Processor
+
+        device = pick_device(device)
+        processor = load_pretrained(Sam2Processor.from_pretrained, name_or_path, "segmenter")
+        model = load_pretrained(
+            Sam2Model.from_pretrained, name_or_path, "segmenter", dtype=pick_dtype(device, dtype)
+        )
+        model.to(device).eval()
+        return cls(model, processor, name=name_or_path)
+
+    @property
+    def device(self) -> Any:
+        return self.model.device
+
+    def embed(self, images: Sequence[Image.Image]) -> list[ImageEmbedding]:
+        """Encode RGB images (any sizes) in batches; one :class:`ImageEmbedding` per image."""
+        import torch
+
+        out: list[ImageEmbedding] = []
+        for start in range(0, len(images), self.embed_batch_size):
+            chunk = list(images[start : start + self.embed_batch_size])
+            pixels = self.processor(images=chunk, return_tensors="pt")["pixel_values"]
+            with torch.inference_mode():
+                feats = self.model.get_image_embeddings(pixels.to(self.device, self.model.dtype))
+            for i, img in enumerate(chunk):
+                out.append(ImageEmbedding([f[i : i + 1] for f in feats], img.size))
+        return out
+
+    def predict(
+        self, embedding: ImageEmbedding, objects: Sequence[ObjectPrompt], mode: SegmenterMode = "both"
+    ) -> SegmenterOutput:
+        """Segment each object from its prompts (image frame) and return the union.
+
+        Each object gets its box and all its points as positive clicks (label 1); among SAM2's
+        multimask candidates the one with the highest predicted IoU is kept. Objects whose answer
+        lacks what ``mode`` needs (a box in ``"box"`` mode, points in ``"points"`` mode) fall back
+        to whatever prompts they do have.
+        """
+        if mode not in SEGMENTER_MODES:
+            raise ValueError(f"segmenter mode must be one of {SEGMENTER_MODES}, got {mode!r}")
+        w, h = embedding.size
+        masks: list[np.ndarray] = [np.zeros((h, w), dtype=bool)] * len(objects)
+        scores: list[float] = [0.0] * len(objects)
+        # Objects with the same kind of prompt share one decoder call.
+        groups: dict[tuple[bool, bool], list[int]] = {}
+        parts = []
+        for i, obj in enumerate(objects):
+            box, points = _prompt_parts(obj, mode)
+            if box is None and not points:  # the mode's prompt is missing: use what the answer has
+                box, points = _prompt_parts(obj, "both")
+            parts.append((box, points))
+            if box is not None or points:
+                groups.setdefault((box is not None, bool(points)), []).append(i)
+        for (has_box, has_points), idx in groups.items():
+            boxes = [parts[i][0] for i in idx] if has_box else None
+            points = [parts[i][1] for i in idx] if has_points else None
+            group_masks, group_scores = self._decode(embedding, boxes, points)
+            for j, i in enumerate(idx):
+                masks[i], scores[i] = group_masks[j], group_scores[j]
+        union = np.logical_or.reduce(masks) if masks else np.zeros((h, w), dtype=bool)
+        score = float(np.mean(scores)) if objects else None
+        return SegmenterOutput(union, score, masks, scores)
+
+    def _decode(
+        self, embedding: ImageEmbedding, boxes: list[list[float]] | None, points: list[list[list[float]]] | None
+    ) -> tuple[list[np.ndarray], list[float]]:
+        import torch
+
+        w, h = embedding.size
+        kwargs: dict[str, Any] = {}
+        if boxes is not None:
+            kwargs["input_boxes"] = [boxes]
+        if points is not None:
+            kwargs["input_points"] = [points]
+            # Padding points (objects with fewer clicks) get the processor's pad label, not 1.
+            longest = max(len(p) for p in points)
+            kwargs["input_labels"] = [[[1] * len(p) + [-10] * (longest - len(p)) for p in points]]
+        prompts = self.processor(original_sizes=[[h, w]], return_tensors="pt", **kwargs)
+        model_inputs = {
+            k: prompts[k].to(self.device) for k in ("input_boxes", "input_points", "input_labels") if k in prompts
+        }
+        if "input_points" in model_inputs:
+            model_inputs["input_points"] = model_inputs["input_points"].to(self.model.dtype)
+        if "input_boxes" in model_inputs:
+            model_inputs["input_boxes"] = model_inputs["input_boxes"].to(self.model.dtype)
+        with torch.inference_mode():
+            out = self.model(image_embeddings=embedding.features, multimask_output=True, **model_inputs)
+        iou = out.iou_scores[0].float()  # (objects, candidates)
+        best = iou.argmax(dim=-1)
+        low_res = out.pred_masks[0].float()[torch.arange(len(best)), best]  # (objects, h', w')
+        full = self.processor.post_process_masks([low_res[:, None].cpu()], [[h, w]])[0][:, 0]
+        return [m.numpy().astype(bool) for m in full], iou.gather(1, best[:, None])[:, 0].tolist()
+
+    def segment_many(
+        self,
+        images: Sequence[Image.Image],
+        prompts: Sequence[Sequence[ObjectPrompt]],
+        mode: SegmenterMode = "both",
+    ) -> list[SegmenterOutput]:
+        """Masks for many (image, objects) pairs; each distinct image object is encoded once.
+
+        Args:
+            images: RGB images; the same object may appear several times (several requests on one image).
+            prompts: per entry, the objects' prompts in that image's pixel frame.
+        """
+        if len(images) != len(prompts):
+            raise ValueError(f"{len(images)} images for {len(prompts)} prompt lists")
+        distinct: dict[int, int] = {}
+        unique: list[Image.Image] = []
+        for img in images:
+            if id(img) not in distinct:
+                distinct[id(img)] = len(unique)
+                unique.append(img)
+        needed = {distinct[id(img)] for img, objs in zip(images, prompts) if objs}
+        embeddings = dict(zip(sorted(needed), self.embed([unique[i] for i in sorted(needed)])))
+        outputs = []
+        for img, objs in zip(images, prompts):
+            if not objs:
+                w, h = img.size
+                outputs.append(SegmenterOutput(np.zeros((h, w), dtype=bool), None))
+            else:
+                outputs.append(self.predict(embeddings[distinct[id(img)]], objs, mode))
+        return outputs
