@@ -31,3 +31,45 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory):
     from segzero.tiny import make_tiny
 
     return make_tiny(tmp_path_factory.mktemp("tiny-models"))
+
+
+#: What the taught tiny reasoner answers, whatever it is asked (reasoner frame 112).
+TAUGHT_ANSWER = "<think>it is on the left</think><answer>{'bbox': [20,30,90,100], 'points_1': [40,50], 'points_2': [60,70]}</answer>"
+TAUGHT_FRAME = 112
+
+
+@pytest.fixture(scope="session")
+def taught_models(tmp_path_factory: pytest.TempPathFactory):
+    """Tiny models whose reasoner has been taught, by real gradient steps, to give :data:`TAUGHT_ANSWER`.
+
+    Random tiny reasoners answer garbage; this one makes ``generate`` produce a parseable answer so
+    tests can follow the whole path (parse -> frame mapping -> SAM2 -> mask) without faking output.
+    """
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from segzero.reasoner import Reasoner, reasoner_image
+    from segzero.tiny import make_tiny
+
+    models = make_tiny(tmp_path_factory.mktemp("taught-models"), seed=1, frame=TAUGHT_FRAME)
+    torch.manual_seed(0)
+    r = Reasoner.from_pretrained(str(models.reasoner), device="cpu", frame=TAUGHT_FRAME)
+    proc, eos = r.processor, r.processor.tokenizer.eos_token
+    rng = np.random.default_rng(0)
+    images = [reasoner_image(Image.fromarray((rng.random((48, 64, 3)) * 255).astype(np.uint8)), TAUGHT_FRAME)]
+    prompt = r.chat_text("the cup")
+    full = proc(text=[prompt + TAUGHT_ANSWER + eos], images=images, return_tensors="pt")
+    prompt_len = proc(text=[prompt], images=images, return_tensors="pt")["input_ids"].shape[1]
+    labels = full["input_ids"].clone()
+    labels[:, :prompt_len] = -100
+    r.model.train()
+    opt = torch.optim.AdamW(r.model.parameters(), lr=4e-3)
+    for _ in range(40):
+        loss = r.model(**full, labels=labels).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    r.model.eval()
+    r.model.save_pretrained(models.reasoner)
+    return models
