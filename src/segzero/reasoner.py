@@ -95,12 +95,14 @@ class Reasoner:
         max_new_tokens: int = MAX_NEW_TOKENS,
         do_sample: bool = False,
         temperature: float = 1.0,
+        **generate_kwargs: Any,
     ) -> list[str]:
         """One ``generate`` call for the whole batch (left padded). Greedy unless ``do_sample``.
 
         Args:
             images: one RGB image per request, any size (resized to the reasoner frame here).
             requests: the user requests, same length as ``images``.
+            generate_kwargs: passed on to ``model.generate`` (e.g. ``min_new_tokens``, ``top_p``).
 
         Returns:
             The decoded completions, in order.
@@ -116,6 +118,6 @@ class Reasoner:
         inputs = self.processor(text=texts, images=frames, padding=True, return_tensors="pt").to(self.device)
         sampling = {"do_sample": True, "temperature": temperature} if do_sample else {"do_sample": False}
         with torch.inference_mode():
-            out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, **sampling)
+            out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, **sampling, **generate_kwargs)
         new_tokens = out[:, inputs["input_ids"].shape[1] :]
         return self.processor.batch_decode(new_tokens, skip_special_tokens=True)

@@ -173,7 +173,10 @@ class Segmenter:
         prompts: Sequence[Sequence[ObjectPrompt]],
         mode: SegmenterMode = "both",
     ) -> list[SegmenterOutput]:
-        """Masks for many (image, objects) pairs; each distinct image object is encoded once.
+        """Masks for many (image, objects) pairs; each distinct image object is encoded exactly once.
+
+        Distinct images are encoded ``embed_batch_size`` at a time and their embeddings dropped once
+        every entry on them is decoded, so memory stays bounded however long the list.
 
         Args:
             images: RGB images; the same object may appear several times (several requests on one image).
@@ -181,19 +184,18 @@ class Segmenter:
         """
         if len(images) != len(prompts):
             raise ValueError(f"{len(images)} images for {len(prompts)} prompt lists")
-        distinct: dict[int, int] = {}
-        unique: list[Image.Image] = []
-        for img in images:
-            if id(img) not in distinct:
-                distinct[id(img)] = len(unique)
-                unique.append(img)
-        needed = {distinct[id(img)] for img, objs in zip(images, prompts) if objs}
-        embeddings = dict(zip(sorted(needed), self.embed([unique[i] for i in sorted(needed)])))
-        outputs = []
-        for img, objs in zip(images, prompts):
-            if not objs:
-                w, h = img.size
-                outputs.append(SegmenterOutput(np.zeros((h, w), dtype=bool), None))
+        outputs: list[SegmenterOutput | None] = [None] * len(images)
+        entries_by_image: dict[int, list[int]] = {}
+        for i, (img, objs) in enumerate(zip(images, prompts)):
+            if objs:
+                entries_by_image.setdefault(id(img), []).append(i)
             else:
-                outputs.append(self.predict(embeddings[distinct[id(img)]], objs, mode))
-        return outputs
+                w, h = img.size
+                outputs[i] = SegmenterOutput(np.zeros((h, w), dtype=bool), None)
+        groups = list(entries_by_image.values())
+        for start in range(0, len(groups), self.embed_batch_size):
+            chunk = groups[start : start + self.embed_batch_size]
+            for entries, embedding in zip(chunk, self.embed([images[g[0]] for g in chunk])):
+                for i in entries:
+                    outputs[i] = self.predict(embedding, prompts[i], mode)
+        return outputs  # type: ignore[return-value]
