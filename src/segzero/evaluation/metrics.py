@@ -1,0 +1,190 @@
+"""Segmentation metrics of SPEC section 7: per-sample IoU terms, gIoU, cIoU, box accuracy.
+
+Pure functions on numpy arrays and plain numbers; no model, no I/O.
+
+Ground-truth masks are uint8 ``(H, W)``: 0 background, 1 target, 255 ignore (ambiguous regions).
+Ignore pixels count in neither the intersection nor the union, whatever the prediction says
+there. Sums are exact Python integers, so cIoU over thousands of megapixel images loses nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Hashable, Sequence
+
+import numpy as np
+
+from segzero.data.records import IGNORE
+from segzero.defaults import BOX_IOU_THRESHOLD
+from segzero.errors import DatasetError
+from segzero.geometry import box_iou
+
+Box = Sequence[float]
+
+
+def sample_iou_terms(pred: np.ndarray | None, gt: np.ndarray) -> tuple[int, int]:
+    """Intersection and union of one prediction with its ground truth, in pixels.
+
+    Args:
+        pred: bool ``(H, W)`` predicted mask in the image frame, or None when the answer could
+            not be parsed (nothing was predicted).
+        gt: uint8 ``(H, W)`` with 0 background, 1 target, 255 ignore.
+
+    Returns:
+        ``(intersection, union)`` over non-ignored pixels. With ``pred=None`` the intersection is 0
+        and the union is the target area, so the sample keeps its place in gIoU and cIoU.
+
+    Raises:
+        DatasetError: the ground truth holds other values, or its shape differs from the prediction's.
+    """
+    gt = np.asarray(gt)
+    if gt.ndim != 2:
+        raise DatasetError(f"A ground-truth mask must be 2-D (H, W), got shape {gt.shape}.")
+    if gt.dtype != bool and np.any((gt > 1) & (gt != IGNORE)):
+        found = int(gt[(gt > 1) & (gt != IGNORE)][0])
+        raise DatasetError(
+            f"A ground-truth mask holds the value {found}; only 0, 1 and {IGNORE} (ignore) are allowed."
+        )
+    target = gt == 1
+    if pred is None:
+        return 0, int(np.count_nonzero(target))
+    pred = np.asarray(pred, dtype=bool)
+    if pred.shape != gt.shape:
+        raise DatasetError(
+            f"The predicted mask is {pred.shape[0]}x{pred.shape[1]} but the ground truth is "
+            f"{gt.shape[0]}x{gt.shape[1]}; the dataset's mask does not match its image size."
+        )
+    counted = pred & (gt != IGNORE)
+    return int(np.count_nonzero(counted & target)), int(np.count_nonzero(counted | target))
+
+
+def iou_from_terms(intersection: int, union: int) -> float:
+    """Per-sample IoU; an empty prediction on an empty target (union 0) agrees fully: 1.0."""
+    return 1.0 if union == 0 else intersection / union
+
+
+def box_scores(
+    pred_boxes: Sequence[Box | None], gt_boxes: Sequence[Box], threshold: float = BOX_IOU_THRESHOLD
+) -> tuple[float | None, bool | None]:
+    """Box IoU and box hit of one sample, both in the image frame (inclusive pixel boxes).
+
+    Single object (one predicted, one gt box): the IoU of the two and whether it exceeds
+    ``threshold``. Several objects (the multi-object answer, or a single-object gt answered with
+    several boxes):
+
+    - ``box_iou`` = sum of IoUs of the one-to-one pairing that maximises that sum, divided by
+      ``max(M, N)``; unpaired boxes on either side count 0, as in VisionReasoner's reward.
+    - hit = ``M == N`` and some one-to-one pairing has every pair above ``threshold``: all or
+      nothing, so a sample that finds two of three objects is a miss.
+
+    Edge cases: no gt box and no predicted box is (1.0, True), like an empty mask on an empty
+    target; predicted objects none of which has a box (points-only prompts) give (None, None),
+    "not applicable", which box accuracy leaves out. A predicted object without a box among
+    others with boxes counts as a box that overlaps nothing.
+
+    Args:
+        pred_boxes: per predicted object, ``(x1, y1, x2, y2)`` or None; empty for an unparsed answer.
+        gt_boxes: per target object, ``(x1, y1, x2, y2)``.
+    """
+    if pred_boxes and all(b is None for b in pred_boxes):
+        return None, None
+    m, n = len(pred_boxes), len(gt_boxes)
+    if m == 0 or n == 0:
+        return (1.0, True) if m == n else (0.0, False)
+    ious = np.array([[0.0 if p is None else box_iou(p, g) for g in gt_boxes] for p in pred_boxes])
+    if m == n == 1:
+        return float(ious[0, 0]), bool(ious[0, 0] > threshold)
+    from scipy.optimize import linear_sum_assignment
+
+    rows, cols = linear_sum_assignment(ious, maximize=True)
+    best = float(ious[rows, cols].sum()) / max(m, n)
+    above = ious > threshold
+    rows, cols = linear_sum_assignment(above, maximize=True)
+    return best, bool(m == n and above[rows, cols].sum() == n)
+
+
+class IoUAccumulator:
+    """Streaming gIoU / cIoU / box accuracy / parse-failure rate over samples, each counted once.
+
+    Example::
+
+        acc = IoUAccumulator()
+        acc.add("s1", *sample_iou_terms(pred, gt), box_hit=True, parsed=True)
+        acc.summary()["ciou"]
+    """
+
+    def __init__(self) -> None:
+        self._ids: set[Hashable] = set()
+        self._ious: list[float] = []
+        self.intersection = 0
+        self.union = 0
+        self.box_hits = 0
+        self.box_n = 0
+        self.parse_failures = 0
+        self.errors = 0
+
+    def __len__(self) -> int:
+        return len(self._ious)
+
+    def add(
+        self,
+        sample_id: Hashable,
+        intersection: int,
+        union: int,
+        box_hit: bool | None = None,
+        parsed: bool = True,
+        *,
+        error: bool = False,
+    ) -> None:
+        """Count one sample.
+
+        Args:
+            sample_id: its id; adding the same id twice is refused (it would count twice).
+            intersection, union: integer pixel counts from :func:`sample_iou_terms`.
+            box_hit: whether the predicted box(es) match the gt box(es) (see :func:`box_scores`);
+                None when not applicable, left out of box accuracy.
+            parsed: whether the answer yielded positional prompts; False counts a parse failure.
+            error: the pipeline failed on this sample (it still counts, with its terms as given).
+
+        Raises:
+            ValueError: a repeated id, non-integer or negative terms, or intersection > union.
+        """
+        inter, uni = operator.index(intersection), operator.index(union)
+        if not 0 <= inter <= uni:
+            raise ValueError(f"sample {sample_id!r}: need 0 <= intersection <= union, got {inter} and {uni}")
+        if sample_id in self._ids:
+            raise ValueError(f"sample {sample_id!r} was added twice; each sample counts once")
+        self._ids.add(sample_id)
+        self._ious.append(iou_from_terms(inter, uni))
+        self.intersection += inter
+        self.union += uni
+        if box_hit is not None:
+            self.box_n += 1
+            self.box_hits += bool(box_hit)
+        if error:
+            self.errors += 1
+        elif not parsed:
+            self.parse_failures += 1
+
+    def summary(self) -> dict[str, float | int | None]:
+        """The metrics as fractions in [0, 1] (None where undefined: no samples, no box verdicts).
+
+        Keys: ``n``, ``giou`` (mean per-sample IoU), ``ciou`` (sum of intersections / sum of
+        unions; 1.0 when every union is 0), ``intersection`` and ``union`` (exact sums),
+        ``box_accuracy`` over the ``box_n`` samples with a verdict, ``parse_failures``,
+        ``parse_failure_rate``, ``errors`` (samples the pipeline failed on, not parse failures).
+        """
+        n = len(self._ious)
+        return {
+            "n": n,
+            "giou": math.fsum(self._ious) / n if n else None,
+            "ciou": iou_from_terms(self.intersection, self.union) if n else None,
+            "intersection": self.intersection,
+            "union": self.union,
+            "box_accuracy": self.box_hits / self.box_n if self.box_n else None,
+            "box_n": self.box_n,
+            "parse_failures": self.parse_failures,
+            "parse_failure_rate": self.parse_failures / n if n else None,
+            "errors": self.errors,
+        }

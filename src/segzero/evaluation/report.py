@@ -1,0 +1,330 @@
+"""Evaluation runs side by side with the published numbers (SPEC section 8).
+
+:data:`PAPER_RESULTS` holds every published number once, as data. :func:`report_rows` lines
+runs up with them by (benchmark, split, subset); :func:`render_report` draws the rows as a
+rich table and :func:`rows_to_markdown` as Markdown. All metrics in rows are percentages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from segzero.defaults import DEFAULT_REASONER, MULTI_OBJECT_REASONER
+from segzero.errors import DatasetError, InputError
+from segzero.evaluation.results import SUMMARY_FILE, results_path, summarize_run
+
+#: Subset name of the whole split.
+ALL = "all"
+
+_SEG_ZERO = "Seg-Zero paper (arXiv 2503.06520)"
+
+
+@dataclass(frozen=True)
+class PaperResult:
+    """One published result, in percent.
+
+    Attributes:
+        method: as the paper names it.
+        benchmark, split, subset: where it was measured (``subset="all"`` for the whole split).
+        giou, ciou: the published gIoU and cIoU; None where not published.
+        reasoner: hub id of the released reasoner it corresponds to, so a run of that checkpoint
+            is compared with it; None when there is no released checkpoint.
+        source: where the number comes from.
+        note: caveats.
+    """
+
+    method: str
+    benchmark: str
+    split: str
+    giou: float | None
+    ciou: float | None
+    subset: str = ALL
+    reasoner: str | None = None
+    source: str = _SEG_ZERO
+    note: str = ""
+
+
+def _pair(method: str, benchmark: str, val: tuple, test: tuple, **kw: Any) -> tuple[PaperResult, PaperResult]:
+    """val and test results, each ``(giou, ciou)``."""
+    return (
+        PaperResult(method, benchmark, "val", *val, **kw),
+        PaperResult(method, benchmark, "test", *test, **kw),
+    )
+
+
+def _ref(
+    method: str, refcoco: float, refcoco_plus: float, refcocog: float, **kw: Any
+) -> tuple[PaperResult, ...]:
+    """Referring segmentation cIoU: RefCOCO testA, RefCOCO+ testA, RefCOCOg test."""
+    return (
+        PaperResult(method, "refcoco", "testA", None, refcoco, **kw),
+        PaperResult(method, "refcoco+", "testA", None, refcoco_plus, **kw),
+        PaperResult(method, "refcocog", "test", None, refcocog, **kw),
+    )
+
+
+_CLAIM = "claimed by its own paper"
+
+#: The published numbers: ReasonSeg zero-shot (gIoU, cIoU), referring segmentation (cIoU), newer peers.
+PAPER_RESULTS: tuple[PaperResult, ...] = (
+    *_pair("LISA-7B-LLaVA1.5", "reasonseg", (53.6, 52.3), (48.7, 48.8)),
+    *_pair("Qwen2.5-VL-3B + SAM2 (no RL)", "reasonseg", (53.8, 44.1), (47.6, 37.4),
+           reasoner="Qwen/Qwen2.5-VL-3B-Instruct"),
+    *_pair("Seg-Zero-3B", "reasonseg", (62.6, 58.5), (56.1, 48.6)),
+    *_pair("Seg-Zero-7B", "reasonseg", (62.6, 62.0), (57.5, 52.0), reasoner=DEFAULT_REASONER),
+    *_ref("Seg-Zero-7B", 80.3, 76.2, 72.6, reasoner=DEFAULT_REASONER),
+    *_ref("Seg-Zero-3B", 79.3, 73.7, 71.5),
+    *_pair("VisionReasoner-7B", "reasonseg", (66.3, None), (63.6, None), reasoner=MULTI_OBJECT_REASONER,
+           source="VisionReasoner paper", note=_CLAIM),
+    *_pair("LENS-3B (end-to-end RL)", "reasonseg", (62.1, 64.9), (57.2, 58.0),
+           source="LENS paper", note=_CLAIM),
+    PaperResult("GenSeg-R1-4B", "reasonseg", "test", 68.4, None, source="GenSeg-R1 paper",
+                note=f"{_CLAIM}; SPEC does not name the metric, listed as gIoU"),
+    *_pair("SAM 3 Agent (closed MLLM)", "reasonseg", (76.0, None), (73.8, None), source="SAM 3 paper",
+           note=f"{_CLAIM}; SPEC gives '76.0 / 73.8', read as val / test gIoU"),
+)  # fmt: skip
+
+_BENCHMARK_ALIASES = {
+    "reason_seg": "reasonseg",
+    "refcoco_unc": "refcoco",
+    "refcoco+_unc": "refcoco+",
+    "refcocoplus": "refcoco+",
+    "refcoco_plus": "refcoco+",
+    "refcocog_umd": "refcocog",
+}
+_BENCHMARK_ORDER = ("reasonseg", "refcoco", "refcoco+", "refcocog")
+_SPLIT_ORDER = ("val", "test", "testA", "testB")
+_SUBSET_ORDER = (ALL, "short", "long")
+
+
+def _benchmark(name: str) -> str:
+    key = name.strip().lower()
+    return _BENCHMARK_ALIASES.get(key, key)
+
+
+def _split(name: str) -> str:
+    """Canonical spelling (``testa`` -> ``testA``) so runs and the paper line up."""
+    return {s.lower(): s for s in _SPLIT_ORDER}.get(name.strip().lower(), name.strip())
+
+
+def _rank(value: str, order: Sequence[str]) -> tuple[int, str]:
+    return (order.index(value) if value in order else len(order), value)
+
+
+def _sort_key(key: tuple[str, str, str]) -> tuple:
+    benchmark, split, subset = key
+    return _rank(benchmark, _BENCHMARK_ORDER), _rank(split, _SPLIT_ORDER), _rank(subset, _SUBSET_ORDER)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One evaluation run's summary, as the report reads it.
+
+    Attributes:
+        name: how the run is labelled (the path it was given as).
+        benchmark, split: from its configuration, canonically spelled.
+        reasoner: the reasoner it ran, or None if unknown.
+        metrics: subset name (``"all"`` for the whole split) -> :meth:`IoUAccumulator.summary` dict.
+        complete: whether every benchmark sample was scored; None when unknown.
+    """
+
+    name: str
+    benchmark: str
+    split: str
+    reasoner: str | None
+    metrics: dict[str, dict[str, Any]]
+    complete: bool | None = None
+
+
+def load_run_summary(path: str | os.PathLike[str]) -> RunSummary:
+    """Read a run: its ``summary.json``, or a run folder (summarised on the fly if it has no summary yet).
+
+    Raises:
+        InputError: nothing readable at ``path``, or the run does not say its benchmark and split.
+    """
+    path = Path(path)
+    if path.is_dir() and (path / SUMMARY_FILE).is_file():
+        path = path / SUMMARY_FILE
+    if path.is_file() and path.suffix == ".json":
+        try:
+            summary = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise DatasetError(f"{path} is not valid JSON ({exc}); summarise the run again.") from None
+        name = str(path.parent)
+    elif results_path(path).is_file():
+        summary = summarize_run(path, write=False)
+        name = str(results_path(path).parent)
+    else:
+        raise InputError(f"No summary or results at {path}; give a run folder or its {SUMMARY_FILE}.")
+    config = summary.get("config") or {}
+    if not config.get("benchmark") or not config.get("split"):
+        raise InputError(f"{path} does not say which benchmark and split it ran; its run.json is missing.")
+    metrics = {ALL: summary["overall"], **summary.get("subsets", {})}
+    return RunSummary(
+        name=name,
+        benchmark=_benchmark(config["benchmark"]),
+        split=_split(config["split"]),
+        reasoner=config.get("reasoner"),
+        metrics=metrics,
+        complete=summary.get("complete"),
+    )
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """One line of the report; metrics in percent, None where not available.
+
+    Attributes:
+        source: ``"paper"`` or ``"run"``.
+        name: the paper's method name, or the run's label.
+        delta_giou, delta_ciou: run minus the paper's number for the same released reasoner.
+        vs: the paper method the deltas compare with.
+    """
+
+    benchmark: str
+    split: str
+    subset: str
+    source: str
+    name: str
+    giou: float | None
+    ciou: float | None
+    n: int | None = None
+    box_accuracy: float | None = None
+    parse_failure_rate: float | None = None
+    delta_giou: float | None = None
+    delta_ciou: float | None = None
+    vs: str | None = None
+    note: str = ""
+
+
+def _pct(value: float | None) -> float | None:
+    return None if value is None else 100.0 * value
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def _run_row(run: RunSummary, subset: str, paper: Sequence[PaperResult]) -> ReportRow:
+    m = run.metrics[subset]
+    giou, ciou = _pct(m.get("giou")), _pct(m.get("ciou"))
+    same = next((p for p in paper if run.reasoner and p.reasoner == run.reasoner), None)
+    return ReportRow(
+        run.benchmark,
+        run.split,
+        subset,
+        "run",
+        run.name,
+        giou,
+        ciou,
+        n=m.get("n"),
+        box_accuracy=_pct(m.get("box_accuracy")),
+        parse_failure_rate=_pct(m.get("parse_failure_rate")),
+        delta_giou=_minus(giou, same.giou) if same else None,
+        delta_ciou=_minus(ciou, same.ciou) if same else None,
+        vs=same.method if same else None,
+        note="" if run.complete in (None, True) else "incomplete run",
+    )
+
+
+def report_rows(runs: Sequence[RunSummary], paper: Sequence[PaperResult] = PAPER_RESULTS) -> list[ReportRow]:
+    """The report's rows, grouped by (benchmark, split, subset): the paper's numbers, then the runs'.
+
+    With runs, only the groups the runs measured are shown; without, every published number.
+    """
+    keys: set[tuple[str, str, str]] = {(r.benchmark, r.split, s) for r in runs for s in r.metrics}
+    if not runs:
+        keys = {(p.benchmark, p.split, p.subset) for p in paper}
+    rows: list[ReportRow] = []
+    for key in sorted(keys, key=_sort_key):
+        published = [p for p in paper if (p.benchmark, p.split, p.subset) == key]
+        rows += [ReportRow(*key, "paper", p.method, p.giou, p.ciou, note=p.note) for p in published]
+        rows += [
+            _run_row(r, key[2], published)
+            for r in runs
+            if (r.benchmark, r.split) == key[:2] and key[2] in r.metrics
+        ]
+    return rows
+
+
+def _fmt(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.1f}" if signed else f"{value:.1f}"
+
+
+def _delta(row: ReportRow, with_vs: bool = True) -> str:
+    if row.vs is None:
+        return ""
+    numbers = f"{_fmt(row.delta_giou, True)} / {_fmt(row.delta_ciou, True)}"
+    return f"{numbers} vs {row.vs}" if with_vs else numbers
+
+
+_COLUMNS = (
+    "Benchmark", "Split", "Subset", "Method / run", "gIoU", "cIoU",
+    "Δ gIoU / cIoU", "n", "Box acc", "Unparsed", "Note",
+)  # fmt: skip
+
+
+def _cells(row: ReportRow) -> list[str]:
+    return [
+        row.benchmark,
+        row.split,
+        row.subset,
+        row.name,
+        _fmt(row.giou),
+        _fmt(row.ciou),
+        _delta(row),
+        "" if row.n is None else str(row.n),
+        _fmt(row.box_accuracy) if row.source == "run" else "",
+        _fmt(row.parse_failure_rate) if row.source == "run" else "",
+        row.note,
+    ]
+
+
+def render_report(rows: Sequence[ReportRow]):
+    """A :class:`rich.table.Table` of the rows: one titled section per (benchmark, split, subset),
+    paper rows dim, run rows bold (their deltas against the paper's row for the same reasoner),
+    notes as numbered footnotes in the caption."""
+    from rich.table import Table
+
+    notes = list(dict.fromkeys(row.note for row in rows if row.note))
+    table = Table(
+        title="Segmentation results (%); paper numbers from SPEC section 8",
+        caption="\n".join(f"[{i + 1}] {note}" for i, note in enumerate(notes)) or None,
+        title_justify="left",
+        caption_justify="left",
+    )
+    table.add_column("Method / run", overflow="fold")
+    for column in _COLUMNS[4:10]:
+        table.add_column("Δ vs paper" if column.startswith("Δ") else column, justify="right", no_wrap=True)
+    previous = None
+    for row in rows:
+        key = (row.benchmark, row.split, row.subset)
+        if key != previous:
+            if previous is not None:
+                table.add_section()
+            table.add_row(f"{row.benchmark} {row.split}" + ("" if row.subset == ALL else f" ({row.subset})"),
+                          style="bold cyan")
+            previous = key
+        name = row.name + (f" [{notes.index(row.note) + 1}]" if row.note else "")
+        cells = _cells(row)[4:10]
+        cells[2] = _delta(row, with_vs=False)
+        table.add_row(name, *cells, style="dim" if row.source == "paper" else "bold")
+    return table
+
+
+def rows_to_markdown(rows: Sequence[ReportRow]) -> str:
+    """The rows as a GitHub Markdown table."""
+    lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in _cells(row)) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def rows_to_json(rows: Sequence[ReportRow]) -> list[dict[str, Any]]:
+    return [asdict(row) for row in rows]
