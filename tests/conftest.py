@@ -57,19 +57,32 @@ def taught_models(tmp_path_factory: pytest.TempPathFactory):
     r = Reasoner.from_pretrained(str(models.reasoner), device="cpu", frame=TAUGHT_FRAME)
     proc, eos = r.processor, r.processor.tokenizer.eos_token
     rng = np.random.default_rng(0)
-    images = [reasoner_image(Image.fromarray((rng.random((48, 64, 3)) * 255).astype(np.uint8)), TAUGHT_FRAME)]
-    prompt = r.chat_text("the cup")
-    full = proc(text=[prompt + TAUGHT_ANSWER + eos], images=images, return_tensors="pt")
-    prompt_len = proc(text=[prompt], images=images, return_tensors="pt")["input_ids"].shape[1]
+
+    def noise(h, w):
+        return Image.fromarray((rng.random((h, w, 3)) * 255).astype(np.uint8))
+
+    # A left-padded batch of two prompts of different lengths, so batched generation answers alike.
+    images = [reasoner_image(noise(48, 64), TAUGHT_FRAME), reasoner_image(noise(30, 20), TAUGHT_FRAME)]
+    prompts = [r.chat_text("the cup"), r.chat_text("the small red knife at the far left of the table")]
+    full = proc(text=[p + TAUGHT_ANSWER + eos for p in prompts], images=images, padding=True, return_tensors="pt")
     labels = full["input_ids"].clone()
-    labels[:, :prompt_len] = -100
-    r.model.train()
+    for row, (p, img) in enumerate(zip(prompts, images)):
+        prompt_len = proc(text=[p], images=[img], return_tensors="pt")["input_ids"].shape[1]
+        padding = int((full["attention_mask"][row] == 0).sum())
+        labels[row, : padding + prompt_len] = -100
     opt = torch.optim.AdamW(r.model.parameters(), lr=4e-3)
-    for _ in range(40):
-        loss = r.model(**full, labels=labels).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-    r.model.eval()
+    for _ in range(8):  # until it answers word for word (about 40 steps), at most 160
+        r.model.train()
+        for _ in range(20):
+            loss = r.model(**full, labels=labels).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+        r.model.eval()
+        check = r.generate([noise(90, 70), noise(20, 30)], ["the knife", "a dog"], max_new_tokens=64)
+        if check == [TAUGHT_ANSWER] * 2:
+            break
+    else:
+        raise RuntimeError("the tiny reasoner did not learn the taught answer")
     r.model.save_pretrained(models.reasoner)
     return models

@@ -1,0 +1,3 @@
+from segzero.cli import main
+
+main()
