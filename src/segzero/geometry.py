@@ -47,3 +47,142 @@ def mask_iou(pred: np.ndarray, gt: np.ndarray) -> float:
     inter = np.logical_and(pred, gt).sum()
     union = np.logical_or(pred, gt).sum()
     return float(inter / union) if union else 1.0
+
+
+# --- Ground-truth prompts from a mask (SPEC section 5) ------------------------------------------------
+#
+# Points are ``(x, y)`` in the mask's own pixel frame. The distance transform treats everything outside
+# the image as background (the mask is padded with one pixel of background), so the image border is a
+# boundary: a circle centred on a mask touching the border never reaches past it. Ties are broken by
+# fixed rules, so the same mask always gives the same prompts.
+
+SECOND_POINT_METHODS = ("inscribed", "reference")
+
+
+def distance_to_background(mask: np.ndarray) -> np.ndarray:
+    """Euclidean distance from each pixel to the nearest background pixel (0 off the mask), float64 (H, W).
+
+    The image border counts as boundary: the mask is padded with one pixel of background first. Only the
+    mask's bounding box (plus that one-pixel ring) is transformed, which gives the same values because the
+    ring is all background and projecting onto it never lengthens a distance.
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    mask = np.asarray(mask, dtype=bool)
+    dist = np.zeros(mask.shape, dtype=np.float64)
+    box = mask_to_box(mask)
+    if box is None:
+        return dist
+    x1, y1, x2, y2 = box
+    crop = np.pad(mask[y1 : y2 + 1, x1 : x2 + 1], 1, constant_values=False)
+    dist[y1 : y2 + 1, x1 : x2 + 1] = distance_transform_edt(crop)[1:-1, 1:-1]
+    return dist
+
+
+def _argmax_point(dist: np.ndarray, prefer_far_from: tuple[int, int] | None = None) -> tuple[int, int] | None:
+    """The pixel with the largest value of ``dist`` (> 0), ties broken deterministically.
+
+    Without ``prefer_far_from``, among tied pixels the one nearest their own centroid wins (the middle of
+    a plateau, e.g. the centre line of a rectangle, rather than its end). With it, the tied pixel farthest
+    from that point wins (the two prompts spread over the object). Remaining ties: smallest y, then x.
+    """
+    top = dist.max(initial=0.0)
+    if top <= 0:
+        return None
+    ys, xs = np.nonzero(dist == top)
+    if prefer_far_from is None:
+        key = -((xs - xs.mean()) ** 2 + (ys - ys.mean()) ** 2)
+    else:
+        key = (xs - prefer_far_from[0]) ** 2 + (ys - prefer_far_from[1]) ** 2
+    # np.nonzero lists pixels in row-major order and argmax returns the first maximum: y, then x.
+    i = int(np.argmax(key))
+    return int(xs[i]), int(ys[i])
+
+
+def inscribed_point(mask: np.ndarray) -> tuple[int, int] | None:
+    """Centre ``(x, y)`` of the largest circle inscribed in the mask (argmax of the distance transform).
+
+    With several components it lies in the one holding the largest circle. None for an empty mask.
+    """
+    return _argmax_point(distance_to_background(mask))
+
+
+def second_inscribed_point(
+    mask: np.ndarray, first: tuple[int, int], method: str = "inscribed"
+) -> tuple[int, int]:
+    """The second positive point, given the first (``(x, y)``, normally :func:`inscribed_point`).
+
+    Args:
+        mask: boolean ``(H, W)``.
+        first: point 1 in the same frame.
+        method: ``"inscribed"`` (default; the paper's "two largest inscribed circles"): the centre of the
+            largest circle inscribed in the mask once the first circle (the open disk of radius
+            ``dist[first]`` around ``first``) is removed; the removed disk counts as boundary, so the two
+            circles do not overlap. Among equally large circles the one farthest from ``first`` wins.
+            ``"reference"`` (the reference release's heuristic): the largest distance-transform value among
+            mask pixels farther from ``first`` than the median distance of all mask pixels to ``first``.
+
+    Returns:
+        ``(x, y)``; ``first`` itself when nothing qualifies (a 1-pixel mask, a disk filled by its circle).
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if method not in SECOND_POINT_METHODS:
+        raise ValueError(f"second-point method must be one of {SECOND_POINT_METHODS}, got {method!r}")
+    dist = distance_to_background(mask)
+    fx, fy = first
+    ys, xs = np.nonzero(mask)
+    if xs.size == 0:
+        return first
+    d2 = (xs - fx) ** 2 + (ys - fy) ** 2
+    if method == "inscribed":
+        radius = dist[fy, fx]
+        rest = mask.copy()
+        rest[ys[d2 < radius**2], xs[d2 < radius**2]] = False
+        candidates = distance_to_background(rest)
+    else:
+        d = np.sqrt(d2)
+        far = d > np.median(d)
+        candidates = np.zeros_like(dist)
+        candidates[ys[far], xs[far]] = dist[ys[far], xs[far]]
+    point = _argmax_point(candidates, prefer_far_from=first)
+    return point if point is not None else first
+
+
+def mask_prompts(
+    mask: np.ndarray, second_point: str = "inscribed"
+) -> tuple[tuple[int, int, int, int], tuple[tuple[int, int], tuple[int, int]]] | None:
+    """Ground-truth prompts of one object: ``(box, (point_1, point_2))`` in the mask's pixels; None if empty.
+
+    The whole mask is one object even when it has several components: the box spans them all, point 1 is
+    the centre of the largest inscribed circle anywhere, and point 2 (see :func:`second_inscribed_point`)
+    may fall in another component when that holds a larger circle than what is left of the first one.
+    """
+    box = mask_to_box(mask)
+    if box is None:
+        return None
+    first = inscribed_point(mask)
+    assert first is not None  # a non-empty mask has a positive distance somewhere
+    return box, (first, second_inscribed_point(mask, first, second_point))
+
+
+def component_prompts(
+    mask: np.ndarray, min_area: int = 1
+) -> list[tuple[tuple[int, int, int, int], tuple[int, int]]]:
+    """One ``(box, point_1)`` per 8-connected component of at least ``min_area`` pixels, largest first.
+
+    The multi-object answer form has one box and one point per object; this treats each component as an
+    object. Equal areas keep the order of the components' first pixels (row-major).
+    """
+    from scipy.ndimage import label
+
+    labels, n = label(np.asarray(mask, dtype=bool), structure=np.ones((3, 3), dtype=bool))
+    areas = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    order = sorted((i for i in range(n) if areas[i] >= min_area), key=lambda i: -areas[i])
+    out = []
+    for i in order:
+        part = labels == i + 1
+        box = mask_to_box(part)
+        point = inscribed_point(part)
+        assert box is not None and point is not None
+        out.append((box, point))
+    return out

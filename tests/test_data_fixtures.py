@@ -1,0 +1,265 @@
+"""Builders of tiny datasets in every source format, shared by the tests/test_data_*.py modules.
+
+Every mask is made of rectangles with known pixel extents, so the tests can state exact values.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def rect(shape: tuple[int, int], x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
+    """Boolean mask of ``shape`` (h, w) with the inclusive rectangle set."""
+    m = np.zeros(shape, dtype=bool)
+    m[y1 : y2 + 1, x1 : x2 + 1] = True
+    return m
+
+
+def uncompressed_rle(mask: np.ndarray) -> dict:
+    """COCO uncompressed RLE (column-major run lengths, starting with zeros), written by hand."""
+    flat = mask.astype(np.uint8).flatten(order="F")
+    counts, current, run = [], 0, 0
+    for v in flat:
+        if v == current:
+            run += 1
+        else:
+            counts.append(run)
+            current, run = v, 1
+    counts.append(run)
+    return {"size": list(mask.shape), "counts": counts}
+
+
+def save_image(path: Path, size: tuple[int, int], color=(120, 60, 30)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).save(path)
+    return path
+
+
+# --- refer (RefCOCOg umd) -------------------------------------------------------------------------------
+
+REFER_SHAPE = (30, 40)  # (h, w) of image 1
+L_SHAPE = rect(REFER_SHAPE, 28, 2, 31, 21) | rect(REFER_SHAPE, 28, 18, 39, 21)
+CROWD = rect(REFER_SHAPE, 30, 20, 37, 24)
+
+
+def make_refer(tmp: Path) -> Path:
+    """A refcocog folder: refs(umd).p + instances.json + images/ (image 2 is missing on purpose).
+
+    val refs: 1 (polygon rectangle, 2 sentences), 2 (compressed RLE L-shape), 3 (iscrowd, uncompressed
+    RLE), 4 (only a 2-point polygon: skipped), 5 (a good and a 2-point part: kept with a warning),
+    6 (image file missing: skipped). train: ref 7.
+    """
+    from pycocotools import mask as mask_utils
+
+    root = tmp / "refcocog"
+    root.mkdir(parents=True)
+    save_image(tmp / "refcocog" / "images" / "COCO_train2014_000000000001.jpg", (40, 30))
+    compressed = mask_utils.encode(np.asfortranarray(L_SHAPE.astype(np.uint8)))
+    compressed = {"size": [30, 40], "counts": compressed["counts"].decode("ascii")}
+    anns = [
+        (101, 1, [[5, 5, 25, 5, 25, 15, 5, 15]], 0),
+        (102, 1, compressed, 0),
+        (103, 1, uncompressed_rle(CROWD), 1),
+        (104, 1, [[1, 1, 3, 3]], 0),
+        (105, 1, [[5, 20, 15, 20, 15, 28, 5, 28], [30, 2, 35, 2]], 0),
+        (106, 2, [[1, 1, 10, 1, 10, 10, 1, 10]], 0),
+    ]
+    instances = {
+        "images": [
+            {"id": 1, "file_name": "COCO_train2014_000000000001.jpg", "height": 30, "width": 40},
+            {"id": 2, "file_name": "COCO_train2014_000000000002.jpg", "height": 30, "width": 40},
+        ],
+        "annotations": [
+            {
+                "id": a,
+                "image_id": i,
+                "segmentation": seg,
+                "iscrowd": crowd,
+                "category_id": 7,
+                "area": 1,
+                "bbox": [0, 0, 1, 1],
+            }
+            for a, i, seg, crowd in anns
+        ],
+        "categories": [{"id": 7, "name": "thing"}],
+    }
+    (root / "instances.json").write_text(json.dumps(instances))
+
+    def ref(ref_id, ann_id, image_id, split, sents):
+        return {
+            "ref_id": ref_id,
+            "ann_id": ann_id,
+            "image_id": image_id,
+            "split": split,
+            "category_id": 7,
+            "file_name": f"COCO_train2014_{image_id:012d}_{ann_id}.jpg",
+            "sentences": [
+                {"sent": s, "raw": s.capitalize() + ".", "sent_id": sid, "tokens": s.split()}
+                for sid, s in sents
+            ],
+        }
+
+    refs = [
+        ref(1, 101, 1, "val", [(10, "the box on the left"), (11, "left rectangle")]),
+        ref(2, 102, 1, "val", [(12, "the l shape")]),
+        ref(3, 103, 1, "val", [(13, "the crowd")]),
+        ref(4, 104, 1, "val", [(14, "a broken polygon")]),
+        ref(5, 105, 1, "val", [(15, "the lower box")]),
+        ref(6, 106, 2, "val", [(16, "a thing in a missing image")]),
+        ref(7, 101, 1, "train", [(17, "training sentence")]),
+    ]
+    with (root / "refs(umd).p").open("wb") as f:
+        pickle.dump(refs, f)
+    return root
+
+
+# --- ReasonSeg -------------------------------------------------------------------------------------------
+
+REASONSEG_SHAPE = (40, 60)
+
+
+def reasonseg_expected_a() -> np.ndarray:
+    """Mask of val/a: big target, ignore square inside it, small target inside the ignore square."""
+    m = np.zeros(REASONSEG_SHAPE, dtype=np.uint8)
+    m[5:31, 5:51] = 1
+    m[10:21, 10:21] = 255
+    m[12:16, 12:16] = 1
+    return m
+
+
+def _poly(x1, y1, x2, y2):
+    return [[x1, y1], [x2, y1], [x2, y2], [x1, y2]]
+
+
+def make_reasonseg(tmp: Path) -> Path:
+    """A ReasonSeg folder with val/ (a, b kept; c, d, e, f skipped) and train/ (g, two texts)."""
+    root = tmp / "ReasonSeg"
+    val, train = root / "val", root / "train"
+
+    def write(folder: Path, stem: str, record, image: bool = True):
+        folder.mkdir(parents=True, exist_ok=True)
+        if image:
+            save_image(folder / f"{stem}.jpg", (60, 40))
+        if record is not None:
+            text = record if isinstance(record, str) else json.dumps(record)
+            (folder / f"{stem}.json").write_text(text)
+
+    # Shapes listed smallest first: the mask is right only if they are drawn in decreasing area order.
+    write(
+        val,
+        "a",
+        {
+            "text": ["the thing to sit on", "another phrasing"],
+            "is_sentence": False,
+            "shapes": [
+                {"label": "target", "points": _poly(12, 12, 15, 15), "shape_type": "polygon"},
+                {"label": "flag", "points": _poly(0, 0, 59, 39), "shape_type": "polygon"},
+                {"label": "ignore", "points": _poly(10, 10, 20, 20), "shape_type": "polygon"},
+                {"label": "target", "points": _poly(5, 5, 50, 30), "shape_type": "polygon"},
+            ],
+        },
+    )
+    write(
+        val,
+        "b",
+        {
+            "text": ["what in this picture would a person use to keep warm in winter?"],
+            "is_sentence": True,
+            "shapes": [
+                {"label": "target", "points": _poly(0, 0, 9, 9), "shape_type": "polygon"},
+                {"label": "target", "points": [[1, 1], [2, 2]], "shape_type": "polygon"},
+            ],
+        },
+    )
+    write(
+        val,
+        "c",
+        {
+            "text": ["no image"],
+            "is_sentence": False,
+            "shapes": [{"label": "target", "points": _poly(1, 1, 5, 5)}],
+        },
+        image=False,
+    )
+    write(val, "d", "{not json")
+    write(
+        val,
+        "e",
+        {
+            "text": ["bad polygon only"],
+            "is_sentence": False,
+            "shapes": [{"label": "target", "points": [[1, 1], [5, 5]]}],
+        },
+    )
+    write(val, "f", None)
+    write(
+        train,
+        "g",
+        {
+            "text": ["first text", "second text"],
+            "is_sentence": False,
+            "shapes": [{"label": "target", "points": _poly(20, 10, 39, 19)}],
+        },
+    )
+    return root
+
+
+# --- reference release (Hugging Face) --------------------------------------------------------------------
+
+
+def make_reference_hf(tmp: Path) -> tuple[Path, Path, Path]:
+    """Three datasets saved with save_to_disk: single form, multi form, and an eval-style set with masks."""
+    import datasets
+
+    image = Image.new("RGB", (100, 50), (10, 200, 30))
+    single = datasets.Dataset.from_dict(
+        {
+            "problem": ["the box", "broken", ""],
+            "solution": [
+                "<box>(84,84),(244,235)</box><points>(160,151),(210,200)</points>",
+                "<box>nonsense</box>",
+                "<box>(1,1),(2,2)</box><points>(1,1),(2,2)</points>",
+            ],
+            "image": [image, image, image],
+            "img_height": [50, 50, 50],
+            "img_width": [100, 100, 100],
+        }
+    ).cast_column("image", datasets.Image())
+    multi = datasets.Dataset.from_dict(
+        {
+            "problem": ["both boxes", "just one"],
+            "solution": [
+                json.dumps(
+                    [
+                        {"bbox_2d": [84, 84, 244, 235], "point_2d": [160, 151]},
+                        {"bbox_2d": [420, 420, 840, 840], "point_2d": [600, 600]},
+                    ]
+                ),
+                json.dumps([{"bbox_2d": [0, 0, 84, 168], "point_2d": [42, 84]}]),
+            ],
+            "image": [image, image],
+            "img_height": [50, 50],
+            "img_width": [100, 100],
+        }
+    ).cast_column("image", datasets.Image())
+    mask = rect((50, 100), 10, 5, 29, 14).astype(np.uint8) * 255
+    evalset = datasets.Dataset.from_dict(
+        {
+            "text": ["eval request"],
+            "image": [image],
+            "mask": [mask.tolist()],
+            "image_id": ["img7"],
+            "ann_id": ["3"],
+            "img_height": [50],
+            "img_width": [100],
+        }
+    ).cast_column("image", datasets.Image())
+    paths = tmp / "ref_single", tmp / "ref_multi", tmp / "ref_eval"
+    for ds, path in zip((single, multi, evalset), paths):
+        ds.save_to_disk(str(path))
+    return paths
