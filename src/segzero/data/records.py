@@ -1,7 +1,7 @@
 """The unit every dataset reader yields and every trainer/evaluator consumes.
 
 A :class:`Sample` is one (image, request, ground truth) example in the *image* frame.
-:func:`to_row` turns it into a row of the prepared dataset (Hugging Face ``datasets``),
+:func:`segzero.data.prepared.sample_to_row` turns it into a row of the prepared dataset (Hugging Face ``datasets``),
 whose ground-truth prompts are in the *reasoner* frame (column ``reasoner_frame`` says which).
 """
 
