@@ -1,0 +1,168 @@
+"""Prepared-dataset rows as TRL wants them, built lazily so no resized image is ever written to disk.
+
+GRPO rows (``GRPOTrainer`` with a VLM):
+
+* ``prompt``: the conversation of :func:`segzero.reasoner.build_messages` (one user turn, an image
+  placeholder then the prompt text), the one way prompts are built at inference too;
+* ``images``: ``[reasoner_image(image, frame)]``, the image as the reasoner sees it. TRL reads
+  ``images`` before ``image`` and puts each image into the placeholder;
+* ``reasoner_boxes`` / ``reasoner_points``: the ground truth of the accuracy rewards (reasoner frame);
+* with the ``mask_iou`` reward only: ``image`` (the ORIGINAL image, the frame of the masks), ``mask_rle``
+  and ``ignore_rle``.
+
+SFT rows (``SFTTrainer``, prompt-completion form, so only the completion is learnt):
+
+* ``prompt`` and ``images`` as above;
+* ``completion``: one assistant turn, ``<answer>{solution}</answer>``: the ``solution`` column (the gt
+  box and points as JSON in the reasoner frame) in the answer tags. There is no reasoning data, so the
+  target has no ``<think>`` part; train SFT with the ``no_think`` prompt, which asks for exactly that.
+
+Both are ``datasets.Dataset.with_transform`` views of the prepared dataset: images are decoded,
+resized and wrapped per batch when the trainer reads them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from segzero.errors import DatasetError
+from segzero.prompts import PromptVariant, get_prompt
+from segzero.reasoner import build_messages, reasoner_image
+from segzero.train.config import SegZeroArguments
+
+GT_COLUMNS = ("reasoner_boxes", "reasoner_points")
+MASK_COLUMNS = ("mask_rle", "ignore_rle")
+
+
+def load_rows(script: SegZeroArguments):
+    """The prepared dataset named by ``script``, shuffled and cut to ``max_samples`` if asked.
+
+    Raises:
+        DatasetError: not a prepared dataset, empty, or mixing reasoner frames.
+    """
+    from segzero.data.prepared import load_prepared
+
+    data = load_prepared(script.dataset_path, script.dataset_split)
+    if script.subset_seed is not None:
+        data = data.shuffle(seed=script.subset_seed)
+    if script.max_samples is not None:
+        data = data.select(range(min(script.max_samples, len(data))))
+    if len(data) == 0:
+        raise DatasetError(f"{script.dataset_path} has no rows to train on.")
+    return data
+
+
+def dataset_frame(data, requested: int | None) -> int:
+    """The reasoner frame the dataset's prompts are in; ``requested`` must agree with it.
+
+    Raises:
+        DatasetError: rows in different frames, or a ``requested`` frame that differs from the data's.
+    """
+    frames = set(data.unique("reasoner_frame")) if "reasoner_frame" in data.column_names else set()
+    if len(frames) > 1:
+        raise DatasetError(
+            f"The dataset mixes reasoner frames {sorted(frames)}; prepare it again with one --frame."
+        )
+    frame = int(frames.pop()) if frames else requested
+    if frame is None:
+        raise DatasetError("The dataset has no reasoner_frame column; set `frame` in the recipe.")
+    if requested is not None and requested != frame:
+        raise DatasetError(
+            f"The recipe asks for frame {requested} but the dataset's prompts are in frame {frame}; "
+            f"drop `frame` from the recipe or prepare the data with --frame {requested}."
+        )
+    return frame
+
+
+def answer_target(solution: str) -> str:
+    """The SFT completion text for a ``solution`` (the no-think answer form)."""
+    return f"<answer>{solution}</answer>"
+
+
+def grpo_dataset(data, prompt: str | PromptVariant, frame: int, *, with_masks: bool = False):
+    """A lazy GRPO view of prepared rows (see the module docstring for the columns)."""
+    variant = get_prompt(prompt) if isinstance(prompt, str) else prompt
+    missing = [c for c in (*GT_COLUMNS, *(MASK_COLUMNS[:1] if with_masks else ())) if c not in data.column_names]
+    if missing:
+        raise DatasetError(f"The dataset lacks the columns {', '.join(missing)}; write it with `segzero prepare`.")
+
+    def transform(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        out = {
+            "prompt": [build_messages(r, variant) for r in batch["request"]],
+            "images": [[reasoner_image(img, frame)] for img in batch["image"]],
+            "reasoner_boxes": batch["reasoner_boxes"],
+            "reasoner_points": batch["reasoner_points"],
+        }
+        if with_masks:
+            out["image"] = [img.convert("RGB") for img in batch["image"]]
+            out["mask_rle"] = batch["mask_rle"]
+            out["ignore_rle"] = batch.get("ignore_rle") or [None] * len(batch["request"])
+        return out
+
+    return data.with_transform(transform)
+
+
+def sft_dataset(data, prompt: str | PromptVariant, frame: int):
+    """A lazy SFT view of prepared rows: ``prompt``, ``completion`` and ``images``."""
+    variant = get_prompt(prompt) if isinstance(prompt, str) else prompt
+
+    def transform(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        return {
+            "prompt": [build_messages(r, variant) for r in batch["request"]],
+            "completion": [
+                [{"role": "assistant", "content": [{"type": "text", "text": answer_target(s)}]}]
+                for s in batch["solution"]
+            ],
+            "images": [[reasoner_image(img, frame)] for img in batch["image"]],
+        }
+
+    return data.with_transform(transform)
+
+
+def prompt_lengths(processor, requests: list[str], prompt: str | PromptVariant, frame: int) -> list[int]:
+    """Tokens of each request's full prompt (chat template, generation prompt and image tokens).
+
+    The image is the same size for every row (``frame x frame``), so its token count is measured once
+    and the text is tokenised without images.
+    """
+    from PIL import Image
+
+    variant = get_prompt(prompt) if isinstance(prompt, str) else prompt
+    tokenizer = getattr(processor, "tokenizer", processor)
+
+    def text(request: str) -> str:
+        return processor.apply_chat_template(
+            build_messages(request, variant), tokenize=False, add_generation_prompt=True
+        )
+
+    probe = text(requests[0])
+    with_image = processor(
+        text=[probe], images=[Image.new("RGB", (frame, frame))], return_tensors="np"
+    )["input_ids"].shape[1]
+    image_extra = with_image - len(tokenizer(probe, add_special_tokens=False)["input_ids"])
+    ids = tokenizer([text(r) for r in requests], add_special_tokens=False)["input_ids"]
+    return [len(x) + image_extra for x in ids]
+
+
+def drop_long_prompts(data, processor, script: SegZeroArguments, frame: int):
+    """``data`` without the rows whose prompt exceeds ``script.max_prompt_length`` tokens (logged)."""
+    if script.max_prompt_length is None:
+        return data
+    lengths = prompt_lengths(processor, data["request"], script.prompt, frame)
+    keep = [i for i, n in enumerate(lengths) if n <= script.max_prompt_length]
+    if not keep:
+        raise DatasetError(
+            f"Every prompt is longer than max_prompt_length={script.max_prompt_length} tokens "
+            f"(shortest {min(lengths)}); raise it."
+        )
+    if len(keep) < len(lengths):
+        from transformers.utils import logging
+
+        logging.get_logger("segzero.train").warning(
+            "Dropped %d of %d rows whose prompt exceeds max_prompt_length=%d tokens.",
+            len(lengths) - len(keep),
+            len(lengths),
+            script.max_prompt_length,
+        )
+        data = data.select(keep)
+    return data

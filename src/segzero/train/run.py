@@ -1,0 +1,142 @@
+"""What GRPO and SFT runs share: resuming, model loading options and the final save."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from segzero.errors import InputError
+from segzero.train.config import ADAPTER_DIR, FINAL_DIR, MODEL_META
+
+
+def checkpoint_to_resume(output_dir: str | Path, resume: str) -> str | None:
+    """The checkpoint folder to continue from, or None to start from scratch.
+
+    Args:
+        output_dir: the run folder; its ``checkpoint-<step>`` folders are what "auto" looks for.
+        resume: ``"auto"`` (newest checkpoint if any), ``"never"``, or a checkpoint folder.
+
+    Raises:
+        InputError: ``"never"`` while ``output_dir`` holds checkpoints (a second run would mix its
+            checkpoints and logs with the first one's), or a folder that is not a checkpoint.
+    """
+    from transformers.trainer_utils import get_last_checkpoint
+
+    out = Path(output_dir)
+    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    if resume == "auto":
+        return last
+    if resume == "never":
+        if last is not None:
+            raise InputError(
+                f"{out} already holds checkpoints (newest {Path(last).name}); continue it with --resume auto, "
+                "or choose another output_dir."
+            )
+        return None
+    path = Path(resume)
+    if not (path / "trainer_state.json").is_file():
+        raise InputError(f"{path} is not a training checkpoint (it has no trainer_state.json).")
+    return str(path)
+
+
+def model_init_kwargs(model_args: Any, given: dict[str, Any] | None) -> dict[str, Any]:
+    """``from_pretrained`` options from TRL's ModelConfig; values already in ``given`` win."""
+    kwargs = {"revision": model_args.model_revision, "dtype": model_args.dtype}
+    if model_args.attn_implementation:
+        kwargs["attn_implementation"] = model_args.attn_implementation
+    return {**kwargs, **(given or {})}
+
+
+def load_processor(model_args: Any, trust_remote_code: bool = False):
+    """The reasoner's processor, left-padded and left-truncated as TRL's generation expects."""
+    from transformers import AutoProcessor
+
+    from segzero.hub import load_pretrained
+
+    return load_pretrained(
+        AutoProcessor.from_pretrained,
+        model_args.model_name_or_path,
+        "reasoner",
+        revision=model_args.model_revision,
+        padding_side="left",
+        truncation_side="left",
+        trust_remote_code=trust_remote_code,
+    )
+
+
+def save_final(trainer: Any, model_args: Any, *, frame: int, prompt: str, method: str) -> Path:
+    """Save the trained reasoner to ``output_dir/final`` in Hugging Face format and return that folder.
+
+    The folder holds the model (full weights; a LoRA adapter is merged into the base weights), the
+    processor, and ``segzero.json`` (``reasoner_frame``, ``prompt``, ``method``, ``base_model``), so
+    ``ReasoningSegmenter.from_pretrained(output_dir/"final", segmenter)`` uses the right frame. With
+    LoRA the adapter alone is kept in ``output_dir/adapter`` too.
+
+    Every process must call this (DeepSpeed ZeRO-3 gathers the weights collectively); only the main
+    process writes.
+    """
+    out = Path(trainer.args.output_dir)
+    final = out / FINAL_DIR
+    peft = _is_peft(trainer.model)
+    trainer.save_model(str(out / ADAPTER_DIR if peft else final))
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero():
+        if peft:
+            _merge_adapter(out / ADAPTER_DIR, final, model_args)
+            trainer.processing_class.save_pretrained(final)
+        _fix_saved_config(final)
+        meta = {
+            "reasoner_frame": int(frame),
+            "prompt": prompt,
+            "method": method,
+            "base_model": model_args.model_name_or_path,
+        }
+        (final / MODEL_META).write_text(json.dumps(meta, indent=2) + "\n")
+    trainer.accelerator.wait_for_everyone()
+    return final
+
+
+def _is_peft(model: Any) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:
+        return False
+    return isinstance(model, PeftModel) or isinstance(getattr(model, "module", None), PeftModel)
+
+
+def _merge_adapter(adapter_dir: Path, final: Path, model_args: Any) -> None:
+    """Load the base model on the CPU, merge the saved adapter into it and save the full model.
+
+    Reloading the base (rather than merging the live model) works the same under ZeRO-3, where the
+    live weights are sharded across processes.
+    """
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    dtype = model_args.dtype if model_args.dtype not in (None, "auto") else "float32"
+    base = AutoModelForImageTextToText.from_pretrained(
+        model_args.model_name_or_path, revision=model_args.model_revision, dtype=getattr(torch, dtype)
+    )
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    if final.exists():
+        shutil.rmtree(final)
+    merged.save_pretrained(final)
+
+
+def _fix_saved_config(final: Path) -> None:
+    """Turn the KV cache back on in the saved config: gradient checkpointing switched it off for training,
+    and generation without it is many times slower."""
+    path = final / "config.json"
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text())
+    changed = False
+    for section in (config, config.get("text_config") or {}):
+        if section.get("use_cache") is False:
+            section["use_cache"] = True
+            changed = True
+    if changed:
+        path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
