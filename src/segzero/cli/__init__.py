@@ -8,6 +8,7 @@ from segzero.cli.app import app
 from segzero.cli import segment as _segment  # noqa: F401  (registers commands)
 from segzero.cli import report as _report  # noqa: F401  (registers commands)
 from segzero.cli import prepare as _prepare  # noqa: F401  (registers commands)
+from segzero.cli import serve as _serve  # noqa: F401  (registers commands)
 from segzero.cli import eval as _eval  # noqa: F401  (registers commands)
 
 

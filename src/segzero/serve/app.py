@@ -1,0 +1,329 @@
+"""The HTTP API and web page around a :class:`~segzero.pipeline.ReasoningSegmenter`.
+
+Endpoints:
+
+- ``POST /v1/segment``: an image and a request -> reasoning, objects, mask (COCO RLE), optional overlay PNG.
+- ``GET /health``: model names, queue depth, batches served, limits.
+- ``GET /metrics``: batcher counters and the histogram of batch sizes.
+- ``GET /``: the web page; ``/docs`` and ``/openapi.json``: the API description.
+
+Errors are JSON ``{"error": "one sentence"}`` with these statuses: 400 malformed body,
+413 upload over ``max_upload_bytes`` or image over ``max_pixels`` (both "too large":
+the client should send something smaller), 415 not multipart/JSON or not a supported
+image format, 422 missing/empty/too-long request or a corrupt image, 503 queue full
+(with ``Retry-After``), 504 no answer within ``request_timeout_s``, 500 the model
+failed on the batch (other batches are unaffected).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from importlib.resources import files
+from typing import Any, Protocol
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from segzero.serve.batcher import (
+    Batcher,
+    BatcherStoppedError,
+    BatchFailedError,
+    QueueFullError,
+    logger,
+)
+from segzero.serve.inputs import ALLOWED_NAMES, ApiError, decode_image, read_segment_input
+from segzero.serve.settings import ServeSettings
+
+STATIC_DIR = files("segzero.serve") / "static"
+
+
+class Pipeline(Protocol):
+    """What the server needs of the pipeline: :meth:`ReasoningSegmenter.segment_batch`."""
+
+    def segment_batch(self, images: list[Any], requests: list[str]) -> list[Any]: ...
+
+
+# -- response models (for /docs; responses are built as plain dicts) ------------------------
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="One sentence saying what was wrong and what to do.")
+
+
+class ObjectOut(BaseModel):
+    box: list[int] | None = Field(description="[x1, y1, x2, y2] in original image pixels (inclusive).")
+    points: list[list[int]] = Field(description="Positive clicks [[x, y], ...] in original image pixels.")
+
+
+class RleOut(BaseModel):
+    size: list[int] = Field(description="[height, width].")
+    counts: str = Field(
+        description="COCO compressed RLE string (column-major runs, starting with background)."
+    )
+
+
+class SegmentResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    request: str
+    thinking: str | None = Field(description="The model's reasoning (inside <think>), or null.")
+    completion: str = Field(description="The raw text the reasoner wrote.")
+    status: str = Field(description="ok, partial, no_answer, invalid_json or invalid_values.")
+    reason: str = Field(description="Why the answer was unusable or partial; empty when ok.")
+    objects: list[ObjectOut]
+    reasoner_objects: list[ObjectOut] = Field(description="The same prompts in the reasoner's frame.")
+    score: float | None = Field(description="SAM2's predicted IoU, or null when nothing was segmented.")
+    image_size: list[int] = Field(
+        description="[width, height] of the image as decoded (EXIF rotation applied)."
+    )
+    mask_area: int
+    mask_rle: RleOut
+    timings: dict[str, float] = Field(
+        description="Seconds: pipeline stages (load, reason, segment, total; batch stages shared equally), "
+        "plus decode (reading and decoding the upload), queue (waiting for a batch), batch (the whole "
+        "batch's pipeline call) and server_total."
+    )
+    batch_size: int = Field(description="How many requests shared this request's pipeline call.")
+    overlay_png_base64: str | None = Field(
+        None, description="PNG of mask, box and points, when overlay=true."
+    )
+
+
+class HealthResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    status: str
+    reasoner: str | None
+    segmenter: str | None
+    queue_depth: int
+    running: int
+    batches_served: int
+    requests_served: int
+    limits: dict[str, Any]
+
+
+_ERRORS = {
+    400: "Malformed body: invalid JSON, base64 or multipart.",
+    413: "Upload larger than max_upload_bytes, or image larger than max_pixels.",
+    415: f"Body neither multipart/form-data nor application/json, or image not {ALLOWED_NAMES}.",
+    422: "Missing field, empty or too long request, unknown field, or corrupt image.",
+    500: "The model failed on the batch this request was in.",
+    503: "The queue is full; retry after the Retry-After header's seconds.",
+    504: "No answer within request_timeout_s.",
+}
+
+_REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["image", "request"],
+                "properties": {
+                    "image": {"type": "string", "format": "binary", "description": f"{ALLOWED_NAMES} file."},
+                    "request": {"type": "string", "description": "What to segment."},
+                    "overlay": {
+                        "type": "boolean",
+                        "default": False,
+                        "description": "Also return an overlay PNG.",
+                    },
+                },
+            }
+        },
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["image_base64", "request"],
+                "properties": {
+                    "image_base64": {
+                        "type": "string",
+                        "description": "The image file's bytes in base64 (a data: URL is accepted).",
+                    },
+                    "request": {"type": "string", "description": "What to segment."},
+                    "overlay": {"type": "boolean", "default": False},
+                },
+            }
+        },
+    },
+}
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _model_name(pipeline: Any, part: str) -> str | None:
+    return getattr(getattr(pipeline, part, None), "name", None)
+
+
+def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> FastAPI:
+    """The FastAPI application serving ``pipeline`` with ``settings``.
+
+    Args:
+        pipeline: a loaded :class:`~segzero.pipeline.ReasoningSegmenter` (or anything with its
+            ``segment_batch``); its ``batch_size`` should be at least ``settings.max_batch_size``
+            so one batch is one ``generate`` call.
+        settings: batching and limits; defaults when omitted.
+    """
+    settings = settings or ServeSettings()
+    batcher = Batcher(
+        pipeline.segment_batch,
+        max_batch_size=settings.max_batch_size,
+        max_wait_s=settings.max_wait_ms / 1000,
+        queue_size=settings.queue_size,
+    )
+    decode_limiter = anyio.CapacityLimiter(settings.decode_workers)
+    if getattr(pipeline, "batch_size", settings.max_batch_size) < settings.max_batch_size:
+        logger.warning(
+            "pipeline batch_size %d < max_batch_size %d: one batch takes several generate calls",
+            pipeline.batch_size,
+            settings.max_batch_size,
+        )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await batcher.start()
+        logger.info(
+            "serving %s + %s (max batch %d, max wait %g ms, queue %d)",
+            _model_name(pipeline, "reasoner"),
+            _model_name(pipeline, "segmenter"),
+            settings.max_batch_size,
+            settings.max_wait_ms,
+            settings.queue_size,
+        )
+        yield
+        await batcher.stop()
+
+    app = FastAPI(
+        title="segzero",
+        summary="Reasoning segmentation: a reasoner thinks and points, SAM2 draws the mask.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.batcher = batcher
+    app.state.settings = settings
+    app.state.pipeline = pipeline
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.message, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404:
+            message = f"There is nothing at {request.url.path}; see /docs for the API."
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}; see /docs for the API."
+        return _error(exc.status_code, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unexpected error on %s %s", request.method, request.url.path)
+        return _error(500, f"The server failed unexpectedly ({type(exc).__name__}); the log has the details.")
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _error(422, f"Invalid {where or 'input'}: {first.get('msg', 'bad value')}.")
+
+    @app.post(
+        "/v1/segment",
+        response_model=SegmentResponse,
+        responses={status: {"model": ErrorResponse, "description": text} for status, text in _ERRORS.items()},
+        openapi_extra={"requestBody": _REQUEST_BODY},
+        summary="Segment what a request means in an image",
+    )
+    async def segment(request: Request) -> JSONResponse:
+        """Multipart (file ``image``, field ``request``, optional ``overlay=true``) or JSON
+        (``image_base64``, ``request``, optional ``overlay``). Boxes and points are in the image's pixels."""
+        started = time.perf_counter()
+        given = await read_segment_input(request, settings)
+        if batcher.is_full():  # refuse before spending time decoding
+            batcher.stats.rejected_queue_full += 1
+            raise _queue_full(batcher.retry_after_s())
+        async with decode_limiter:
+            image = await anyio.to_thread.run_sync(decode_image, given.image_bytes, settings.max_pixels)
+        decoded = time.perf_counter()
+        given.image_bytes = b""  # the decoded image is all that is kept while queued
+        try:
+            outcome = await batcher.submit(image, given.request, settings.request_timeout_s)
+        except QueueFullError as exc:
+            raise _queue_full(exc.retry_after_s) from None
+        except TimeoutError:
+            raise ApiError(
+                504,
+                f"No answer within {settings.request_timeout_s:g} s; the server is busy or the model "
+                "is slow, try again later.",
+            ) from None
+        except BatchFailedError as exc:
+            raise ApiError(500, f"The model failed on this request's batch ({exc}); try again.") from None
+        except BatcherStoppedError:
+            raise ApiError(
+                503, "The server is shutting down; try again shortly.", {"Retry-After": "5"}
+            ) from None
+        body = await anyio.to_thread.run_sync(_result_json, outcome.result, image, given.overlay)
+        body["batch_size"] = outcome.batch_size
+        body["timings"] = {
+            **body.get("timings", {}),
+            "decode": decoded - started,
+            "queue": outcome.queue_s,
+            "batch": outcome.run_s,
+            "server_total": time.perf_counter() - started,
+        }
+        return JSONResponse(body)
+
+    @app.get("/health", response_model=HealthResponse, summary="Models, queue depth and batches served")
+    async def health() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "reasoner": _model_name(pipeline, "reasoner"),
+            "segmenter": _model_name(pipeline, "segmenter"),
+            "frame": getattr(pipeline, "frame", None),
+            "queue_depth": batcher.queue_depth,
+            "running": batcher.running,
+            "batches_served": batcher.stats.batches,
+            "requests_served": batcher.stats.requests,
+            "limits": asdict(settings),
+        }
+
+    @app.get("/metrics", summary="Batcher counters and the histogram of batch sizes")
+    async def metrics() -> dict[str, Any]:
+        return {"queue_depth": batcher.queue_depth, "running": batcher.running, **batcher.stats.to_json()}
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(str(STATIC_DIR / "index.html"), headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    return app
+
+
+def _queue_full(retry_after_s: int) -> ApiError:
+    return ApiError(
+        503,
+        f"The server is busy (queue full); try again in about {retry_after_s} s.",
+        {"Retry-After": str(retry_after_s)},
+    )
+
+
+def _result_json(result: Any, image: Any, overlay: bool) -> dict[str, Any]:
+    """The pipeline result as JSON (mask as COCO RLE), with the overlay PNG in base64 if asked for."""
+    body = result.to_json()
+    if overlay:
+        from segzero.masks import draw_overlay
+
+        buffer = io.BytesIO()
+        draw_overlay(image, result.mask, result.objects).save(buffer, format="PNG")
+        body["overlay_png_base64"] = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return body

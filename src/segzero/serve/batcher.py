@@ -1,0 +1,272 @@
+"""Gather concurrent requests into batches; run each batch with ONE blocking pipeline call in a worker thread.
+
+The event loop only queues and waits; the model runs on a single dedicated thread
+(the pipeline is blocking torch code and not meant to run twice at once). A batch
+starts when ``max_batch_size`` requests are waiting or when the first waiting
+request has waited ``max_wait_s``, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger("segzero.serve")
+
+#: ``run_batch(images, requests) -> results``, one result per request, in order.
+RunBatch = Callable[[Sequence[Any], Sequence[str]], Sequence[Any]]
+
+
+class QueueFullError(Exception):
+    """The waiting queue is full; the caller should retry after ``retry_after_s`` seconds."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"queue full, retry after {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
+class BatchFailedError(Exception):
+    """The pipeline raised on the batch this request was part of; ``__cause__`` is what it raised."""
+
+
+class BatcherStoppedError(Exception):
+    """The batcher was stopped (server shutting down) before this request ran."""
+
+
+@dataclass
+class BatchOutcome:
+    """One request's result and how it was served.
+
+    Attributes:
+        result: what ``run_batch`` returned for this request.
+        batch_size: number of requests in the batch it ran in.
+        queue_s: seconds between enqueueing and the start of its batch.
+        run_s: seconds the whole batch took in the pipeline.
+    """
+
+    result: Any
+    batch_size: int
+    queue_s: float
+    run_s: float
+
+
+@dataclass
+class BatchStats:
+    """Counters of everything the batcher did, JSON-ready through :meth:`to_json`."""
+
+    batches: int = 0
+    requests: int = 0
+    failed_batches: int = 0
+    failed_requests: int = 0
+    rejected_queue_full: int = 0
+    timed_out: int = 0
+    busy_s: float = 0.0
+    batch_sizes: Counter = field(default_factory=Counter)
+
+    def to_json(self) -> dict[str, Any]:
+        done = self.batches + self.failed_batches
+        return {
+            "batches": self.batches,
+            "requests": self.requests,
+            "failed_batches": self.failed_batches,
+            "failed_requests": self.failed_requests,
+            "rejected_queue_full": self.rejected_queue_full,
+            "timed_out": self.timed_out,
+            "busy_s": round(self.busy_s, 4),
+            "mean_batch_size": (self.requests + self.failed_requests) / done if done else None,
+            "mean_batch_s": self.busy_s / done if done else None,
+            "batch_size_histogram": {str(k): v for k, v in sorted(self.batch_sizes.items())},
+        }
+
+
+@dataclass
+class _Job:
+    image: Any
+    request: str
+    future: asyncio.Future
+    enqueued: float
+
+
+class Batcher:
+    """Request batching in front of a blocking ``run_batch`` function.
+
+    Use from one event loop: ``await start()``, then ``await submit(...)`` from any number
+    of request handlers, then ``await stop()``.
+
+    Args:
+        run_batch: blocking function ``(images, requests) -> results`` (e.g. ``pipeline.segment_batch``).
+        max_batch_size: most requests per call.
+        max_wait_s: how long the first waiting request waits for company.
+        queue_size: most requests waiting beside the running batch.
+    """
+
+    def __init__(
+        self, run_batch: RunBatch, *, max_batch_size: int, max_wait_s: float, queue_size: int
+    ) -> None:
+        if max_batch_size < 1 or queue_size < 1 or max_wait_s < 0:
+            raise ValueError("max_batch_size and queue_size must be >= 1 and max_wait_s >= 0")
+        self.run_batch = run_batch
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_s
+        self.queue_size = queue_size
+        self.stats = BatchStats()
+        self._waiting: deque[_Job] = deque()
+        self._arrived: asyncio.Event | None = None
+        self._worker: asyncio.Task | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._running = 0  # requests in the batch now in the pipeline
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the worker task on the running event loop."""
+        if self._worker is not None:
+            return
+        self._arrived = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segzero-batch")
+        self._worker = asyncio.create_task(self._work(), name="segzero-batcher")
+
+    async def stop(self) -> None:
+        """Stop taking work; requests still waiting fail with :class:`BatcherStoppedError`."""
+        if self._worker is None:
+            return
+        self._worker.cancel()
+        try:
+            await self._worker
+        except asyncio.CancelledError:
+            pass
+        self._worker = None
+        while self._waiting:
+            job = self._waiting.popleft()
+            if not job.future.done():
+                job.future.set_exception(BatcherStoppedError("the server is shutting down"))
+        # A batch still inside the model cannot be interrupted; do not wait for it.
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- state -----------------------------------------------------------------------------
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for a batch (not counting the batch now running)."""
+        return sum(not job.future.done() for job in self._waiting)
+
+    @property
+    def running(self) -> int:
+        """Requests in the batch now inside the pipeline."""
+        return self._running
+
+    def is_full(self) -> bool:
+        return self.queue_depth >= self.queue_size
+
+    def retry_after_s(self) -> int:
+        """A guess at when a queue slot frees up: the batches ahead times the mean batch time."""
+        mean = self.stats.to_json()["mean_batch_s"] or 1.0
+        ahead = math.ceil(self.queue_depth / self.max_batch_size) + 1
+        return max(1, math.ceil(mean * ahead))
+
+    # -- work ------------------------------------------------------------------------------
+
+    async def submit(self, image: Any, request: str, timeout_s: float) -> BatchOutcome:
+        """Queue one request and wait for its result.
+
+        Raises:
+            QueueFullError: the queue is full (answer 503).
+            TimeoutError: no result within ``timeout_s`` (answer 504); dropped if its batch has not started.
+            BatchFailedError: the pipeline raised on this request's batch (answer 500).
+            BatcherStoppedError: the server is shutting down.
+        """
+        if self._worker is None:
+            raise RuntimeError("Batcher.start() was not called (is the app's lifespan running?)")
+        # Requests that timed out while waiting leave their slot at once.
+        while self._waiting and self._waiting[0].future.done():
+            self._waiting.popleft()
+        if self.is_full():
+            self.stats.rejected_queue_full += 1
+            raise QueueFullError(self.retry_after_s())
+        job = _Job(image, request, asyncio.get_running_loop().create_future(), time.perf_counter())
+        self._waiting.append(job)
+        self._arrived.set()
+        try:
+            # wait_for cancels the future on timeout: the worker then skips it or drops its result.
+            return await asyncio.wait_for(job.future, timeout_s)
+        except TimeoutError:
+            self.stats.timed_out += 1
+            raise
+
+    async def _next_batch(self) -> list[_Job]:
+        """Wait for the first live request, then up to ``max_wait_s`` for more, up to ``max_batch_size``."""
+        loop = asyncio.get_running_loop()
+        deadline = None
+        while True:
+            while self._waiting and self._waiting[0].future.done():
+                self._waiting.popleft()
+            live = self.queue_depth
+            if live and deadline is None:
+                deadline = loop.time() + self.max_wait_s
+            if live >= self.max_batch_size or (live and loop.time() >= deadline):
+                break
+            self._arrived.clear()
+            timeout = None if deadline is None else max(0.0, deadline - loop.time())
+            try:
+                await asyncio.wait_for(self._arrived.wait(), timeout)
+            except TimeoutError:
+                pass
+        batch: list[_Job] = []
+        while self._waiting and len(batch) < self.max_batch_size:
+            job = self._waiting.popleft()
+            if not job.future.done():
+                batch.append(job)
+        return batch
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._next_batch()
+            if not batch:
+                continue
+            started = time.perf_counter()
+            self._running = len(batch)
+            try:
+                results = await loop.run_in_executor(
+                    self._executor, self.run_batch, [j.image for j in batch], [j.request for j in batch]
+                )
+                if len(results) != len(batch):
+                    raise RuntimeError(
+                        f"the pipeline returned {len(results)} results for {len(batch)} requests"
+                    )
+            except Exception as exc:
+                run_s = time.perf_counter() - started
+                self.stats.failed_batches += 1
+                self.stats.failed_requests += len(batch)
+                self.stats.busy_s += run_s
+                logger.exception("batch of %d failed after %.2f s", len(batch), run_s)
+                for job in batch:
+                    if not job.future.done():
+                        error = BatchFailedError(f"{type(exc).__name__}: {exc}")
+                        error.__cause__ = exc
+                        job.future.set_exception(error)
+                continue
+            finally:
+                self._running = 0
+            run_s = time.perf_counter() - started
+            self.stats.batches += 1
+            self.stats.requests += len(batch)
+            self.stats.busy_s += run_s
+            self.stats.batch_sizes[len(batch)] += 1
+            logger.info(
+                "batch of %d in %.2f s (%d waiting, %d batches served)",
+                len(batch),
+                run_s,
+                self.queue_depth,
+                self.stats.batches,
+            )
+            for job, result in zip(batch, results, strict=True):
+                if not job.future.done():
+                    job.future.set_result(BatchOutcome(result, len(batch), started - job.enqueued, run_s))

@@ -1,0 +1,209 @@
+"""The web page in headless Chromium (Debian's package, via Playwright) against a live server on loopback."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def ensure_chromium() -> str:
+    """Path of Debian's Chromium, installing the package with apt-get when running as root; skip otherwise."""
+    if CHROMIUM.exists():
+        return str(CHROMIUM)
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.skip(
+            f"{CHROMIUM} is missing and cannot be installed here (needs root and apt-get): "
+            "install Debian's 'chromium' package to run the browser tests."
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
+            subprocess.run(command, env=env, check=True, capture_output=True, timeout=900)
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"Chromium is not installed and apt-get could not install it ({exc}).")
+    if not CHROMIUM.exists():
+        pytest.skip(f"apt-get installed 'chromium' but {CHROMIUM} is still missing.")
+    return str(CHROMIUM)
+
+
+@pytest.fixture(scope="module")
+def chromium_path() -> str:
+    pytest.importorskip("playwright.sync_api")
+    return ensure_chromium()
+
+
+@pytest.fixture(scope="module")
+def server_url(tiny_models):
+    """A uvicorn server with the tiny models on 127.0.0.1 (a free port), in a thread of this process."""
+    pytest.importorskip("fastapi")
+    import uvicorn
+
+    from segzero.pipeline import ReasoningSegmenter
+    from segzero.serve import ServeSettings, create_app
+
+    pipeline = ReasoningSegmenter.from_pretrained(
+        str(tiny_models.reasoner),
+        str(tiny_models.segmenter),
+        frame=tiny_models.frame,
+        batch_size=4,
+        max_new_tokens=8,
+        device="cpu",
+    )
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    app = create_app(pipeline, ServeSettings(max_batch_size=4, max_request_chars=200))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the test server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+@pytest.fixture
+def page(chromium_path, server_url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1000, "height": 900})
+        outside: list[str] = []
+
+        def only_loopback(route):
+            if urlsplit(route.request.url).hostname == "127.0.0.1":
+                route.continue_()
+            else:  # the page must be self-contained: nothing may leave this machine
+                outside.append(route.request.url)
+                route.abort()
+
+        page.route("**/*", only_loopback)
+        page.goto(server_url)
+        yield page
+        assert outside == [], f"the page tried to reach {outside}"
+        browser.close()
+
+
+def write_png(path: Path, width: int = 96, height: int = 64) -> Path:
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_segment_from_the_page(page, tmp_path):
+    from playwright.sync_api import expect
+
+    image = write_png(tmp_path / "shapes.png")
+    page.get_by_label("Image", exact=True).set_input_files(str(image))
+    expect(page.locator("#preview")).to_be_visible()
+    request = page.get_by_label("Request", exact=True)
+    request.click()
+    request.type("the red square")
+    request.press("Enter")
+    expect(page.locator("#result")).to_be_visible(timeout=45_000)
+    expect(page.locator("#status-text")).to_contain_text("Done in")
+    expect(page.locator("#reasoning")).not_to_be_empty()
+    expect(page.locator("#details")).to_contain_text("the red square")
+    canvas = page.locator("#overlay-canvas")
+    expect(canvas).to_be_visible()
+    assert canvas.evaluate("c => [c.width, c.height]") == [96, 64]
+    drawn = canvas.evaluate(
+        "c => c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some(v => v > 0)"
+    )
+    assert drawn, "the image was not drawn on the canvas"
+    assert page.locator("#submit-button").is_enabled()
+    assert page.locator("#progress").is_hidden()
+    shot = tmp_path / "serve-page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert Image.open(shot).size[0] > 0
+
+
+def test_errors_drop_and_keyboard(page, tmp_path):
+    from playwright.sync_api import expect
+
+    # Focus order follows the form: image, request, button.
+    page.get_by_label("Image", exact=True).focus()
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "request-input"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "submit-button"
+    assert page.locator("#status").get_attribute("aria-live") == "polite"
+
+    # No image yet: the page says so without calling the server.
+    page.get_by_label("Request", exact=True).fill("anything")
+    page.get_by_label("Request", exact=True).press("Enter")
+    expect(page.locator("#error")).to_contain_text("Choose an image first")
+
+    # The server's sentence is shown for a file that is not an image.
+    bogus = tmp_path / "notes.png"
+    bogus.write_bytes(b"this is not an image")
+    page.get_by_label("Image", exact=True).set_input_files(str(bogus))
+    page.get_by_label("Request", exact=True).press("Enter")
+    expect(page.locator("#error")).to_contain_text("not a supported image")
+    expect(page.locator("#error")).to_have_attribute("role", "alert")
+
+    # Dropping a file on the image box selects it.
+    data = base64.b64encode(write_png(tmp_path / "drop.png", 20, 10).read_bytes()).decode()
+    page.evaluate(
+        """data => {
+            const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], "drop.png", {type: "image/png"}));
+            document.getElementById("drop-zone").dispatchEvent(
+                new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+        }""",
+        data,
+    )
+    assert page.evaluate("document.getElementById('image-input').files[0].name") == "drop.png"
+    expect(page.locator("#preview")).to_be_visible()
+
+
+def test_rle_decoding_in_the_page_matches_pycocotools(page):
+    from segzero.masks import encode_rle
+
+    rng = np.random.default_rng(3)
+    mask = np.zeros((37, 53), dtype=bool)
+    mask[5:30, 10:40] = True
+    mask ^= rng.random(mask.shape) < 0.05  # ragged edges and holes: many short runs
+    rle = encode_rle(mask)
+    alpha = page.evaluate(
+        "rle => Array.from(maskImageData(rle, [1, 2, 3, 255]).data.filter((_, i) => i % 4 === 3))", rle
+    )
+    decoded = np.array(alpha, dtype=np.uint8).reshape(mask.shape) > 0
+    assert np.array_equal(decoded, mask)
+    buffer = io.BytesIO()
+    Image.fromarray(mask).save(buffer, format="PNG")  # keep Pillow honest about the same mask
+    assert np.array_equal(np.asarray(Image.open(buffer)) > 0, mask)

@@ -1,0 +1,70 @@
+"""``segzero serve``: options reach the settings and the pipeline; loopback by default."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+pytest.importorskip("fastapi")
+
+from segzero.cli import app
+
+
+def test_serve_help_lists_the_settings():
+    result = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for option in (
+        "--max-batch-size",
+        "--max-wait-ms",
+        "--queue-size",
+        "--request-timeout-s",
+        "--max-upload-bytes",
+        "--max-pixels",
+        "--max-request-chars",
+        "--host",
+        "--port",
+        "127.0.0.1",
+    ):
+        assert option in result.output
+
+
+def test_serve_builds_the_app_from_options(tiny_models, monkeypatch):
+    import uvicorn
+    from fastapi.testclient import TestClient
+
+    calls = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.update(app=app, **kw))
+    args = [
+        "serve",
+        "--reasoner",
+        str(tiny_models.reasoner),
+        "--segmenter",
+        str(tiny_models.segmenter),
+        "--frame",
+        str(tiny_models.frame),
+        "--device",
+        "cpu",
+        "--port",
+        "8123",
+        "--max-batch-size",
+        "3",
+        "--max-wait-ms",
+        "7",
+        "--queue-size",
+        "5",
+        "--max-request-chars",
+        "40",
+        "--max-new-tokens",
+        "4",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert calls["host"] == "127.0.0.1" and calls["port"] == 8123
+    served = calls["app"]
+    assert served.state.pipeline.batch_size == 3  # one batch is one generate call
+    assert served.state.pipeline.max_new_tokens == 4
+    with TestClient(served) as client:
+        health = client.get("/health").json()
+    assert health["limits"]["max_batch_size"] == 3 and health["limits"]["queue_size"] == 5
+    assert health["limits"]["max_wait_ms"] == 7 and health["limits"]["max_request_chars"] == 40
+    assert health["reasoner"] and health["segmenter"]
