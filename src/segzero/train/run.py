@@ -41,6 +41,33 @@ def checkpoint_to_resume(output_dir: str | Path, resume: str) -> str | None:
     return str(path)
 
 
+def accept_saved_key_names(model: Any) -> None:
+    """Let ``model.load_state_dict`` read checkpoints written in the model's original (hub) key names.
+
+    transformers saves checkpoints with the key names of the original release (``model.layers.*``,
+    ``visual.*`` for Qwen2.5-VL) but ``Trainer`` loads them on resume with a plain ``load_state_dict``
+    on the renamed modules (``model.language_model.layers.*``, ``model.visual.*``), so nothing matches
+    and training would silently continue from the base weights (transformers issues #43701, #48805).
+    This pre-hook renames the keys with the model's own renaming rules (the ones ``from_pretrained``
+    applied) before they are matched. DeepSpeed and PEFT checkpoints take other paths and need no help.
+    """
+    from transformers.core_model_loading import WeightRenaming
+
+    renamings = [c for c in getattr(model, "_weight_conversions", None) or [] if isinstance(c, WeightRenaming)]
+    if not renamings:
+        return
+
+    def rename(module: Any, state_dict: dict, prefix: str, *args: Any) -> None:
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            name = key[len(prefix) :]
+            for renaming in renamings:
+                name, _ = renaming.rename_source_key(name)
+            if prefix + name != key and prefix + name not in state_dict:
+                state_dict[prefix + name] = state_dict.pop(key)
+
+    model.register_load_state_dict_pre_hook(rename)
+
+
 def model_init_kwargs(model_args: Any, given: dict[str, Any] | None) -> dict[str, Any]:
     """``from_pretrained`` options from TRL's ModelConfig; values already in ``given`` win."""
     kwargs = {"revision": model_args.model_revision, "dtype": model_args.dtype}

@@ -11,7 +11,13 @@ from pathlib import Path
 
 from segzero.train.config import TrainConfig
 from segzero.train.data import dataset_frame, drop_long_prompts, load_rows, sft_dataset
-from segzero.train.run import checkpoint_to_resume, load_processor, model_init_kwargs, save_final
+from segzero.train.run import (
+    accept_saved_key_names,
+    checkpoint_to_resume,
+    load_processor,
+    model_init_kwargs,
+    save_final,
+)
 
 
 def train_sft(config: TrainConfig) -> Path:
@@ -40,6 +46,7 @@ def train_sft(config: TrainConfig) -> Path:
         processing_class=processor,
         peft_config=get_peft_config(model_args),
     )
+    accept_saved_key_names(trainer.accelerator.unwrap_model(trainer.model))
     trainer.train(resume_from_checkpoint=resume_from)
     trainer.save_state()
     return save_final(trainer, model_args, frame=frame, prompt=script.prompt, method="sft")

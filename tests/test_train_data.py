@@ -1,0 +1,139 @@
+"""Training rows: prompts, frame-sized images and ground truth reach TRL and the rewards as they should."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from segzero.errors import DatasetError
+
+#: Frame of the test datasets: 56 px is 2x2 image tokens for the tiny Qwen2.5-VL, so steps stay fast.
+FRAME = 56
+
+
+def make_prepared(path: Path, n: int = 8, frame: int = FRAME, image_size: int = 64) -> Path:
+    """A prepared dataset of ``n`` ShapeWorld samples (prompts from the masks), like `segzero prepare` writes."""
+    from segzero.data.common import add_mask_prompts
+    from segzero.data.prepared import save_prepared
+    from segzero.shapeworld import make_split
+
+    samples = []
+    for sample in make_split("train", n, "referring", size=image_size):
+        assert add_mask_prompts(sample)
+        samples.append(sample)
+    assert save_prepared(samples, path, frame=frame) == n
+    return path
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    return make_prepared(tmp_path_factory.mktemp("train-data") / "shapeworld")
+
+
+def _script(path, **kw):
+    from segzero.train.config import SegZeroArguments
+
+    return SegZeroArguments(dataset_path=str(path), **kw)
+
+
+def test_grpo_rows_carry_prompt_frame_image_and_ground_truth(prepared):
+    from segzero.prompts import get_prompt
+    from segzero.reasoner import build_messages
+    from segzero.train.data import dataset_frame, grpo_dataset, load_rows
+
+    data = load_rows(_script(prepared, max_samples=3))
+    assert len(data) == 3
+    assert dataset_frame(data, None) == FRAME
+    row = grpo_dataset(data, "seg_zero", FRAME)[0]
+    assert row["prompt"] == build_messages(data[0]["request"], get_prompt("seg_zero"))
+    assert [im.size for im in row["images"]] == [(FRAME, FRAME)]
+    assert row["reasoner_boxes"] == data[0]["reasoner_boxes"]
+    assert "image" not in row and "mask_rle" not in row  # only with the mask reward
+    masked = grpo_dataset(data, "seg_zero", FRAME, with_masks=True)[0]
+    assert masked["image"].size == (data[0]["width"], data[0]["height"])  # original frame, for SAM2
+    assert masked["mask_rle"]["size"] == [data[0]["height"], data[0]["width"]]
+
+
+def test_frame_must_match_the_data(prepared):
+    from segzero.train.data import dataset_frame, load_rows
+
+    data = load_rows(_script(prepared))
+    with pytest.raises(DatasetError, match="frame 112 but the dataset's prompts are in frame 56"):
+        dataset_frame(data, 112)
+
+
+def test_rewards_score_the_ground_truth_answer_fully(prepared):
+    """TRL hands reward functions the row's columns; a perfect answer must earn every reward."""
+    from segzero.rewards import SEGZERO_REWARDS, make_trl_rewards
+    from segzero.train.data import grpo_dataset, load_rows
+
+    data = load_rows(_script(prepared))
+    rows = [grpo_dataset(data, "seg_zero", FRAME)[i] for i in range(len(data))]
+    completions = [
+        [{"role": "assistant", "content": f"<think>it is that one</think><answer>{s}</answer>"}]
+        for s in data["solution"]
+    ]
+    columns = {k: [r[k] for r in rows] for k in rows[0] if k != "prompt"}
+    for reward in make_trl_rewards(SEGZERO_REWARDS):
+        assert reward([r["prompt"] for r in rows], completions, **columns) == [1.0] * len(rows), reward.__name__
+
+
+def test_mask_reward_runs_sam2_on_the_original_image(prepared, tiny_models):
+    from segzero.segmenter import Segmenter
+    from segzero.train.data import grpo_dataset, load_rows
+    from segzero.rewards import make_trl_rewards
+
+    data = load_rows(_script(prepared, max_samples=2))
+    rows = [grpo_dataset(data, "seg_zero", FRAME, with_masks=True)[i] for i in range(2)]
+    completions = [f"<think>x</think><answer>{s}</answer>" for s in data["solution"]]
+    (reward,) = make_trl_rewards(["mask_iou"], segmenter=Segmenter.from_pretrained(str(tiny_models.segmenter), device="cpu"))
+    scores = reward(None, completions, **{k: [r[k] for r in rows] for k in ("image", "mask_rle", "ignore_rle")})
+    assert len(scores) == 2 and all(0.0 <= s <= 1.0 for s in scores)
+
+
+def test_sft_rows_learn_the_answer_only(prepared, tiny_models):
+    """Prompt-completion rows with TRL's VLM collator: labels cover exactly `<answer>..</answer>` + end of turn."""
+    from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
+
+    from segzero.train.data import answer_target, load_rows, sft_dataset
+    from segzero.train.run import load_processor
+
+    class Model:
+        model_name_or_path, model_revision = str(tiny_models.reasoner), "main"
+
+    processor = load_processor(Model)
+    data = load_rows(_script(prepared, max_samples=2))
+    rows = [sft_dataset(data, "no_think", FRAME)[i] for i in range(2)]
+    assert rows[0]["completion"][0]["content"][0]["text"] == answer_target(data[0]["solution"])
+    batch = DataCollatorForVisionLanguageModeling(processor, completion_only_loss=True)(rows)
+    tokenizer = processor.tokenizer
+    for i, solution in enumerate(data["solution"]):
+        learnt = batch["labels"][i][batch["labels"][i] != -100]
+        assert tokenizer.decode(learnt) == f"<answer>{solution}</answer><|im_end|>\n"
+        assert json.loads(solution)["bbox"] == data[i]["reasoner_boxes"][0]
+    assert "pixel_values" in batch and batch["image_grid_thw"].tolist() == [[1, 4, 4]] * 2
+
+
+def test_long_prompts_are_dropped(prepared, tiny_models):
+    from segzero.train.data import drop_long_prompts, load_rows, prompt_lengths
+    from segzero.train.run import load_processor
+
+    class Model:
+        model_name_or_path, model_revision = str(tiny_models.reasoner), "main"
+
+    processor = load_processor(Model)
+    data = load_rows(_script(prepared))
+    lengths = prompt_lengths(processor, data["request"], "seg_zero", FRAME)
+    # Exact: the processor's own count for one row, image tokens included.
+    from segzero.reasoner import build_messages, reasoner_image
+
+    text = processor.apply_chat_template(build_messages(data[0]["request"]), tokenize=False, add_generation_prompt=True)
+    full = processor(text=[text], images=[reasoner_image(data[0]["image"], FRAME)])["input_ids"][0]
+    assert lengths[0] == len(full)
+    limit = sorted(lengths)[len(lengths) // 2]
+    kept = drop_long_prompts(data, processor, _script(prepared, max_prompt_length=limit), FRAME)
+    assert len(kept) == sum(n <= limit for n in lengths) < len(data)
+    with pytest.raises(DatasetError, match="Every prompt is longer"):
+        drop_long_prompts(data, processor, _script(prepared, max_prompt_length=3), FRAME)
