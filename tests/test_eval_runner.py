@@ -1,4 +1,4 @@
-"""The evaluation runner without models: benchmark specs, formats, launcher shards, batching, failures, merging.
+"""The evaluation runner without models: specs, formats, launcher shards, batching, failures, merging.
 
 A stand-in pipeline (``FakePipe``) answers with a fixed box mask so the runner's bookkeeping can be
 checked exactly; the real pipeline runs end to end in tests/test_eval_cli.py.
@@ -31,6 +31,7 @@ from segzero.evaluation.runner import (
     make_config,
     merge_run,
     run_batch,
+    samples_for,
     shard_dir,
 )
 from segzero.images import load_image
@@ -121,7 +122,8 @@ def test_formats_are_told_apart(tmp_path):
     (tmp_path / "refer" / "refcoco").mkdir(parents=True)
     (tmp_path / "refer" / "refcoco" / "refs(unc).p").write_bytes(b"")
     assert detect_format(tmp_path / "refer", "refcoco") == "refer"
-    for name, columns in (("prep", ["id", "image", "reasoner_boxes"]), ("ref", ["problem", "solution", "image"])):
+    kinds = {"prep": ["id", "image", "reasoner_boxes"], "ref": ["problem", "solution", "image"]}
+    for name, columns in kinds.items():
         (tmp_path / name).mkdir()
         (tmp_path / name / "state.json").write_text("{}")
         (tmp_path / name / "dataset_info.json").write_text(json.dumps({"features": dict.fromkeys(columns)}))
@@ -168,7 +170,7 @@ def test_bad_image_is_isolated_and_recorded(tmp_path):
     assert (bad.intersection, bad.union) == (0, area)
     assert (scored[0][0].intersection, scored[0][0].union) == (inter, union)
     assert scored[0][0].extra == {"subset": "long"} and scored[1][0].extra == {"subset": "short"}
-    assert pipe.calls[0] == ["thing 0", "thing 1", "thing 2"] and len(pipe.calls) == 4  # batch, then one by one
+    assert pipe.calls[0] == ["thing 0", "thing 1", "thing 2"] and len(pipe.calls) == 4  # batch, then singly
 
 
 def test_evaluate_counts_every_sample_resumes_and_shards(tmp_path):
@@ -202,6 +204,10 @@ def test_evaluate_counts_every_sample_resumes_and_shards(tmp_path):
     with pytest.raises(InputError, match="merged sharded run"):
         evaluate(spec, tmp_path / "sharded", config, lambda: FakePipe())
 
+    # What `segzero visualize` needs: the run's samples back from the dataset, by id.
+    again = samples_for(read_config(tmp_path / "run"), ["img4", "img0"])
+    assert sorted(again) == ["img0", "img4"] and again["img4"].mask.max() == 255
+
 
 def test_resume_refuses_other_settings_before_loading(tmp_path):
     spec = BenchmarkSpec("reasonseg", "val", make_reasonseg(tmp_path / "rs", 2))
@@ -226,7 +232,7 @@ def test_merge_refuses_missing_and_overlapping_shards(tmp_path):
     config = make_config(spec, reasoner="fake")
     run = tmp_path / "run"
     evaluate(spec, run, config, lambda: FakePipe(), shard=(0, 2))
-    with pytest.raises(InputError, match="Shard 1/2 of 2 is missing"):
+    with pytest.raises(InputError, match="Shard 1/2 is missing"):
         merge_run(tmp_path / "merged", [shard_dir(run, 0, 2)])
     evaluate(spec, run, config, lambda: FakePipe(), shard=(1, 2))
     one = shard_dir(run, 1, 2)
@@ -248,5 +254,5 @@ def test_empty_benchmark_and_unreadable_records_are_reported(tmp_path):
     assert index.ids == ["img0"] and index.skipped.n_skipped == 1
     (root / "test").mkdir()
     (root / "test" / "x.json").write_text(json.dumps({"text": [], "shapes": []}))
-    with pytest.raises(DatasetError, match="gave no reasonseg-test sample to evaluate .1 records skipped: 1 no text"):
+    with pytest.raises(DatasetError, match="no reasonseg-test sample to evaluate .1 records skipped: 1 no"):
         index_benchmark(BenchmarkSpec("reasonseg", "test", root))

@@ -316,6 +316,38 @@ def iter_benchmark(spec: BenchmarkSpec, report: SkipLog | None = None) -> Iterat
     return islice(checked(), spec.limit)
 
 
+def spec_from_config(config: RunConfig) -> BenchmarkSpec:
+    """The :class:`BenchmarkSpec` a run was made with, from its ``run.json`` configuration."""
+    extra = config.extra or {}
+    return BenchmarkSpec(
+        benchmark=config.benchmark,
+        split=config.split,
+        data=config.dataset,
+        format=extra.get("format", "auto"),
+        subset=extra.get("subset", "all"),
+        limit=extra.get("limit"),
+        split_by=extra.get("split_by"),
+    )
+
+
+def samples_for(config: RunConfig, ids: Iterable[str]) -> dict[str, Sample]:
+    """Reload some samples of a run (e.g. for a contact sheet) from the dataset it was made on,
+    in one pass that keeps only those.
+
+    Raises:
+        DatasetError: the dataset is gone, or some ids are not in it any more.
+    """
+    wanted = set(ids)
+    found = {s.id: s for s in iter_benchmark(spec_from_config(config)) if s.id in wanted}
+    missing = wanted - found.keys()
+    if missing:
+        raise DatasetError(
+            f"{len(missing)} samples of the run are not in {config.dataset} any more, "
+            f"e.g. {sorted(missing)[0]!r}; was the dataset moved or changed?"
+        )
+    return found
+
+
 @dataclass
 class BenchmarkIndex:
     """The first pass over a benchmark: its sample ids (reader order) and what the reader skipped."""
@@ -762,10 +794,8 @@ def merge_run(
     count = counts.pop()
     missing = [f"{i}/{count}" for i in range(count) if i not in seen]
     if missing:
-        raise InputError(
-            f"Shard {', '.join(missing)} of {count} is missing; run it (the same command with --shard) "
-            "before merging."
-        )
+        which = f"Shard {missing[0]} is" if len(missing) == 1 else f"Shards {', '.join(missing)} are"
+        raise InputError(f"{which} missing; run them with the same command and --shard before merging.")
     ids = _read_ids(folders[0])
     for folder in folders[1:]:
         if _read_ids(folder) != ids:
@@ -872,6 +902,8 @@ __all__ = [
     "resolve_format",
     "run_batch",
     "sample_subset",
+    "samples_for",
     "shard_dir",
+    "spec_from_config",
     "summarize_dir",
 ]
