@@ -11,11 +11,17 @@ from segzero.errors import InputError
 from segzero.train.config import load_config, parse_overrides, parse_value, read_recipe
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-GRPO_RECIPES = sorted(
-    p for p in RECIPES.glob("*.yaml") if not p.name.startswith("sft_") and p.name != "tiny_cpu_sft.yaml"
-)
-SFT_RECIPES = [RECIPES / "sft_baseline_7b.yaml", RECIPES / "tiny_cpu_sft.yaml"]
+
+
+def _kind(recipe: Path) -> str:
+    return "grpo" if {"num_generations", "reward_funcs", "beta"} & set(read_recipe(recipe)) else "sft"
+
+
+GRPO_RECIPES = sorted(p for p in RECIPES.glob("*.yaml") if _kind(p) == "grpo")
+SFT_RECIPES = sorted(p for p in RECIPES.glob("*.yaml") if _kind(p) == "sft")
 PAPER_GRPO = ["seg_zero_3b.yaml", "seg_zero_7b.yaml"] + [p.name for p in GRPO_RECIPES if p.name.startswith("ablation_")]
+#: Recipes that train with the paper's 16 prompts per optimizer step, and their process counts.
+SIXTEEN_PROMPTS = {**{name: 8 for name in PAPER_GRPO}, "lora_single_gpu_24gb.yaml": 1}
 # This machine has no GPU: recipes are loaded with bf16 off (TrainingArguments refuses bf16 on a CPU).
 CPU = {"bf16": False}
 
@@ -24,7 +30,8 @@ def test_yaml_reads_exponent_floats_and_flow_values():
     assert parse_value("1e-6") == 1e-6
     assert parse_value("5.0e-3") == 5e-3
     assert parse_value("[tensorboard, wandb]") == ["tensorboard", "wandb"]
-    assert parse_value("null") is None and parse_value("false") is False
+    assert parse_value("null") is None and parse_value("false") is False and parse_value("True") is True
+    assert parse_value("no") == "no" and parse_value("on") == "on"  # YAML 1.2: save_strategy=no is a string
     assert parse_overrides(["--learning-rate=2e-5", "max_steps=3"]) == {"learning_rate": 2e-5, "max_steps": 3}
     with pytest.raises(InputError, match="key=value"):
         parse_overrides(["learning_rate"])
@@ -33,21 +40,23 @@ def test_yaml_reads_exponent_floats_and_flow_values():
 @pytest.mark.parametrize("recipe", GRPO_RECIPES, ids=lambda p: p.name)
 def test_every_grpo_recipe_loads(recipe):
     script, training, model = load_config("grpo", recipe, CPU)
-    # 16 prompts per optimizer step on the recipe's process count (8 GPUs; 1 for the single-GPU/CPU ones).
-    processes = 1 if recipe.name.startswith(("lora_single", "tiny")) else 8
-    completions = training.per_device_train_batch_size * training.gradient_accumulation_steps * processes
-    prompts = completions // training.num_generations
-    assert completions % training.num_generations == 0
-    assert prompts == (2 if recipe.name.startswith("tiny") else 16)
+    assert training.generation_batch_size % training.num_generations == 0
+    # Each sampled batch is used within one optimizer step (on-policy; several batches per step are fine).
+    assert training.gradient_accumulation_steps % training.steps_per_generation == 0
     if training.reward_weights is not None:
         assert len(training.reward_weights) == len(script.reward_funcs)
+    if recipe.name in SIXTEEN_PROMPTS:
+        # TRL counts completions: per device x accumulation x processes = 16 prompts x generations.
+        completions = (
+            training.per_device_train_batch_size * training.gradient_accumulation_steps * SIXTEEN_PROMPTS[recipe.name]
+        )
+        assert completions == 16 * training.num_generations
 
 
 @pytest.mark.parametrize("recipe", SFT_RECIPES, ids=lambda p: p.name)
 def test_every_sft_recipe_loads(recipe):
     script, training, _ = load_config("sft", recipe, CPU)
-    assert script.prompt == "no_think"
-    assert training.completion_only_loss is True
+    assert training.completion_only_loss is not False
 
 
 @pytest.mark.parametrize("name", PAPER_GRPO)
@@ -69,6 +78,12 @@ def test_paper_recipes_set_the_papers_objective(name):
     assert training.max_completion_length == 1300 and training.num_train_epochs == 1
     assert raw["bf16"] is True and training.activation_checkpointing is True
     assert model.dtype == "bfloat16"
+
+
+def test_sft_baseline_learns_the_no_think_answer():
+    script, training, _ = load_config("sft", RECIPES / "sft_baseline_7b.yaml", CPU)
+    assert script.prompt == "no_think" and training.completion_only_loss is True
+    assert load_config("sft", RECIPES / "tiny_cpu_sft.yaml", CPU).script.prompt == "no_think"
 
 
 def test_strict_and_soft_recipes_use_the_right_rewards():

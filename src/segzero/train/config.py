@@ -130,8 +130,16 @@ def _yaml_loader():
     import yaml
 
     class Loader(yaml.SafeLoader):
-        """SafeLoader that also reads ``1e-6`` (no dot) as a float, as people write learning rates."""
+        """SafeLoader with YAML 1.2 scalars: ``1e-6`` (no dot) is a float, as people write learning rates,
+        and only true/false are booleans (``save_strategy: no`` stays the string "no")."""
 
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+    )
     Loader.add_implicit_resolver(
         "tag:yaml.org,2002:float",
         re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
