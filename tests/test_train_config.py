@@ -81,7 +81,7 @@ def test_paper_recipes_set_the_papers_objective(name):
 
 
 def test_sft_baseline_learns_the_no_think_answer():
-    script, training, _ = load_config("sft", RECIPES / "sft_baseline_7b.yaml", CPU)
+    script, training, _ = load_config("sft", RECIPES / "sft_baseline_3b.yaml", CPU)
     assert script.prompt == "no_think" and training.completion_only_loss is True
     assert load_config("sft", RECIPES / "tiny_cpu_sft.yaml", CPU).script.prompt == "no_think"
 
@@ -100,7 +100,7 @@ def test_overrides_win_and_unknown_keys_are_refused(tmp_path):
     with pytest.raises(InputError, match="did you mean learning_rate"):
         load_config("grpo", RECIPES / "seg_zero_3b.yaml", {**CPU, "learning_rat": 1.0})
     with pytest.raises(InputError, match="Unknown sft setting"):
-        load_config("sft", RECIPES / "sft_baseline_7b.yaml", {**CPU, "beta": 0.1})
+        load_config("sft", RECIPES / "sft_baseline_3b.yaml", {**CPU, "beta": 0.1})
     with pytest.raises(InputError, match="does not exist"):
         load_config("grpo", tmp_path / "missing.yaml")
     nested = tmp_path / "nested.yaml"
