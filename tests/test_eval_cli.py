@@ -143,6 +143,8 @@ def test_reasonseg_figures_match_an_independent_recount(baseline, taught_models,
     assert summary["complete"] and summary["n_expected"] == N
     assert any(p["method"] == "Seg-Zero-7B" and p["giou"] == 62.6 for p in summary["paper"])
 
+    report = runner.invoke(app, ["report", str(run)])  # `segzero report` reads the run as written
+    assert report.exit_code == 0 and f"{100 * overall['ciou']:.1f}" in report.output
     again = runner.invoke(app, _eval_args(taught_models, reasonseg_data, run))  # finished: no model work
     assert again.exit_code == 0 and "0 evaluated now, 6 already done" in again.output
     assert _figures(json.loads((run / "summary.json").read_text())) == _figures(summary)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -151,10 +152,10 @@ def eval_command(
         index = index_benchmark(spec)
     _print_skips(console, index.skipped, data)
 
-    with _progress(console, spec.name, shard_ix) as update:
+    with _ProgressBar(console, spec.name, shard_ix) as bar:
         outcome = evaluate(
-            spec, run_dir, config, options.load, shard=shard_ix, batch_size=batch_size,
-            retry_errors=retry_errors, keep_masks=keep_masks, progress=update, index=index,
+            spec, run_dir, config, bar.after(options.load), shard=shard_ix, batch_size=batch_size,
+            retry_errors=retry_errors, keep_masks=keep_masks, progress=bar.update, index=index,
         )  # fmt: skip
 
     label = f"shard {shard_ix[0]}/{shard_ix[1]}" if shard_ix else spec.name
@@ -219,8 +220,11 @@ def _print_skips(console: Console, skipped: Any, data: Path) -> None:
         console.print(f"  skipped {record_id}: {reason}", highlight=False, markup=False)
 
 
-class _progress:
-    """A rich progress bar fed by :func:`segzero.evaluation.runner.evaluate`'s callback."""
+class _ProgressBar:
+    """A rich progress bar fed by :func:`segzero.evaluation.runner.evaluate`'s callback.
+
+    It starts once the models are loaded (:meth:`after`), so it never draws over the loading spinner.
+    """
 
     def __init__(self, console: Console, name: str, shard: tuple[int, int] | None) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -235,20 +239,34 @@ class _progress:
         self.iou_sum = 0.0
         self.count = 0
 
-    def __enter__(self):
-        self.bar.__enter__()
-        return self.update
+    def __enter__(self) -> _ProgressBar:
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        self.bar.__exit__(*exc)
+        if self.task is not None:
+            self.bar.stop()
+
+    def _start(self) -> None:
+        if self.task is None:
+            self.bar.start()
+            self.task = self.bar.add_task(f"{self.label}  first batch...", total=None)
+
+    def after(self, load: Callable[[], Any]) -> Callable[[], Any]:
+        """``load`` followed by the start of the bar."""
+
+        def load_then_start() -> Any:
+            pipe = load()
+            self._start()
+            return pipe
+
+        return load_then_start
 
     def update(self, done: int, total: int, records) -> None:
+        self._start()
         self.iou_sum += sum(r.iou for r in records)
         self.count += len(records)
         description = f"{self.label}  gIoU so far {100 * self.iou_sum / max(self.count, 1):.1f}"
-        if self.task is None:
-            self.task = self.bar.add_task(description, total=total)
-        self.bar.update(self.task, completed=done, description=description)
+        self.bar.update(self.task, total=total, completed=done, description=description)
 
 
 def _print_summary(summary: dict[str, Any], name: str, subset: str) -> None:
