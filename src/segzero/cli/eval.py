@@ -178,6 +178,7 @@ def eval_command(
             highlight=False,
         )
 
+
 @app.command("eval-merge")
 def eval_merge(
     paths: Annotated[
