@@ -179,6 +179,25 @@ def test_lora_adapter_is_merged_into_the_final_model(tiny_models, prepared, tmp_
     assert result.mask.shape == (48, 80)
 
 
+def test_grpo_with_the_mask_reward_runs_sam2_in_the_loop(tiny_models, prepared, tmp_path):
+    run = tmp_path / "mask"
+    run_cli(
+        *train_args(
+            "grpo", tiny_models, prepared, run,
+            "reward_funcs=[thinking_format, mask_iou]", "reward_weights=[1.0, 2.0]",
+            f"segmenter={tiny_models.segmenter}", "max_steps=1", "save_strategy=no",
+        )
+    )
+    (entry,) = [e for e in history(run) if "loss" in e]
+    assert 0.0 <= entry["rewards/mask_iou/mean"] <= 1.0
+
+
+def test_fields_lists_every_recipe_key():
+    out = run_cli("train", "fields", "grpo")
+    for key in ("dataset_path", "reward_funcs", "max_prompt_length", "beta", "loss_type", "lora_r"):
+        assert key in out
+
+
 def test_bad_recipe_is_one_sentence(tmp_path):
     result = CliRunner().invoke(app, ["train", "grpo", "--config", str(tmp_path / "nope.yaml")])
     assert result.exit_code != 0
