@@ -24,7 +24,7 @@ Sets = Annotated[
     typer.Option(
         "--set",
         "-s",
-        help="Override one recipe key, as YAML: --set learning_rate=1e-6 --set report_to=[wandb]. Repeatable.",
+        help="Override one recipe key, as YAML: --set learning_rate=1e-6 --set report_to=wandb. Repeatable.",
     ),
 ]
 OutputDir = Annotated[Path | None, typer.Option("--output-dir", "-o", help="Run folder (overrides output_dir).")]
