@@ -1,0 +1,120 @@
+"""The paper's Table 1 (SFT vs RL, in-domain vs out-of-domain) at toy scale, on ShapeWorld, on a CPU.
+
+Three reasoners, all starting from the same supervised warm-up checkpoint:
+
+* ``warm-up``: the checkpoint itself;
+* ``SFT``: supervised training continued on the GRPO stage's training requests, for the same number
+  of optimiser steps and prompts per step as GRPO (the same loop as the warm-up);
+* ``GRPO``: ``segzero train grpo --config recipes/shapeworld_grpo.yaml`` from the warm-up.
+
+Each is run through the full pipeline (with the same shipped SAM2) on held-out test scenes of the
+``referring`` family (in-domain: the family every stage trained on) and the ``reasoning`` family
+(out-of-domain, never trained on, like ReasonSeg for a RefCOCOg-trained model). Reported: gIoU, cIoU,
+the mean Seg-Zero accuracy reward (bbox_iou + bbox_l1 + points_l1, in [0, 3]) and the format rewards.
+
+    python benchmarks/shapeworld_experiment.py --out runs/shapeworld_experiment --steps 60 --n-eval 64
+
+``--grpo DIR`` reuses a GRPO reasoner already trained from the same warm-up (e.g. the shipped
+``models/reasoner``, trained with the recipe's max_steps) instead of training one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "shapeworld_grpo.yaml"
+
+
+def evaluate(reasoner_dir: Path, segmenter_dir: Path, n: int) -> dict[str, dict[str, float]]:
+    """Per family: pipeline gIoU/cIoU plus the mean rewards of the same answers."""
+    from segzero.evaluation.results import summarize
+    from segzero.pipeline import ReasoningSegmenter
+    from segzero.shapeworld.demo import DEMO_MAX_NEW_TOKENS, score_samples
+    from segzero.shapeworld.generator import FAMILIES, make_split
+    from segzero.shapeworld.train_models import reasoner_examples, score_completions
+
+    pipe = ReasoningSegmenter.from_pretrained(str(reasoner_dir), str(segmenter_dir), device="cpu",
+                                              dtype="float32", batch_size=16, max_new_tokens=DEMO_MAX_NEW_TOKENS)
+    out = {}
+    for family in FAMILIES:
+        samples = list(make_split("test", n, family))
+        records = score_samples(pipe, samples)
+        summary = summarize(records)["overall"]
+        rewards = score_completions([r.answer for r in records], reasoner_examples(samples, pipe.frame))
+        out[family] = {"giou": summary["giou"], "ciou": summary["ciou"], **rewards}
+    return out
+
+
+def main() -> None:
+    from segzero.shapeworld.generator import make_split
+    from segzero.shapeworld.train_models import (
+        GRPO_SEED_OFFSET,
+        SHIPPED_MODELS,
+        SFTLoopConfig,
+        prepare_grpo_data,
+        reasoner_examples,
+        run_grpo,
+        sft_loop,
+    )
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=Path, default=SHIPPED_MODELS,
+                        help="folder with reasoner-warmup/ and segmenter/ (default: the shipped models)")
+    parser.add_argument("--out", type=Path, default=Path("runs/shapeworld_experiment"))
+    parser.add_argument("--steps", type=int, default=60, help="optimiser steps of both SFT and GRPO")
+    parser.add_argument("--prompts-per-step", type=int, default=4, help="GRPO's (16 completions / 4 samples)")
+    parser.add_argument("--sft-lr", type=float, default=5e-5, help="SFT learning rate (GRPO's is the recipe's)")
+    parser.add_argument("--grpo", type=Path, default=None, help="reuse this GRPO reasoner instead of training")
+    parser.add_argument("--n-eval", type=int, default=64, help="held-out test scenes per family")
+    args = parser.parse_args()
+
+    warm, segmenter = args.models / "reasoner-warmup", args.models / "segmenter"
+    args.out.mkdir(parents=True, exist_ok=True)
+    n_prompts = args.steps * args.prompts_per_step
+    seconds = {}
+
+    grpo = args.grpo
+    if grpo is None:
+        t = time.perf_counter()
+        data = prepare_grpo_data(args.out / "data", n_prompts, 112)
+        grpo = run_grpo(RECIPE, warm, data, args.out / "grpo", [f"max_steps={args.steps}", "save_strategy=no"])
+        seconds["grpo"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    samples = list(make_split("train", n_prompts, "referring", seed_offset=GRPO_SEED_OFFSET))
+    sft_dir = args.out / "sft"
+    config = SFTLoopConfig(steps=args.steps, batch_size=args.prompts_per_step, lr=args.sft_lr, warmup=1,
+                           min_lr_ratio=1.0)
+    sft_loop(warm, reasoner_examples(samples, 112), sft_dir, config)
+    seconds["sft"] = time.perf_counter() - t
+
+    results = {}
+    for name, path in (("warm-up", warm), ("SFT", sft_dir), ("GRPO", grpo)):
+        t = time.perf_counter()
+        results[name] = evaluate(path, segmenter, args.n_eval)
+        seconds[f"eval {name}"] = time.perf_counter() - t
+        print(name, json.dumps(results[name]), flush=True)
+
+    lines = [
+        "| reasoner | referring gIoU | referring cIoU | referring acc. reward | reasoning gIoU | reasoning cIoU "
+        "| reasoning acc. reward | format (ref/rsn) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        ref, rsn = r["referring"], r["reasoning"]
+        fmt = f"{ref['seg_format_strict']:.2f} / {rsn['seg_format_strict']:.2f}"
+        lines.append(f"| {name} | {ref['giou']:.3f} | {ref['ciou']:.3f} | {ref['accuracy']:.3f} | {rsn['giou']:.3f} "
+                     f"| {rsn['ciou']:.3f} | {rsn['accuracy']:.3f} | {fmt} |")
+    table = "\n".join(lines)
+    print(table)
+    (args.out / "results.json").write_text(json.dumps({"results": results, "seconds": seconds,
+                                                       "args": {k: str(v) for k, v in vars(args).items()}}, indent=2))
+    (args.out / "table.md").write_text(table + "\n")
+    print("Seconds:", json.dumps({k: round(v) for k, v in seconds.items()}))
+
+
+if __name__ == "__main__":
+    main()

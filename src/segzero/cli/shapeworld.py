@@ -1,0 +1,88 @@
+"""``segzero demo`` and ``segzero shapeworld train-models|eval``: the Seg-Zero loop in miniature, offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from segzero.cli.app import app
+
+shapeworld_app = typer.Typer(
+    help="ShapeWorld: procedural scenes, and mini SAM2 + Qwen2.5-VL models trained on them on a CPU.",
+    no_args_is_help=True,
+)
+app.add_typer(shapeworld_app, name="shapeworld")
+
+Models = Annotated[
+    Path | None,
+    typer.Option("--models", help="Folder with reasoner/ and segmenter/ (default: the models shipped in the package)."),
+]
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for demo.png.")] = Path("demo-output"),
+    models: Models = None,
+    seed: Annotated[int, typer.Option(help="Which test scene to ask about.")] = 7,
+    family: Annotated[str, typer.Option(help="Request family of the demo scene: reasoning or referring.")] = "reasoning",
+    n_eval: Annotated[int, typer.Option("--n-eval", min=0, help="Held-out scenes per family to evaluate (0: none).")] = 16,
+) -> None:
+    """Offline demo: a ShapeWorld scene, a reasoning request, the model's thinking and answer, the mask
+    (written as an overlay PNG), then gIoU/cIoU of both request families on held-out scenes."""
+    from segzero.shapeworld.demo import run_demo
+
+    run_demo(out, models=models, seed=seed, family=family, n_eval=n_eval, log=typer.echo)
+
+
+@shapeworld_app.command("train-models")
+def train_models(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the trained models and their data.")],
+    stages: Annotated[
+        str, typer.Option(help="Comma-separated: segmenter, reasoner (warm-up SFT, then GRPO).")
+    ] = "segmenter,reasoner",
+    recipe: Annotated[Path, typer.Option(help="GRPO recipe for the last stage.")] = Path(
+        "recipes/shapeworld_grpo.yaml"
+    ),
+    segmenter_steps: Annotated[int | None, typer.Option(help="SAM2 training steps (default 1500).")] = None,
+    warmup_steps: Annotated[int | None, typer.Option(help="Warm-up SFT steps (default 700).")] = None,
+    grpo_steps: Annotated[int | None, typer.Option(help="GRPO steps (default: the recipe's max_steps).")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda, for the segmenter and the warm-up.")] = "cpu",
+) -> None:
+    """Reproduce the shipped ShapeWorld models: generate data, train SAM2, warm up the reasoner, then GRPO
+    through `segzero train grpo`; prints the time of each stage."""
+    from segzero.errors import InputError
+    from segzero.shapeworld.train_models import ShapeWorldTrainConfig, train_all
+
+    chosen = [s.strip() for s in stages.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in ("segmenter", "reasoner")]
+    if unknown or not chosen:
+        raise InputError(f"Unknown stage(s) {', '.join(unknown) or '(none)'}; choose from segmenter, reasoner.")
+    config = ShapeWorldTrainConfig(grpo_recipe=str(recipe))
+    config.segmenter.device = config.warmup.device = device
+    if segmenter_steps is not None:
+        config.segmenter.steps = segmenter_steps
+    if warmup_steps is not None:
+        config.warmup.steps = warmup_steps
+    if grpo_steps is not None:
+        config.grpo_overrides.append(f"max_steps={grpo_steps}")
+    if device != "cpu":
+        config.grpo_overrides.append("use_cpu=false")
+    train_all(out, config, stages=chosen, log=typer.echo)
+
+
+@shapeworld_app.command("eval")
+def evaluate(
+    models: Models = None,
+    n: Annotated[int, typer.Option("-n", min=1, help="Held-out test scenes per family.")] = 64,
+) -> None:
+    """gIoU / cIoU of a ShapeWorld model pair on held-out scenes of both request families."""
+    from segzero.shapeworld.demo import evaluate_family, load_pipeline
+    from segzero.shapeworld.generator import FAMILIES
+
+    pipe = load_pipeline(models)
+    typer.echo(f"{'family':<10} {'gIoU':>6} {'cIoU':>6} {'unparsed':>9}")
+    for family in FAMILIES:
+        m = evaluate_family(pipe, family, n)
+        typer.echo(f"{family:<10} {m['giou']:>6.3f} {m['ciou']:>6.3f} {m['parse_failures']:>5d}/{m['n']}")

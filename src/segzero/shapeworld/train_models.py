@@ -1,0 +1,701 @@
+"""Train the ShapeWorld mini models: a SAM2 segmenter and a Qwen2.5-VL reasoner, on a CPU, from nothing.
+
+The models are the real architectures (``Sam2Model``, ``Qwen2_5_VLForConditionalGeneration``) at toy
+size, built by :mod:`segzero.tiny` and trained here on procedural ShapeWorld scenes. They are what
+``segzero demo`` runs and what ships inside the package (:data:`SHIPPED_MODELS`).
+
+Stages, each a function that reads and writes Hugging Face folders:
+
+1. :func:`train_segmenter`: SAM2 learns masks from box and point prompts (its own short loop, since
+   the paper's SAM2 is pretrained and frozen; here it must first be made).
+2. :func:`build_shapeworld_reasoner`: a random reasoner whose tokenizer knows the ShapeWorld words.
+3. Warm-up SFT of the reasoner on the answer format (referring requests, the generator's explanation
+   as the thinking), then GRPO on the Seg-Zero rewards, both through ``segzero train``.
+
+Frames: scenes are ``size x size`` pixels (112); the reasoner answers in its own ``frame`` (recorded
+in ``segzero.json`` beside it); SAM2 gets image-frame prompts, scaled into its ``image_size`` input.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segzero.geometry import mask_prompts
+from segzero.shapeworld.generator import DEFAULT_SIZE, SCENES_PER_SEED, SPLIT_SEEDS, generate_scene
+
+#: Folder inside the package that holds the shipped checkpoints (``reasoner/`` and ``segmenter/``).
+SHIPPED_MODELS = Path(__file__).resolve().parent / "models"
+
+#: The trained checkpoints must stay well under this many bytes together (they ship in the wheel).
+SIZE_BUDGET = 25_000_000
+
+Log = Callable[[str], None]
+
+
+def _print(message: str) -> None:
+    print(message, flush=True)
+
+
+# --------------------------------------------------------------------------- segmenter
+
+
+@dataclass
+class SegmenterTrainConfig:
+    """How the mini SAM2 is built and trained.
+
+    Attributes:
+        image_size: side of SAM2's square input (a multiple of 32); masks come out at a quarter of it.
+        hidden_size: width of the FPN, prompt encoder and mask decoder.
+        stage_dims / stage_heads: Hiera width and heads per stage.
+        scenes: training scenes (every shape of a scene is a training object).
+        overlap_fraction: share of training scenes whose shapes may overlap (occluded masks).
+        steps: optimiser steps; batch_size: objects per step.
+        lr: AdamW peak learning rate (cosine decay after a short warm-up); weight_decay: AdamW's.
+        mode_weights: how often a step prompts with box + points, box only, points only (Seg-Zero's
+            answer gives box and two points; the others keep the model usable for the ablations).
+        box_jitter: standard deviation of box-corner noise, as a fraction of the box side (the
+            reasoner's boxes are never exact).
+        seed: seeds weights, scene choice and prompt sampling.
+        threads: torch CPU threads; device: where the model trains (``cpu`` or ``cuda``).
+        max_seconds: stop after this much wall time (the model so far is saved).
+        init_from: continue from the weights of this segmenter folder instead of a random build.
+    """
+
+    image_size: int = 128
+    hidden_size: int = 64
+    stage_dims: tuple[int, int, int, int] = (16, 32, 64, 128)
+    stage_heads: tuple[int, int, int, int] = (1, 1, 2, 2)
+    scenes: int = 1500
+    overlap_fraction: float = 0.2
+    size: int = DEFAULT_SIZE
+    steps: int = 4500
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    mode_weights: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    box_jitter: float = 0.06
+    seed: int = 0
+    threads: int = 2
+    device: str = "cpu"
+    max_seconds: float | None = None
+    init_from: str | None = None
+
+
+@dataclass
+class _Object:
+    image: np.ndarray  # uint8 (size, size, 3)
+    mask: np.ndarray  # bool (size, size)
+    box: tuple[int, int, int, int]
+    points: tuple[tuple[int, int], tuple[int, int]]
+
+
+def segmenter_objects(n_scenes: int, size: int = DEFAULT_SIZE, overlap_fraction: float = 0.0,
+                      split: str = "train", seed_offset: int = 0) -> list[_Object]:
+    """Every shape of ``n_scenes`` ShapeWorld scenes of a split, with its gt box and two inscribed points.
+
+    Scene seeds are ``SPLIT_SEEDS[split].start + seed_offset + i`` times :data:`SCENES_PER_SEED`, inside
+    the split's scene range, so training and held-out objects never share a scene.
+    """
+    out = []
+    start = SPLIT_SEEDS[split].start + seed_offset
+    for i in range(n_scenes):
+        overlap = (i % 100) < overlap_fraction * 100
+        scene = generate_scene((start + i) * SCENES_PER_SEED + 999, size=size, allow_overlap=overlap)
+        for shape in scene.shapes:
+            prompts = mask_prompts(shape.mask)
+            if prompts is None or shape.area < 12:
+                continue
+            box, points = prompts
+            out.append(_Object(scene.image, shape.mask, box, points))
+    return out
+
+
+def _jitter_box(box: Sequence[int], sigma: float, size: int, rng: random.Random) -> list[float]:
+    x1, y1, x2, y2 = box
+    sx, sy = sigma * (x2 - x1 + 1), sigma * (y2 - y1 + 1)
+    out = [x1 + rng.gauss(0, sx), y1 + rng.gauss(0, sy), x2 + rng.gauss(0, sx), y2 + rng.gauss(0, sy)]
+    out = [min(max(v, 0.0), size - 1.0) for v in out]
+    return [min(out[0], out[2]), min(out[1], out[3]), max(out[0], out[2]), max(out[1], out[3])]
+
+
+def _inner_points(obj: _Object, n: int, rng: random.Random) -> list[list[float]]:
+    """Seg-Zero's two inscribed-circle centres half the time, otherwise random pixels of the mask."""
+    if rng.random() < 0.5:
+        return [list(map(float, p)) for p in obj.points[:n]]
+    ys, xs = np.nonzero(obj.mask)
+    picks = [rng.randrange(len(xs)) for _ in range(n)]
+    return [[float(xs[k]), float(ys[k])] for k in picks]
+
+
+def _segmenter_batch(objects: Sequence[_Object], mode: str, config: SegmenterTrainConfig,
+                     rng: random.Random) -> dict[str, Any]:
+    """Prompts of one batch in SAM2's input frame (image pixels scaled by ``image_size / size``)."""
+    import torch
+
+    k = config.image_size / config.size
+    batch: dict[str, Any] = {}
+    if mode in ("both", "box"):
+        boxes = []
+        for obj in objects:
+            box = list(map(float, obj.box))
+            if rng.random() < 0.7:
+                box = _jitter_box(obj.box, config.box_jitter, config.size, rng)
+            boxes.append([[v * k for v in box]])
+        batch["input_boxes"] = torch.tensor(boxes, dtype=torch.float32)
+    if mode in ("both", "points"):
+        n = 2 if mode == "both" or rng.random() < 0.5 else 1
+        points = [[[[x * k, y * k] for x, y in _inner_points(obj, n, rng)]] for obj in objects]
+        batch["input_points"] = torch.tensor(points, dtype=torch.float32)
+        batch["input_labels"] = torch.ones(len(objects), 1, n, dtype=torch.long)
+    return batch
+
+
+def _segmenter_loss(pred_masks: Any, iou_scores: Any, targets: Any) -> tuple[Any, Any]:
+    """SAM's multimask loss: the best candidate's focal + dice, plus the IoU head's MSE on all candidates.
+
+    Args:
+        pred_masks: float ``(B, 3, h, w)`` logits; they are upsampled to the targets' ``(H, W)`` with
+            bilinear interpolation, as ``Sam2Processor.post_process_masks`` does at inference.
+        iou_scores: float ``(B, 3)`` predicted IoUs.
+        targets: float ``(B, H, W)`` 0/1.
+
+    Returns:
+        ``(loss, iou)``: the scalar loss and the ``(B, 3)`` IoU of each thresholded candidate.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    logits = F.interpolate(pred_masks, targets.shape[-2:], mode="bilinear", align_corners=False)
+    t = targets[:, None].expand_as(logits)
+    bce = F.binary_cross_entropy_with_logits(logits, t, reduction="none")
+    p = torch.sigmoid(logits)
+    p_t = p * t + (1 - p) * (1 - t)
+    focal = (bce * (1 - p_t) ** 2).mean(dim=(-2, -1))
+    dice = 1 - (2 * (p * t).sum(dim=(-2, -1)) + 1) / (p.sum(dim=(-2, -1)) + t.sum(dim=(-2, -1)) + 1)
+    per_candidate = 20 * focal + dice
+    best = per_candidate.argmin(dim=1)
+    rows = torch.arange(len(best))
+    with torch.no_grad():
+        hard = logits > 0
+        inter = (hard & (t > 0.5)).sum(dim=(-2, -1)).float()
+        union = (hard | (t > 0.5)).sum(dim=(-2, -1)).float()
+        iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+    iou_loss = F.mse_loss(iou_scores, iou)
+    return per_candidate[rows, best].mean() + iou_loss, iou
+
+
+def _lr_at(step: int, steps: int, peak: float, warmup: int = 50) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train_segmenter(out_dir: str | Path, config: SegmenterTrainConfig | None = None, *,
+                    log: Log = _print) -> dict[str, Any]:
+    """Build a mini SAM2 with :func:`segzero.tiny.build_segmenter` and train it on ShapeWorld objects.
+
+    Each step draws ``batch_size`` objects and one prompting mode (see
+    :attr:`SegmenterTrainConfig.mode_weights`), runs ``Sam2Model`` with ``multimask_output=True`` and
+    minimises :func:`_segmenter_loss`. The trained model replaces the random one in ``out_dir``.
+
+    Returns:
+        ``{"seconds", "steps", "final_loss", "train_iou", "config"}``; ``train_iou`` is the mean IoU of
+        the candidate with the highest predicted IoU over the last 100 steps.
+    """
+    import torch
+    from PIL import Image
+    from transformers import Sam2Model, Sam2Processor
+
+    from segzero.tiny import build_segmenter
+
+    config = config or SegmenterTrainConfig()
+    torch.set_num_threads(config.threads)
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    if config.init_from is None:
+        build_segmenter(out, seed=config.seed, image_size=config.image_size, hidden_size=config.hidden_size,
+                        stage_dims=config.stage_dims, stage_heads=config.stage_heads)
+        source = out
+    else:
+        source = Path(config.init_from)
+    model = Sam2Model.from_pretrained(source).to(config.device).train()
+    processor = Sam2Processor.from_pretrained(source)
+    processor.save_pretrained(out)
+    objects = segmenter_objects(config.scenes, config.size, config.overlap_fraction)
+    log(f"  segmenter: {len(objects)} training objects from {config.scenes} scenes "
+        f"({time.perf_counter() - t0:.0f}s)")
+    pixel_cache: dict[int, Any] = {}
+
+    def pixels(obj: _Object) -> Any:
+        key = id(obj.image)
+        if key not in pixel_cache:
+            pixel_cache[key] = processor(images=[Image.fromarray(obj.image)], return_tensors="pt")["pixel_values"][0]
+        return pixel_cache[key]
+
+    rng = random.Random(config.seed)
+    torch.manual_seed(config.seed)
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+    modes = ("both", "box", "points")
+    recent_iou: list[float] = []
+    loss_value = float("nan")
+    for step in range(config.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(step, config.steps, config.lr)
+        chosen = [objects[rng.randrange(len(objects))] for _ in range(config.batch_size)]
+        mode = rng.choices(modes, weights=config.mode_weights)[0]
+        prompts = _segmenter_batch(chosen, mode, config, rng)
+        pixel_values = torch.stack([pixels(o) for o in chosen]).to(config.device)
+        targets = torch.from_numpy(np.stack([o.mask for o in chosen])).float().to(config.device)
+        prompts = {k: v.to(config.device) for k, v in prompts.items()}
+        result = model(pixel_values=pixel_values, multimask_output=True, **prompts)
+        loss, iou = _segmenter_loss(result.pred_masks[:, 0], result.iou_scores[:, 0], targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        loss_value = float(loss.detach())
+        picked = result.iou_scores[:, 0].detach().argmax(dim=1)
+        recent_iou = (recent_iou + iou[torch.arange(len(picked)), picked].tolist())[-100 * config.batch_size:]
+        if (step + 1) % 100 == 0 or step + 1 == config.steps:
+            log(f"  segmenter step {step + 1}/{config.steps}: loss {loss_value:.3f}, "
+                f"train IoU (chosen mask) {np.mean(recent_iou):.3f}, {time.perf_counter() - t0:.0f}s")
+        if (step + 1) % 500 == 0:  # a long CPU run leaves a usable model behind at every stage
+            model.save_pretrained(out)
+        if config.max_seconds is not None and time.perf_counter() - t0 > config.max_seconds:
+            log(f"  segmenter: time budget of {config.max_seconds:.0f}s reached at step {step + 1}")
+            break
+    model.cpu().eval().save_pretrained(out)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "steps": step + 1, "final_loss": loss_value,
+            "train_iou": float(np.mean(recent_iou)), "config": asdict(config)}
+
+
+def evaluate_segmenter(segmenter_dir: str | Path, n_scenes: int = 100, split: str = "val",
+                       modes: Sequence[str] = ("both", "box", "points")) -> dict[str, float]:
+    """Mean mask IoU of the segmenter on held-out ShapeWorld objects given their gt prompts.
+
+    Goes through :class:`segzero.segmenter.Segmenter` (best of 3 candidates by predicted IoU), with
+    the gt box and the two inscribed points in the image frame.
+
+    Returns:
+        mode -> mean IoU over every shape of ``n_scenes`` scenes of ``split``.
+    """
+    from PIL import Image
+
+    from segzero.answer import ObjectPrompt
+    from segzero.geometry import mask_iou
+    from segzero.segmenter import Segmenter
+
+    segmenter = Segmenter.from_pretrained(str(segmenter_dir), device="cpu", dtype="float32")
+    objects = segmenter_objects(n_scenes, split=split)
+    images: dict[int, Image.Image] = {}
+    result = {}
+    for mode in modes:
+        imgs = [images.setdefault(id(o.image), Image.fromarray(o.image)) for o in objects]
+        prompts = [[ObjectPrompt(box=tuple(o.box), points=tuple(o.points))] for o in objects]
+        outs = segmenter.segment_many(imgs, prompts, mode=mode)
+        result[mode] = float(np.mean([mask_iou(out.mask, o.mask) for out, o in zip(outs, objects)]))
+    return result
+
+
+# --------------------------------------------------------------------------- reasoner
+
+
+@dataclass
+class ReasonerBuildConfig:
+    """Size of the mini Qwen2.5-VL reasoner (see :func:`segzero.tiny.build_reasoner`).
+
+    Attributes:
+        frame: side of the square frame the reasoner sees and answers in. 224 gives an 8x8 grid of
+            image tokens (each 28 px of the frame, 14 px of a 112 px scene), fine enough to tell where
+            a 15 px shape is; 112 would give 4x4.
+        vocab_size: BPE vocabulary before the special tokens, learnt on :func:`reasoner_corpus`.
+        corpus_samples: ShapeWorld samples per family whose requests and explanations feed the tokenizer.
+        hidden_size / num_layers / num_heads / num_kv_heads: the language model.
+        vision_depth / vision_hidden / vision_heads: the vision tower.
+        seed: seeds the weights.
+    """
+
+    frame: int = 224
+    vocab_size: int = 1024
+    corpus_samples: int = 400
+    hidden_size: int = 192
+    num_layers: int = 4
+    num_heads: int = 6
+    num_kv_heads: int = 2
+    vision_depth: int = 4
+    vision_hidden: int = 96
+    vision_heads: int = 2
+    seed: int = 0
+
+
+def reasoner_corpus(n_per_family: int = 400, size: int = DEFAULT_SIZE) -> Iterator[str]:
+    """Text the mini reasoner's tokenizer learns its merges from: ShapeWorld requests of both families,
+    their explanations, and answers in the JSON form the reasoner writes.
+
+    Words only; no image, box or mask, so nothing about held-out scenes leaks into the tokenizer (and
+    digits are single tokens anyway: Qwen's pre-tokeniser splits numbers into digits).
+    """
+    from segzero.shapeworld.generator import FAMILIES, make_sample
+
+    for family in FAMILIES:
+        for seed in range(n_per_family):
+            sample = make_sample(SPLIT_SEEDS["train"].start + 9_000_000 + seed, family, size=size)
+            yield sample.request
+            yield f"<think> {sample.extra['explanation']} </think>"
+    for i in range(200):
+        a, b = (37 * i) % 200, (53 * i) % 200
+        yield f'<answer>{{"bbox": [{a}, {b}, {a + 20}, {b + 31}], "points_1": [{a + 9}, {b + 12}], ' \
+              f'"points_2": [{a + 11}, {b + 25}]}}</answer>'
+
+
+def build_shapeworld_reasoner(out_dir: str | Path, config: ReasonerBuildConfig | None = None) -> Path:
+    """A random mini reasoner with a ShapeWorld tokenizer and its ``segzero.json`` (the frame)."""
+    from segzero.tiny import build_reasoner
+
+    config = config or ReasonerBuildConfig()
+    out = build_reasoner(
+        out_dir, seed=config.seed, frame=config.frame, vocab_size=config.vocab_size,
+        corpus=list(reasoner_corpus(config.corpus_samples)), hidden_size=config.hidden_size,
+        num_layers=config.num_layers, num_heads=config.num_heads, num_kv_heads=config.num_kv_heads,
+        vision_depth=config.vision_depth, vision_hidden=config.vision_hidden, vision_heads=config.vision_heads,
+    )
+    write_model_meta(out, config.frame, method="random")
+    return out
+
+
+def write_model_meta(reasoner_dir: str | Path, frame: int, **extra: Any) -> None:
+    """Write ``segzero.json`` (``reasoner_frame`` and notes) beside a reasoner, as training runs do."""
+    meta = {"reasoner_frame": int(frame), "prompt": "seg_zero", **extra}
+    (Path(reasoner_dir) / "segzero.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+@dataclass
+class ReasonerExample:
+    """One reasoner example: the original image, the request, the target completion, the gt in the frame."""
+
+    image: Any  # PIL image, original frame
+    request: str
+    completion: str
+    boxes: list[list[int]]  # reasoner frame
+    points: list[list[list[int]]]  # reasoner frame
+    sample: Any = None
+
+
+def reasoner_examples(samples: Sequence[Any], frame: int, thinking: bool = True) -> list[ReasonerExample]:
+    """Targets for ShapeWorld samples: ``<think> explanation </think><answer>{json}</answer>``.
+
+    The answer is :func:`segzero.data.prepared.build_solution` of the gt box and two inscribed points
+    mapped into the reasoner frame, as a prepared dataset would hold it.
+    """
+    from segzero.answer import ObjectPrompt
+    from segzero.data.common import add_mask_prompts
+    from segzero.data.prepared import build_solution
+    from segzero.frames import to_reasoner_frame
+
+    out = []
+    for sample in samples:
+        if not sample.points:
+            add_mask_prompts(sample)
+        mapped = to_reasoner_frame(ObjectPrompt(box=tuple(sample.boxes[0]), points=tuple(sample.points[0])),
+                                   (sample.width, sample.height), frame)
+        boxes = [list(mapped.box)]
+        points = [[list(p) for p in mapped.points]]
+        answer = f"<answer>{build_solution(boxes, points, 'single')}</answer>"
+        think = f"<think> {sample.extra['explanation']} </think>" if thinking else ""
+        out.append(ReasonerExample(sample.image, sample.request, think + answer, boxes, points, sample))
+    return out
+
+
+@dataclass
+class SFTLoopConfig:
+    """The warm-up's own supervised loop (completion-only cross-entropy, AdamW, cosine schedule)."""
+
+    steps: int = 1500
+    batch_size: int = 16
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.05
+    warmup: int = 50
+    weight_decay: float = 0.01
+    seed: int = 0
+    threads: int = 2
+    device: str = "cpu"
+    max_seconds: float | None = None
+    eval_every: int = 0
+    eval_samples: Sequence[Any] = field(default_factory=list)
+
+
+def _sft_batch(reasoner: Any, batch: Sequence[ReasonerExample]) -> dict[str, Any]:
+    """Model inputs with labels only on each row's completion (left padding, as generation uses)."""
+    from segzero.reasoner import reasoner_image
+
+    processor = reasoner.processor
+    tokenizer = processor.tokenizer
+    eos = tokenizer.eos_token
+    prompts = [reasoner.chat_text(ex.request) for ex in batch]
+    texts = [p + ex.completion + eos for p, ex in zip(prompts, batch)]
+    images = [reasoner_image(ex.image, reasoner.frame) for ex in batch]
+    inputs = processor(text=texts, images=images, padding=True, return_tensors="pt")
+    labels = inputs["input_ids"].clone()
+    labels[:] = -100
+    for row, ex in enumerate(batch):
+        # The prompt ends with "assistant\n" and the completion starts with "<": no merge across the cut.
+        n = len(tokenizer(ex.completion + eos, add_special_tokens=False)["input_ids"])
+        labels[row, -n:] = inputs["input_ids"][row, -n:]
+    inputs["labels"] = labels
+    return inputs
+
+
+def sft_loop(reasoner_dir: str | Path, examples: Sequence[ReasonerExample], out_dir: str | Path,
+             config: SFTLoopConfig | None = None, *, log: Log = _print) -> dict[str, Any]:
+    """Supervised warm-up of a reasoner folder on ``examples``; saves the result (with ``segzero.json``) to ``out_dir``.
+
+    Returns:
+        ``{"seconds", "steps", "final_loss", "evals": [(step, metrics), ...]}``.
+    """
+    import torch
+
+    from segzero.reasoner import Reasoner
+
+    config = config or SFTLoopConfig()
+    torch.set_num_threads(config.threads)
+    frame = _saved_frame(reasoner_dir)
+    reasoner = Reasoner.from_pretrained(str(reasoner_dir), device=config.device, dtype="float32", frame=frame)
+    model = reasoner.model
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.98))
+    rng = random.Random(config.seed)
+    torch.manual_seed(config.seed)
+    order: list[int] = []
+    t0 = time.perf_counter()
+    evals = []
+    loss_value = float("nan")
+    recent: list[float] = []
+    for step in range(config.steps):
+        progress = min(1.0, max(0.0, (step - config.warmup) / max(1, config.steps - config.warmup)))
+        scale = (step + 1) / config.warmup if step < config.warmup else (
+            config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * scale
+        if len(order) < config.batch_size:
+            fresh = list(range(len(examples)))
+            rng.shuffle(fresh)
+            order += fresh
+        batch = [examples[i] for i in order[: config.batch_size]]
+        del order[: config.batch_size]
+        model.train()
+        inputs = _sft_batch(reasoner, batch).to(config.device)
+        loss = model(**inputs).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        loss_value = float(loss.detach())
+        recent = (recent + [loss_value])[-50:]
+        if (step + 1) % 50 == 0 or step + 1 == config.steps:
+            log(f"  sft step {step + 1}/{config.steps}: loss {np.mean(recent):.4f}, {time.perf_counter() - t0:.0f}s")
+        if config.eval_every and config.eval_samples and (step + 1) % config.eval_every == 0:
+            model.eval()
+            metrics = evaluate_reasoner(reasoner, config.eval_samples)
+            evals.append((step + 1, metrics))
+            log(f"  eval at step {step + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+        if config.max_seconds is not None and time.perf_counter() - t0 > config.max_seconds:
+            log(f"  sft: time budget of {config.max_seconds:.0f}s reached at step {step + 1}")
+            break
+    model.eval()
+    out = Path(out_dir)
+    model.save_pretrained(out)
+    reasoner.processor.save_pretrained(out)
+    write_model_meta(out, frame, method="sft-warmup")
+    return {"seconds": time.perf_counter() - t0, "steps": step + 1, "final_loss": float(np.mean(recent)),
+            "evals": evals}
+
+
+def _saved_frame(reasoner_dir: str | Path) -> int:
+    meta = Path(reasoner_dir) / "segzero.json"
+    if not meta.is_file():
+        raise FileNotFoundError(f"{reasoner_dir} has no segzero.json saying its frame")
+    return int(json.loads(meta.read_text())["reasoner_frame"])
+
+
+#: Accuracy rewards summed into the "accuracy reward" of the learning test (the paper's hard ones).
+ACCURACY_REWARDS = ("bbox_iou", "bbox_l1", "points_l1")
+FORMAT_REWARDS = ("thinking_format", "seg_format_strict")
+
+
+def evaluate_reasoner(reasoner: Any, examples: Sequence[ReasonerExample], batch_size: int = 32,
+                      max_new_tokens: int = 160, *, sample: bool = False, samples_per_prompt: int = 1,
+                      seed: int = 0) -> dict[str, float]:
+    """Answers of a :class:`segzero.reasoner.Reasoner` on examples, scored with the Seg-Zero rewards.
+
+    Args:
+        sample: draw answers at temperature 1 (what GRPO optimises: the policy's expected reward)
+            instead of greedy decoding; ``samples_per_prompt`` answers per example, seeded by ``seed``.
+
+    Returns:
+        The mean of each reward in :data:`FORMAT_REWARDS` and :data:`ACCURACY_REWARDS`, ``accuracy``
+        (their accuracy sum, in [0, 3]), ``box_iou`` (mean IoU of the predicted box, 0 when unparsed)
+        and ``parsed`` (share of answers with a box).
+    """
+    import torch
+
+    repeated = [ex for ex in examples for _ in range(samples_per_prompt if sample else 1)]
+    completions: list[str] = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for start in range(0, len(repeated), batch_size):
+            chunk = repeated[start: start + batch_size]
+            completions += reasoner.generate([ex.image for ex in chunk], [ex.request for ex in chunk],
+                                             max_new_tokens=max_new_tokens, do_sample=sample)
+    return score_completions(completions, repeated)
+
+
+def score_completions(completions: Sequence[str], examples: Sequence[ReasonerExample]) -> dict[str, float]:
+    """The metrics of :func:`evaluate_reasoner` for given completions."""
+    from segzero.answer import parse_answer
+    from segzero.rewards import REWARDS, GroundTruth, bbox_iou_soft
+
+    sums: dict[str, float] = {name: 0.0 for name in (*FORMAT_REWARDS, *ACCURACY_REWARDS)}
+    box_iou = parsed = 0.0
+    for text, ex in zip(completions, examples):
+        gt = GroundTruth.from_columns(ex.boxes, ex.points)
+        for name in sums:
+            sums[name] += REWARDS[name](text, gt)
+        box_iou += bbox_iou_soft(text, gt)
+        parsed += any(o.box is not None for o in parse_answer(text).objects)
+    n = max(1, len(examples))
+    out = {name: v / n for name, v in sums.items()}
+    out["accuracy"] = sum(out[name] for name in ACCURACY_REWARDS)
+    out["box_iou"] = box_iou / n
+    out["parsed"] = parsed / n
+    return out
+
+
+# --------------------------------------------------------------------------- all stages
+
+
+@dataclass
+class ShapeWorldTrainConfig:
+    """Everything ``segzero shapeworld train-models`` does, stage by stage.
+
+    Attributes:
+        segmenter: the SAM2 stage.
+        reasoner: the reasoner's size and tokenizer.
+        warmup: the supervised warm-up loop; ``warmup_samples`` referring training samples feed it.
+        grpo_recipe: the GRPO recipe run through ``segzero train grpo`` (the real training entry point).
+        grpo_samples: referring training samples in the GRPO prepared dataset (disjoint from the warm-up's).
+        grpo_overrides: extra ``key=value`` recipe overrides (e.g. ``max_steps=4`` for a quick run).
+    """
+
+    segmenter: SegmenterTrainConfig = field(default_factory=SegmenterTrainConfig)
+    reasoner: ReasonerBuildConfig = field(default_factory=lambda: ReasonerBuildConfig(
+        frame=112, hidden_size=128, num_heads=4, vision_depth=2, vision_hidden=64))
+    warmup: SFTLoopConfig = field(default_factory=lambda: SFTLoopConfig(steps=700))
+    warmup_samples: int = 4000
+    grpo_recipe: str = "recipes/shapeworld_grpo.yaml"
+    grpo_samples: int = 2000
+    grpo_overrides: list[str] = field(default_factory=list)
+
+
+#: Seed offset of the GRPO training samples inside the train split (the warm-up uses 0..).
+GRPO_SEED_OFFSET = 5_000_000
+
+
+def prepare_grpo_data(path: str | Path, n: int, frame: int) -> Path:
+    """Write ``n`` referring training samples as a prepared dataset (prompts in the reasoner ``frame``)."""
+    import shutil
+
+    from segzero.data.prepared import save_prepared
+    from segzero.shapeworld.generator import make_split
+
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+    save_prepared(make_split("train", n, "referring", seed_offset=GRPO_SEED_OFFSET), path, frame=frame)
+    return path
+
+
+def run_grpo(recipe: str | Path, model: str | Path, dataset: str | Path, output_dir: str | Path,
+             overrides: Sequence[str] = (), *, log: Log = _print) -> Path:
+    """Run ``segzero train grpo --config RECIPE`` in a child process; return the trained ``final`` folder.
+
+    A child process keeps the trainer's memory and threads apart from the caller's, and runs exactly
+    what a user types.
+    """
+    import subprocess
+    import sys
+
+    if not Path(recipe).is_file():
+        raise FileNotFoundError(f"the GRPO recipe {recipe} does not exist (run from the repository root, "
+                                "or pass --recipe)")
+    # The `segzero` entry point with the training commands registered (they need TRL, an extra).
+    entry = "from segzero.cli import main, train; main()"
+    command = [sys.executable, "-c", entry, "train", "grpo", "--config", str(recipe),
+               "--set", f"model_name_or_path={model}", "--set", f"dataset_path={dataset}",
+               "--output-dir", str(output_dir), "--resume", "never"]
+    for item in overrides:
+        command += ["--set", item]
+    log("  $ segzero " + " ".join(command[3:]))
+    subprocess.run(command, check=True)
+    return Path(output_dir) / "final"
+
+
+def train_all(out_dir: str | Path, config: ShapeWorldTrainConfig | None = None, *,
+              stages: Sequence[str] = ("segmenter", "reasoner"), log: Log = _print) -> dict[str, float]:
+    """Reproduce the ShapeWorld models end to end into ``out_dir``; returns seconds per stage.
+
+    Writes ``segmenter/``, ``reasoner-warmup/`` (after the supervised warm-up), ``reasoner/`` (after
+    GRPO), the GRPO run in ``grpo/`` and its data in ``data/grpo``, and ``timings.json``.
+    """
+    import shutil
+
+    from segzero.shapeworld.generator import make_split
+
+    config = config or ShapeWorldTrainConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    def stage(name: str, fn: Callable[[], Any]) -> Any:
+        log(f"[{name}]")
+        t = time.perf_counter()
+        value = fn()
+        timings[name] = time.perf_counter() - t
+        log(f"[{name}] done in {timings[name]:.0f}s")
+        return value
+
+    if "segmenter" in stages:
+        stage("segmenter", lambda: train_segmenter(out / "segmenter", config.segmenter, log=log))
+    if "reasoner" in stages:
+        frame = config.reasoner.frame
+        stage("reasoner-build", lambda: build_shapeworld_reasoner(out / "reasoner-init", config.reasoner))
+        examples = stage("warmup-data", lambda: reasoner_examples(
+            list(make_split("train", config.warmup_samples, "referring")), frame))
+        stage("warmup-sft", lambda: sft_loop(out / "reasoner-init", examples, out / "reasoner-warmup",
+                                             config.warmup, log=log))
+        stage("grpo-data", lambda: prepare_grpo_data(out / "data" / "grpo", config.grpo_samples, frame))
+        if (out / "grpo").exists():
+            shutil.rmtree(out / "grpo")
+        final = stage("grpo", lambda: run_grpo(config.grpo_recipe, out / "reasoner-warmup", out / "data" / "grpo",
+                                               out / "grpo", config.grpo_overrides, log=log))
+        if (out / "reasoner").exists():
+            shutil.rmtree(out / "reasoner")
+        shutil.copytree(final, out / "reasoner")
+    (out / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
+    log("Stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
+    return timings
