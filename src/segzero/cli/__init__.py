@@ -10,6 +10,7 @@ from segzero.cli import report as _report  # noqa: F401  (registers commands)
 from segzero.cli import prepare as _prepare  # noqa: F401  (registers commands)
 from segzero.cli import serve as _serve  # noqa: F401  (registers commands)
 from segzero.cli import eval as _eval  # noqa: F401  (registers commands)
+from segzero.cli import shapeworld as _shapeworld  # noqa: F401  (registers commands)
 
 
 def main() -> None:
