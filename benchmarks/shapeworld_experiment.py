@@ -12,7 +12,7 @@ Each is run through the full pipeline (with the same shipped SAM2) on held-out t
 (out-of-domain, never trained on, like ReasonSeg for a RefCOCOg-trained model). Reported: gIoU, cIoU,
 the mean Seg-Zero accuracy reward (bbox_iou + bbox_l1 + points_l1, in [0, 3]) and the format rewards.
 
-    python benchmarks/shapeworld_experiment.py --out runs/shapeworld_experiment --steps 60 --n-eval 64
+    python benchmarks/shapeworld_experiment.py --out runs/shapeworld_experiment --steps 40 --n-eval 64
 
 ``--grpo DIR`` reuses a GRPO reasoner already trained from the same warm-up (e.g. the shipped
 ``models/reasoner``, trained with the recipe's max_steps) instead of training one.
@@ -64,9 +64,9 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=SHIPPED_MODELS,
                         help="folder with reasoner-warmup/ and segmenter/ (default: the shipped models)")
     parser.add_argument("--out", type=Path, default=Path("runs/shapeworld_experiment"))
-    parser.add_argument("--steps", type=int, default=60, help="optimiser steps of both SFT and GRPO")
-    parser.add_argument("--prompts-per-step", type=int, default=4, help="GRPO's (16 completions / 4 samples)")
-    parser.add_argument("--sft-lr", type=float, default=5e-5, help="SFT learning rate (GRPO's is the recipe's)")
+    parser.add_argument("--steps", type=int, default=40, help="optimiser steps of both SFT and GRPO (the recipe's max_steps)")
+    parser.add_argument("--prompts-per-step", type=int, default=8, help="prompts per step (GRPO: 64 completions / 8 samples)")
+    parser.add_argument("--sft-lr", type=float, default=1e-4, help="SFT learning rate (the GRPO recipe's)")
     parser.add_argument("--grpo", type=Path, default=None, help="reuse this GRPO reasoner instead of training")
     parser.add_argument("--n-eval", type=int, default=64, help="held-out test scenes per family")
     args = parser.parse_args()

@@ -45,7 +45,7 @@ def train_models(
     recipe: Annotated[Path, typer.Option(help="GRPO recipe for the last stage.")] = Path(
         "recipes/shapeworld_grpo.yaml"
     ),
-    segmenter_steps: Annotated[int | None, typer.Option(help="SAM2 training steps (default 1500).")] = None,
+    segmenter_steps: Annotated[int | None, typer.Option(help="SAM2 training steps (default 3000).")] = None,
     warmup_steps: Annotated[int | None, typer.Option(help="Warm-up SFT steps (default 700).")] = None,
     grpo_steps: Annotated[int | None, typer.Option(help="GRPO steps (default: the recipe's max_steps).")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda, for the segmenter and the warm-up.")] = "cpu",

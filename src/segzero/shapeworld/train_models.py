@@ -58,6 +58,8 @@ class SegmenterTrainConfig:
         stage_dims / stage_heads: Hiera width and heads per stage.
         scenes: training scenes (every shape of a scene is a training object).
         overlap_fraction: share of training scenes whose shapes may overlap (occluded masks).
+        n_shapes: least and most shapes per training scene; busier scenes than the requests' (2-4)
+            make "segment every shape" a poor answer, which pushes the decoder to use the prompts.
         steps: optimiser steps; batch_size: objects per step.
         lr: AdamW peak learning rate (cosine decay after a short warm-up); weight_decay: AdamW's.
         mode_weights: how often a step prompts with box + points, box only, points only (Seg-Zero's
@@ -76,8 +78,9 @@ class SegmenterTrainConfig:
     stage_heads: tuple[int, int, int, int] = (1, 1, 2, 2)
     scenes: int = 1500
     overlap_fraction: float = 0.2
+    n_shapes: tuple[int, int] = (2, 4)
     size: int = DEFAULT_SIZE
-    steps: int = 4500
+    steps: int = 3000
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 0.01
@@ -99,7 +102,8 @@ class _Object:
 
 
 def segmenter_objects(n_scenes: int, size: int = DEFAULT_SIZE, overlap_fraction: float = 0.0,
-                      split: str = "train", seed_offset: int = 0) -> list[_Object]:
+                      split: str = "train", seed_offset: int = 0,
+                      n_shapes: tuple[int, int] = (2, 4)) -> list[_Object]:
     """Every shape of ``n_scenes`` ShapeWorld scenes of a split, with its gt box and two inscribed points.
 
     Scene seeds are ``SPLIT_SEEDS[split].start + seed_offset + i`` times :data:`SCENES_PER_SEED`, inside
@@ -109,7 +113,8 @@ def segmenter_objects(n_scenes: int, size: int = DEFAULT_SIZE, overlap_fraction:
     start = SPLIT_SEEDS[split].start + seed_offset
     for i in range(n_scenes):
         overlap = (i % 100) < overlap_fraction * 100
-        scene = generate_scene((start + i) * SCENES_PER_SEED + 999, size=size, allow_overlap=overlap)
+        scene = generate_scene((start + i) * SCENES_PER_SEED + 999, size=size, allow_overlap=overlap,
+                               n_shapes=n_shapes)
         for shape in scene.shapes:
             prompts = mask_prompts(shape.mask)
             if prompts is None or shape.area < 12:
@@ -193,6 +198,22 @@ def _segmenter_loss(pred_masks: Any, iou_scores: Any, targets: Any) -> tuple[Any
     return per_candidate[rows, best].mean() + iou_loss, iou
 
 
+def tie_positional_encodings(model: Any) -> None:
+    """Give SAM2's prompt encoder the image's random Fourier positional basis (in place).
+
+    SAM2 encodes prompt coordinates and image positions with one and the same random matrix, so that a
+    click and the pixel under it look alike to the mask decoder; released checkpoints hold it twice,
+    identical. A randomly initialised ``Sam2Model`` draws the two copies independently, and the decoder
+    must then learn to relate two unrelated bases before prompts mean anything (thousands of steps on
+    a plateau where it segments every shape at once).
+    """
+    import torch
+
+    with torch.no_grad():
+        model.prompt_encoder.shared_embedding.positional_embedding.copy_(
+            model.shared_image_embedding.positional_embedding)
+
+
 def _lr_at(step: int, steps: int, peak: float, warmup: int = 50) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -229,9 +250,11 @@ def train_segmenter(out_dir: str | Path, config: SegmenterTrainConfig | None = N
     else:
         source = Path(config.init_from)
     model = Sam2Model.from_pretrained(source).to(config.device).train()
+    if config.init_from is None:
+        tie_positional_encodings(model)
     processor = Sam2Processor.from_pretrained(source)
     processor.save_pretrained(out)
-    objects = segmenter_objects(config.scenes, config.size, config.overlap_fraction)
+    objects = segmenter_objects(config.scenes, config.size, config.overlap_fraction, n_shapes=config.n_shapes)
     log(f"  segmenter: {len(objects)} training objects from {config.scenes} scenes "
         f"({time.perf_counter() - t0:.0f}s)")
     pixel_cache: dict[int, Any] = {}
@@ -695,7 +718,7 @@ def train_all(out_dir: str | Path, config: ShapeWorldTrainConfig | None = None, 
                                                out / "grpo", config.grpo_overrides, log=log))
         if (out / "reasoner").exists():
             shutil.rmtree(out / "reasoner")
-        shutil.copytree(final, out / "reasoner")
+        shutil.copytree(final, out / "reasoner", ignore=shutil.ignore_patterns("training_args.bin"))
     (out / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
     log("Stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
     return timings

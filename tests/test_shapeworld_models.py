@@ -1,0 +1,89 @@
+"""The shipped ShapeWorld models: they load the way users load models, fit the size budget, and work.
+
+Thresholds are what the shipped checkpoints reach on held-out (test/val split) scenes, with a margin;
+docs/shapeworld.md has the full figures.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from segzero.shapeworld.train_models import SHIPPED_MODELS, SIZE_BUDGET
+
+#: Mean mask IoU of the shipped SAM2 on held-out shapes from their gt box and two inscribed points (0.93).
+SEGMENTER_MIN_IOU = 0.85
+#: gIoU of the whole pipeline (reasoner + SAM2) on 16 held-out referring requests (the shipped pair: 0.108).
+#: Low because the mini reasoner barely localises (see docs/shapeworld.md), not because of SAM2.
+PIPELINE_MIN_GIOU = 0.05
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    from segzero.shapeworld.demo import load_pipeline
+
+    return load_pipeline()
+
+
+def test_shipped_models_fit_the_size_budget():
+    from segzero.tiny import folder_size
+
+    folders = [p for p in SHIPPED_MODELS.iterdir() if p.is_dir()]
+    assert {"reasoner", "segmenter"} <= {p.name for p in folders}
+    total = sum(folder_size(p) for p in folders)
+    assert total < SIZE_BUDGET, f"shipped models take {total / 1e6:.1f} MB"
+
+
+def test_shipped_reasoner_records_its_frame():
+    meta = json.loads((SHIPPED_MODELS / "reasoner" / "segzero.json").read_text())
+    assert meta["reasoner_frame"] == 112
+
+
+def test_pipeline_loads_shipped_models_through_from_pretrained(pipe):
+    from segzero.pipeline import ReasoningSegmenter
+
+    assert isinstance(pipe, ReasoningSegmenter)
+    assert pipe.frame == 112
+    assert type(pipe.reasoner.model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    assert type(pipe.segmenter.model).__name__ == "Sam2Model"
+
+
+def test_shipped_segmenter_segments_held_out_shapes():
+    from segzero.shapeworld.train_models import evaluate_segmenter
+
+    iou = evaluate_segmenter(SHIPPED_MODELS / "segmenter", n_scenes=20, split="val", modes=("both",))
+    assert iou["both"] > SEGMENTER_MIN_IOU
+
+
+def test_pipeline_on_held_out_referring_scenes(pipe):
+    from segzero.shapeworld.demo import evaluate_family
+
+    summary = evaluate_family(pipe, "referring", 16)
+    assert summary["n"] == 16
+    assert summary["parse_failures"] <= 2
+    assert summary["giou"] > PIPELINE_MIN_GIOU
+
+
+def test_demo_command_writes_the_overlay(tmp_path):
+    from typer.testing import CliRunner
+
+    from segzero.cli import shapeworld as _shapeworld  # noqa: F401  (registers demo)
+    from segzero.cli.app import app
+
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--n-eval", "2"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "demo.png").is_file()
+    assert "Reasoning:" in result.output
+    assert "referring" in result.output and "reasoning" in result.output
+
+
+def test_demo_with_a_missing_models_folder_says_what_to_do(tmp_path):
+    from typer.testing import CliRunner
+
+    from segzero.cli import shapeworld as _shapeworld  # noqa: F401
+    from segzero.cli.app import app
+
+    result = CliRunner().invoke(app, ["demo", "--models", str(tmp_path), "--n-eval", "0"])
+    assert result.exit_code != 0
+    assert "reasoner/ and segmenter/" in str(result.exception)
