@@ -7,8 +7,9 @@ overridden). Measure: the mean accuracy reward (``bbox_iou + bbox_l1 + points_l1
 the paper's hard rewards, in [0, 3]) of answers sampled at temperature 1 (two per scene, fixed seed) on
 held-out validation scenes, before and after.
 
-With ``learning_rate=0`` (no update) the same test fails: the weights, hence the greedy answers, do
-not change, so the seeded samples and the gain (exactly 0) do not either.
+Measured: 0.490 -> 0.771 in 8 steps (1.7-3.5 minutes on a 2-core CPU, depending on its load). With ``--set learning_rate=0``
+(no update) the same run gives 0.490 -> 0.490 and the test fails: the weights do not change, so neither
+do the seeded samples.
 """
 
 from __future__ import annotations
