@@ -36,8 +36,14 @@ def evaluate(reasoner_dir: Path, segmenter_dir: Path, n: int) -> dict[str, dict[
     from segzero.shapeworld.generator import FAMILIES, make_split
     from segzero.shapeworld.train_models import reasoner_examples, score_completions
 
-    pipe = ReasoningSegmenter.from_pretrained(str(reasoner_dir), str(segmenter_dir), device="cpu",
-                                              dtype="float32", batch_size=16, max_new_tokens=DEMO_MAX_NEW_TOKENS)
+    pipe = ReasoningSegmenter.from_pretrained(
+        str(reasoner_dir),
+        str(segmenter_dir),
+        device="cpu",
+        dtype="float32",
+        batch_size=16,
+        max_new_tokens=DEMO_MAX_NEW_TOKENS,
+    )
     out = {}
     for family in FAMILIES:
         samples = list(make_split("test", n, family))
@@ -61,13 +67,23 @@ def main() -> None:
     )
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", type=Path, default=SHIPPED_MODELS,
-                        help="folder with reasoner-warmup/ and segmenter/ (default: the shipped models)")
+    parser.add_argument(
+        "--models",
+        type=Path,
+        default=SHIPPED_MODELS,
+        help="folder with reasoner-warmup/ and segmenter/ (default: the shipped models)",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/shapeworld_experiment"))
-    parser.add_argument("--steps", type=int, default=40, help="optimiser steps of both SFT and GRPO (the recipe's max_steps)")
-    parser.add_argument("--prompts-per-step", type=int, default=8, help="prompts per step (GRPO: 64 completions / 8 samples)")
+    parser.add_argument(
+        "--steps", type=int, default=40, help="optimiser steps of both SFT and GRPO (the recipe's max_steps)"
+    )
+    parser.add_argument(
+        "--prompts-per-step", type=int, default=8, help="prompts per step (GRPO: 64 completions / 8 samples)"
+    )
     parser.add_argument("--sft-lr", type=float, default=1e-4, help="SFT learning rate (the GRPO recipe's)")
-    parser.add_argument("--grpo", type=Path, default=None, help="reuse this GRPO reasoner instead of training")
+    parser.add_argument(
+        "--grpo", type=Path, default=None, help="reuse this GRPO reasoner instead of training"
+    )
     parser.add_argument("--n-eval", type=int, default=64, help="held-out test scenes per family")
     args = parser.parse_args()
 
@@ -80,14 +96,17 @@ def main() -> None:
     if grpo is None:
         t = time.perf_counter()
         data = prepare_grpo_data(args.out / "data", n_prompts, 112)
-        grpo = run_grpo(RECIPE, warm, data, args.out / "grpo", [f"max_steps={args.steps}", "save_strategy=no"])
+        grpo = run_grpo(
+            RECIPE, warm, data, args.out / "grpo", [f"max_steps={args.steps}", "save_strategy=no"]
+        )
         seconds["grpo"] = time.perf_counter() - t
 
     t = time.perf_counter()
     samples = list(make_split("train", n_prompts, "referring", seed_offset=GRPO_SEED_OFFSET))
     sft_dir = args.out / "sft"
-    config = SFTLoopConfig(steps=args.steps, batch_size=args.prompts_per_step, lr=args.sft_lr, warmup=1,
-                           min_lr_ratio=1.0)
+    config = SFTLoopConfig(
+        steps=args.steps, batch_size=args.prompts_per_step, lr=args.sft_lr, warmup=1, min_lr_ratio=1.0
+    )
     sft_loop(warm, reasoner_examples(samples, 112), sft_dir, config)
     seconds["sft"] = time.perf_counter() - t
 
@@ -98,20 +117,29 @@ def main() -> None:
         seconds[f"eval {name}"] = time.perf_counter() - t
         print(name, json.dumps(results[name]), flush=True)
 
+    header = (
+        "| reasoner | referring gIoU | referring cIoU | referring acc. reward | reasoning gIoU "
+        "| reasoning cIoU | reasoning acc. reward | format (ref/rsn) |"
+    )
     lines = [
-        "| reasoner | referring gIoU | referring cIoU | referring acc. reward | reasoning gIoU | reasoning cIoU "
-        "| reasoning acc. reward | format (ref/rsn) |",
+        header,
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         ref, rsn = r["referring"], r["reasoning"]
         fmt = f"{ref['seg_format_strict']:.2f} / {rsn['seg_format_strict']:.2f}"
-        lines.append(f"| {name} | {ref['giou']:.3f} | {ref['ciou']:.3f} | {ref['accuracy']:.3f} | {rsn['giou']:.3f} "
-                     f"| {rsn['ciou']:.3f} | {rsn['accuracy']:.3f} | {fmt} |")
+        lines.append(
+            f"| {name} | {ref['giou']:.3f} | {ref['ciou']:.3f} | {ref['accuracy']:.3f} | {rsn['giou']:.3f} "
+            f"| {rsn['ciou']:.3f} | {rsn['accuracy']:.3f} | {fmt} |"
+        )
     table = "\n".join(lines)
     print(table)
-    (args.out / "results.json").write_text(json.dumps({"results": results, "seconds": seconds,
-                                                       "args": {k: str(v) for k, v in vars(args).items()}}, indent=2))
+    (args.out / "results.json").write_text(
+        json.dumps(
+            {"results": results, "seconds": seconds, "args": {k: str(v) for k, v in vars(args).items()}},
+            indent=2,
+        )
+    )
     (args.out / "table.md").write_text(table + "\n")
     print("Seconds:", json.dumps({k: round(v) for k, v in seconds.items()}))
 

@@ -7,9 +7,9 @@ overridden). Measure: the mean accuracy reward (``bbox_iou + bbox_l1 + points_l1
 the paper's hard rewards, in [0, 3]) of answers sampled at temperature 1 (two per scene, fixed seed) on
 held-out validation scenes, before and after.
 
-Measured: 0.490 -> 0.771 in 8 steps (1.7-3.5 minutes on a 2-core CPU, depending on its load). With ``--set learning_rate=0``
-(no update) the same run gives 0.490 -> 0.490 and the test fails: the weights do not change, so neither
-do the seeded samples.
+Measured: 0.490 -> 0.771 in 8 steps (1.7-3.5 minutes on a 2-core CPU, depending on its load).
+With ``--set learning_rate=0`` (no update) the same run gives 0.490 -> 0.490 and the test fails: the
+weights do not change, so neither do the seeded samples.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ def held_out_accuracy(reasoner_dir: Path) -> float:
     examples = reasoner_examples(list(make_split("val", N_HELD_OUT, "referring")), 112)
     # Sampled at temperature 1, as GRPO samples: the policy's expected reward, seeded so that the same
     # weights give the same figure.
-    return evaluate_reasoner(reasoner, examples, max_new_tokens=96, sample=True, samples_per_prompt=2)["accuracy"]
+    return evaluate_reasoner(reasoner, examples, max_new_tokens=96, sample=True, samples_per_prompt=2)[
+        "accuracy"
+    ]
 
 
 def grpo_gain(tmp_path: Path, overrides: tuple[str, ...] = ()) -> tuple[float, float]:
@@ -48,7 +50,9 @@ def grpo_gain(tmp_path: Path, overrides: tuple[str, ...] = ()) -> tuple[float, f
 
     start = SHIPPED_MODELS / "reasoner-warmup"
     data = prepare_grpo_data(tmp_path / "data", PROMPTS_PER_STEP * K_STEPS, 112)
-    final = run_grpo(RECIPE, start, data, tmp_path / "run", [f"max_steps={K_STEPS}", "save_strategy=no", *overrides])
+    final = run_grpo(
+        RECIPE, start, data, tmp_path / "run", [f"max_steps={K_STEPS}", "save_strategy=no", *overrides]
+    )
     return held_out_accuracy(start), held_out_accuracy(final)
 
 

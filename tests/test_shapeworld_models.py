@@ -87,3 +87,35 @@ def test_demo_with_a_missing_models_folder_says_what_to_do(tmp_path):
     result = CliRunner().invoke(app, ["demo", "--models", str(tmp_path), "--n-eval", "0"])
     assert result.exit_code != 0
     assert "reasoner/ and segmenter/" in str(result.exception)
+
+
+def test_reasoner_targets_score_full_rewards_against_their_ground_truth():
+    from segzero.rewards import REWARDS, GroundTruth
+    from segzero.shapeworld.generator import make_sample
+    from segzero.shapeworld.train_models import reasoner_examples
+
+    (example,) = reasoner_examples([make_sample(3, "referring")], 112)
+    assert example.completion.startswith("<think> ") and example.completion.endswith("</answer>")
+    assert all(0 <= v <= 112 for v in example.boxes[0])
+    gt = GroundTruth.from_columns(example.boxes, example.points)
+    for name in ("thinking_format", "seg_format_strict", "bbox_iou", "bbox_l1", "points_l1"):
+        assert REWARDS[name](example.completion, gt) == 1.0, name
+
+
+def test_segmenter_prompt_and_image_positional_bases_are_tied(tmp_path):
+    import torch
+    from transformers import Sam2Model
+
+    from segzero.shapeworld.train_models import tie_positional_encodings
+    from segzero.tiny import build_segmenter
+
+    model = Sam2Model.from_pretrained(build_segmenter(tmp_path / "seg"))
+    image, prompt = model.shared_image_embedding, model.prompt_encoder.shared_embedding
+    assert not torch.equal(image.positional_embedding, prompt.positional_embedding)  # random init: apart
+    tie_positional_encodings(model)
+    assert torch.equal(image.positional_embedding, prompt.positional_embedding)
+    shipped = Sam2Model.from_pretrained(SHIPPED_MODELS / "segmenter")
+    assert torch.equal(
+        shipped.shared_image_embedding.positional_embedding,
+        shipped.prompt_encoder.shared_embedding.positional_embedding,
+    )

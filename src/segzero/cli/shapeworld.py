@@ -17,7 +17,9 @@ app.add_typer(shapeworld_app, name="shapeworld")
 
 Models = Annotated[
     Path | None,
-    typer.Option("--models", help="Folder with reasoner/ and segmenter/ (default: the models shipped in the package)."),
+    typer.Option(
+        "--models", help="Folder with reasoner/ and segmenter/ (default: the models shipped in the package)."
+    ),
 ]
 
 
@@ -26,8 +28,12 @@ def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for demo.png.")] = Path("demo-output"),
     models: Models = None,
     seed: Annotated[int, typer.Option(help="Which test scene to ask about.")] = 7,
-    family: Annotated[str, typer.Option(help="Request family of the demo scene: reasoning or referring.")] = "reasoning",
-    n_eval: Annotated[int, typer.Option("--n-eval", min=0, help="Held-out scenes per family to evaluate (0: none).")] = 16,
+    family: Annotated[
+        str, typer.Option(help="Request family of the demo scene: reasoning or referring.")
+    ] = "reasoning",
+    n_eval: Annotated[
+        int, typer.Option("--n-eval", min=0, help="Held-out scenes per family to evaluate (0: none).")
+    ] = 16,
 ) -> None:
     """Offline demo: a ShapeWorld scene, a reasoning request, the model's thinking and answer, the mask
     (written as an overlay PNG), then gIoU/cIoU of both request families on held-out scenes."""
@@ -47,7 +53,9 @@ def train_models(
     ),
     segmenter_steps: Annotated[int | None, typer.Option(help="SAM2 training steps (default 3000).")] = None,
     warmup_steps: Annotated[int | None, typer.Option(help="Warm-up SFT steps (default 700).")] = None,
-    grpo_steps: Annotated[int | None, typer.Option(help="GRPO steps (default: the recipe's max_steps).")] = None,
+    grpo_steps: Annotated[
+        int | None, typer.Option(help="GRPO steps (default: the recipe's max_steps).")
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda, for the segmenter and the warm-up.")] = "cpu",
 ) -> None:
     """Reproduce the shipped ShapeWorld models: generate data, train SAM2, warm up the reasoner, then GRPO
@@ -58,7 +66,9 @@ def train_models(
     chosen = [s.strip() for s in stages.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in ("segmenter", "reasoner")]
     if unknown or not chosen:
-        raise InputError(f"Unknown stage(s) {', '.join(unknown) or '(none)'}; choose from segmenter, reasoner.")
+        raise InputError(
+            f"Unknown stage(s) {', '.join(unknown) or '(none)'}; choose from segmenter, reasoner."
+        )
     config = ShapeWorldTrainConfig(grpo_recipe=str(recipe))
     config.segmenter.device = config.warmup.device = device
     if segmenter_steps is not None:

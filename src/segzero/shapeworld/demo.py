@@ -66,8 +66,9 @@ def shipped_models() -> tuple[Path, Path]:
     return reasoner, segmenter
 
 
-def load_pipeline(models: str | Path | None = None, *, batch_size: int = 16,
-                  max_new_tokens: int = DEMO_MAX_NEW_TOKENS) -> Any:
+def load_pipeline(
+    models: str | Path | None = None, *, batch_size: int = 16, max_new_tokens: int = DEMO_MAX_NEW_TOKENS
+) -> Any:
     """The ShapeWorld :class:`~segzero.pipeline.ReasoningSegmenter` on the CPU in float32.
 
     Args:
@@ -80,10 +81,18 @@ def load_pipeline(models: str | Path | None = None, *, batch_size: int = 16,
     else:
         reasoner, segmenter = Path(models) / "reasoner", Path(models) / "segmenter"
         if not (reasoner / "config.json").is_file() or not (segmenter / "config.json").is_file():
-            raise InputError(f"{models} must hold reasoner/ and segmenter/ model folders "
-                             "(as `segzero shapeworld train-models --out` writes them).")
-    return ReasoningSegmenter.from_pretrained(str(reasoner), str(segmenter), device="cpu", dtype="float32",
-                                              batch_size=batch_size, max_new_tokens=max_new_tokens)
+            raise InputError(
+                f"{models} must hold reasoner/ and segmenter/ model folders "
+                "(as `segzero shapeworld train-models --out` writes them)."
+            )
+    return ReasoningSegmenter.from_pretrained(
+        str(reasoner),
+        str(segmenter),
+        device="cpu",
+        dtype="float32",
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+    )
 
 
 def score_samples(pipe: Any, samples: Sequence[Any]) -> list[Any]:
@@ -97,7 +106,9 @@ def score_samples(pipe: Any, samples: Sequence[Any]) -> list[Any]:
     records = []
     size = int(getattr(pipe, "batch_size", 8))
     for start in range(0, len(samples), size):
-        records += [rec for rec, _ in run_batch(pipe, samples[start: start + size], "shapeworld", keep_masks=False)]
+        records += [
+            rec for rec, _ in run_batch(pipe, samples[start : start + size], "shapeworld", keep_masks=False)
+        ]
     return records
 
 
@@ -119,8 +130,10 @@ def draw_demo(sample: Any, result: Any, path: str | Path, scale: int = OVERLAY_S
     image = sample.image.resize((sample.width * scale, sample.height * scale), Image.NEAREST)
     mask = np.kron(result.mask.astype(np.uint8), np.ones((scale, scale), np.uint8)).astype(bool)
     objects = [
-        ObjectPrompt(box=None if o.box is None else tuple(v * scale + scale // 2 for v in o.box),
-                     points=tuple((x * scale + scale // 2, y * scale + scale // 2) for x, y in o.points))
+        ObjectPrompt(
+            box=None if o.box is None else tuple(v * scale + scale // 2 for v in o.box),
+            points=tuple((x * scale + scale // 2, y * scale + scale // 2) for x, y in o.points),
+        )
         for o in result.objects
     ]
     caption = f"Request: {sample.request}\nThinking: {result.thinking or '-'}"
@@ -130,9 +143,16 @@ def draw_demo(sample: Any, result: Any, path: str | Path, scale: int = OVERLAY_S
     return path
 
 
-def run_demo(out_dir: str | Path | None = "demo-output", *, models: str | Path | None = None,
-             seed: int = DEMO_SEED, family: str = "reasoning", n_eval: int = 16,
-             families: Sequence[str] = FAMILIES, log: Log = print) -> DemoReport:
+def run_demo(
+    out_dir: str | Path | None = "demo-output",
+    *,
+    models: str | Path | None = None,
+    seed: int = DEMO_SEED,
+    family: str = "reasoning",
+    n_eval: int = 16,
+    families: Sequence[str] = FAMILIES,
+    log: Log = print,
+) -> DemoReport:
     """Run the demo: one scene end to end, then a held-out evaluation of each family.
 
     Args:
@@ -153,10 +173,13 @@ def run_demo(out_dir: str | Path | None = "demo-output", *, models: str | Path |
     iou = mask_iou(result.mask, sample.mask == 1)
     log(f"Scene: {sample.width}x{sample.height} px, test seed {seed}; request ({family}): {sample.request!r}")
     log(f"Reasoning: {result.thinking}")
-    log(f"Answer (reasoner frame {pipe.frame}): {result.completion.split('<answer>')[-1].split('</answer>')[0]}")
-    log(f"Prompts for SAM2 (image frame): " + "; ".join(
-        f"box {o.box}, points {list(o.points)}" for o in result.objects) if result.objects
-        else f"No usable answer ({result.reason}).")
+    answer = result.completion.split("<answer>")[-1].split("</answer>")[0]
+    log(f"Answer (reasoner frame {pipe.frame}): {answer}")
+    if result.objects:
+        prompts = "; ".join(f"box {o.box}, points {list(o.points)}" for o in result.objects)
+        log(f"Prompts for SAM2 (image frame): {prompts}")
+    else:
+        log(f"No usable answer ({result.reason}).")
     log(f"Mask: {int(result.mask.sum())} px, IoU with the ground truth {iou:.3f}")
     overlay = None
     if out_dir is not None:

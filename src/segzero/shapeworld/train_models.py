@@ -101,9 +101,14 @@ class _Object:
     points: tuple[tuple[int, int], tuple[int, int]]
 
 
-def segmenter_objects(n_scenes: int, size: int = DEFAULT_SIZE, overlap_fraction: float = 0.0,
-                      split: str = "train", seed_offset: int = 0,
-                      n_shapes: tuple[int, int] = (2, 4)) -> list[_Object]:
+def segmenter_objects(
+    n_scenes: int,
+    size: int = DEFAULT_SIZE,
+    overlap_fraction: float = 0.0,
+    split: str = "train",
+    seed_offset: int = 0,
+    n_shapes: tuple[int, int] = (2, 4),
+) -> list[_Object]:
     """Every shape of ``n_scenes`` ShapeWorld scenes of a split, with its gt box and two inscribed points.
 
     Scene seeds are ``SPLIT_SEEDS[split].start + seed_offset + i`` times :data:`SCENES_PER_SEED`, inside
@@ -113,8 +118,9 @@ def segmenter_objects(n_scenes: int, size: int = DEFAULT_SIZE, overlap_fraction:
     start = SPLIT_SEEDS[split].start + seed_offset
     for i in range(n_scenes):
         overlap = (i % 100) < overlap_fraction * 100
-        scene = generate_scene((start + i) * SCENES_PER_SEED + 999, size=size, allow_overlap=overlap,
-                               n_shapes=n_shapes)
+        scene = generate_scene(
+            (start + i) * SCENES_PER_SEED + 999, size=size, allow_overlap=overlap, n_shapes=n_shapes
+        )
         for shape in scene.shapes:
             prompts = mask_prompts(shape.mask)
             if prompts is None or shape.area < 12:
@@ -141,8 +147,9 @@ def _inner_points(obj: _Object, n: int, rng: random.Random) -> list[list[float]]
     return [[float(xs[k]), float(ys[k])] for k in picks]
 
 
-def _segmenter_batch(objects: Sequence[_Object], mode: str, config: SegmenterTrainConfig,
-                     rng: random.Random) -> dict[str, Any]:
+def _segmenter_batch(
+    objects: Sequence[_Object], mode: str, config: SegmenterTrainConfig, rng: random.Random
+) -> dict[str, Any]:
     """Prompts of one batch in SAM2's input frame (image pixels scaled by ``image_size / size``)."""
     import torch
 
@@ -211,7 +218,8 @@ def tie_positional_encodings(model: Any) -> None:
 
     with torch.no_grad():
         model.prompt_encoder.shared_embedding.positional_embedding.copy_(
-            model.shared_image_embedding.positional_embedding)
+            model.shared_image_embedding.positional_embedding
+        )
 
 
 def _lr_at(step: int, steps: int, peak: float, warmup: int = 50) -> float:
@@ -221,8 +229,9 @@ def _lr_at(step: int, steps: int, peak: float, warmup: int = 50) -> float:
     return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def train_segmenter(out_dir: str | Path, config: SegmenterTrainConfig | None = None, *,
-                    log: Log = _print) -> dict[str, Any]:
+def train_segmenter(
+    out_dir: str | Path, config: SegmenterTrainConfig | None = None, *, log: Log = _print
+) -> dict[str, Any]:
     """Build a mini SAM2 with :func:`segzero.tiny.build_segmenter` and train it on ShapeWorld objects.
 
     Each step draws ``batch_size`` objects and one prompting mode (see
@@ -244,8 +253,14 @@ def train_segmenter(out_dir: str | Path, config: SegmenterTrainConfig | None = N
     t0 = time.perf_counter()
     out = Path(out_dir)
     if config.init_from is None:
-        build_segmenter(out, seed=config.seed, image_size=config.image_size, hidden_size=config.hidden_size,
-                        stage_dims=config.stage_dims, stage_heads=config.stage_heads)
+        build_segmenter(
+            out,
+            seed=config.seed,
+            image_size=config.image_size,
+            hidden_size=config.hidden_size,
+            stage_dims=config.stage_dims,
+            stage_heads=config.stage_heads,
+        )
         source = out
     else:
         source = Path(config.init_from)
@@ -255,22 +270,28 @@ def train_segmenter(out_dir: str | Path, config: SegmenterTrainConfig | None = N
     processor = Sam2Processor.from_pretrained(source)
     processor.save_pretrained(out)
     objects = segmenter_objects(config.scenes, config.size, config.overlap_fraction, n_shapes=config.n_shapes)
-    log(f"  segmenter: {len(objects)} training objects from {config.scenes} scenes "
-        f"({time.perf_counter() - t0:.0f}s)")
+    log(
+        f"  segmenter: {len(objects)} training objects from {config.scenes} scenes "
+        f"({time.perf_counter() - t0:.0f}s)"
+    )
     pixel_cache: dict[int, Any] = {}
 
     def pixels(obj: _Object) -> Any:
         key = id(obj.image)
         if key not in pixel_cache:
-            pixel_cache[key] = processor(images=[Image.fromarray(obj.image)], return_tensors="pt")["pixel_values"][0]
+            pixel_cache[key] = processor(images=[Image.fromarray(obj.image)], return_tensors="pt")[
+                "pixel_values"
+            ][0]
         return pixel_cache[key]
 
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+    )
     modes = ("both", "box", "points")
     recent_iou: list[float] = []
     loss_value = float("nan")
@@ -291,10 +312,14 @@ def train_segmenter(out_dir: str | Path, config: SegmenterTrainConfig | None = N
         optimizer.step()
         loss_value = float(loss.detach())
         picked = result.iou_scores[:, 0].detach().argmax(dim=1)
-        recent_iou = (recent_iou + iou[torch.arange(len(picked)), picked].tolist())[-100 * config.batch_size:]
+        recent_iou = (recent_iou + iou[torch.arange(len(picked)), picked].tolist())[
+            -100 * config.batch_size :
+        ]
         if (step + 1) % 100 == 0 or step + 1 == config.steps:
-            log(f"  segmenter step {step + 1}/{config.steps}: loss {loss_value:.3f}, "
-                f"train IoU (chosen mask) {np.mean(recent_iou):.3f}, {time.perf_counter() - t0:.0f}s")
+            log(
+                f"  segmenter step {step + 1}/{config.steps}: loss {loss_value:.3f}, "
+                f"train IoU (chosen mask) {np.mean(recent_iou):.3f}, {time.perf_counter() - t0:.0f}s"
+            )
         if (step + 1) % 500 == 0:  # a long CPU run leaves a usable model behind at every stage
             model.save_pretrained(out)
         if config.max_seconds is not None and time.perf_counter() - t0 > config.max_seconds:
@@ -302,12 +327,21 @@ def train_segmenter(out_dir: str | Path, config: SegmenterTrainConfig | None = N
             break
     model.cpu().eval().save_pretrained(out)
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "steps": step + 1, "final_loss": loss_value,
-            "train_iou": float(np.mean(recent_iou)), "config": asdict(config)}
+    return {
+        "seconds": seconds,
+        "steps": step + 1,
+        "final_loss": loss_value,
+        "train_iou": float(np.mean(recent_iou)),
+        "config": asdict(config),
+    }
 
 
-def evaluate_segmenter(segmenter_dir: str | Path, n_scenes: int = 100, split: str = "val",
-                       modes: Sequence[str] = ("both", "box", "points")) -> dict[str, float]:
+def evaluate_segmenter(
+    segmenter_dir: str | Path,
+    n_scenes: int = 100,
+    split: str = "val",
+    modes: Sequence[str] = ("both", "box", "points"),
+) -> dict[str, float]:
     """Mean mask IoU of the segmenter on held-out ShapeWorld objects given their gt prompts.
 
     Goes through :class:`segzero.segmenter.Segmenter` (best of 3 candidates by predicted IoU), with
@@ -381,8 +415,10 @@ def reasoner_corpus(n_per_family: int = 400, size: int = DEFAULT_SIZE) -> Iterat
             yield f"<think> {sample.extra['explanation']} </think>"
     for i in range(200):
         a, b = (37 * i) % 200, (53 * i) % 200
-        yield f'<answer>{{"bbox": [{a}, {b}, {a + 20}, {b + 31}], "points_1": [{a + 9}, {b + 12}], ' \
-              f'"points_2": [{a + 11}, {b + 25}]}}</answer>'
+        yield (
+            f'<answer>{{"bbox": [{a}, {b}, {a + 20}, {b + 31}], "points_1": [{a + 9}, {b + 12}], '
+            f'"points_2": [{a + 11}, {b + 25}]}}</answer>'
+        )
 
 
 def build_shapeworld_reasoner(out_dir: str | Path, config: ReasonerBuildConfig | None = None) -> Path:
@@ -391,10 +427,18 @@ def build_shapeworld_reasoner(out_dir: str | Path, config: ReasonerBuildConfig |
 
     config = config or ReasonerBuildConfig()
     out = build_reasoner(
-        out_dir, seed=config.seed, frame=config.frame, vocab_size=config.vocab_size,
-        corpus=list(reasoner_corpus(config.corpus_samples)), hidden_size=config.hidden_size,
-        num_layers=config.num_layers, num_heads=config.num_heads, num_kv_heads=config.num_kv_heads,
-        vision_depth=config.vision_depth, vision_hidden=config.vision_hidden, vision_heads=config.vision_heads,
+        out_dir,
+        seed=config.seed,
+        frame=config.frame,
+        vocab_size=config.vocab_size,
+        corpus=list(reasoner_corpus(config.corpus_samples)),
+        hidden_size=config.hidden_size,
+        num_layers=config.num_layers,
+        num_heads=config.num_heads,
+        num_kv_heads=config.num_kv_heads,
+        vision_depth=config.vision_depth,
+        vision_hidden=config.vision_hidden,
+        vision_heads=config.vision_heads,
     )
     write_model_meta(out, config.frame, method="random")
     return out
@@ -433,8 +477,11 @@ def reasoner_examples(samples: Sequence[Any], frame: int, thinking: bool = True)
     for sample in samples:
         if not sample.points:
             add_mask_prompts(sample)
-        mapped = to_reasoner_frame(ObjectPrompt(box=tuple(sample.boxes[0]), points=tuple(sample.points[0])),
-                                   (sample.width, sample.height), frame)
+        mapped = to_reasoner_frame(
+            ObjectPrompt(box=tuple(sample.boxes[0]), points=tuple(sample.points[0])),
+            (sample.width, sample.height),
+            frame,
+        )
         boxes = [list(mapped.box)]
         points = [[list(p) for p in mapped.points]]
         answer = f"<answer>{build_solution(boxes, points, 'single')}</answer>"
@@ -482,9 +529,15 @@ def _sft_batch(reasoner: Any, batch: Sequence[ReasonerExample]) -> dict[str, Any
     return inputs
 
 
-def sft_loop(reasoner_dir: str | Path, examples: Sequence[ReasonerExample], out_dir: str | Path,
-             config: SFTLoopConfig | None = None, *, log: Log = _print) -> dict[str, Any]:
-    """Supervised warm-up of a reasoner folder on ``examples``; saves the result (with ``segzero.json``) to ``out_dir``.
+def sft_loop(
+    reasoner_dir: str | Path,
+    examples: Sequence[ReasonerExample],
+    out_dir: str | Path,
+    config: SFTLoopConfig | None = None,
+    *,
+    log: Log = _print,
+) -> dict[str, Any]:
+    """Supervised warm-up of a reasoner folder on ``examples``, saved (with ``segzero.json``) to ``out_dir``.
 
     Returns:
         ``{"seconds", "steps", "final_loss", "evals": [(step, metrics), ...]}``.
@@ -500,8 +553,11 @@ def sft_loop(reasoner_dir: str | Path, examples: Sequence[ReasonerExample], out_
     model = reasoner.model
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.98))
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+        betas=(0.9, 0.98),
+    )
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
     order: list[int] = []
@@ -511,8 +567,11 @@ def sft_loop(reasoner_dir: str | Path, examples: Sequence[ReasonerExample], out_
     recent: list[float] = []
     for step in range(config.steps):
         progress = min(1.0, max(0.0, (step - config.warmup) / max(1, config.steps - config.warmup)))
-        scale = (step + 1) / config.warmup if step < config.warmup else (
-            config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+        scale = (
+            (step + 1) / config.warmup
+            if step < config.warmup
+            else (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+        )
         for group in optimizer.param_groups:
             group["lr"] = config.lr * scale
         if len(order) < config.batch_size:
@@ -531,7 +590,8 @@ def sft_loop(reasoner_dir: str | Path, examples: Sequence[ReasonerExample], out_
         loss_value = float(loss.detach())
         recent = (recent + [loss_value])[-50:]
         if (step + 1) % 50 == 0 or step + 1 == config.steps:
-            log(f"  sft step {step + 1}/{config.steps}: loss {np.mean(recent):.4f}, {time.perf_counter() - t0:.0f}s")
+            elapsed = time.perf_counter() - t0
+            log(f"  sft step {step + 1}/{config.steps}: loss {np.mean(recent):.4f}, {elapsed:.0f}s")
         if config.eval_every and config.eval_samples and (step + 1) % config.eval_every == 0:
             model.eval()
             metrics = evaluate_reasoner(reasoner, config.eval_samples)
@@ -545,8 +605,12 @@ def sft_loop(reasoner_dir: str | Path, examples: Sequence[ReasonerExample], out_
     model.save_pretrained(out)
     reasoner.processor.save_pretrained(out)
     write_model_meta(out, frame, method="sft-warmup")
-    return {"seconds": time.perf_counter() - t0, "steps": step + 1, "final_loss": float(np.mean(recent)),
-            "evals": evals}
+    return {
+        "seconds": time.perf_counter() - t0,
+        "steps": step + 1,
+        "final_loss": float(np.mean(recent)),
+        "evals": evals,
+    }
 
 
 def _saved_frame(reasoner_dir: str | Path) -> int:
@@ -561,9 +625,16 @@ ACCURACY_REWARDS = ("bbox_iou", "bbox_l1", "points_l1")
 FORMAT_REWARDS = ("thinking_format", "seg_format_strict")
 
 
-def evaluate_reasoner(reasoner: Any, examples: Sequence[ReasonerExample], batch_size: int = 32,
-                      max_new_tokens: int = 160, *, sample: bool = False, samples_per_prompt: int = 1,
-                      seed: int = 0) -> dict[str, float]:
+def evaluate_reasoner(
+    reasoner: Any,
+    examples: Sequence[ReasonerExample],
+    batch_size: int = 32,
+    max_new_tokens: int = 160,
+    *,
+    sample: bool = False,
+    samples_per_prompt: int = 1,
+    seed: int = 0,
+) -> dict[str, float]:
     """Answers of a :class:`segzero.reasoner.Reasoner` on examples, scored with the Seg-Zero rewards.
 
     Args:
@@ -582,9 +653,13 @@ def evaluate_reasoner(reasoner: Any, examples: Sequence[ReasonerExample], batch_
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for start in range(0, len(repeated), batch_size):
-            chunk = repeated[start: start + batch_size]
-            completions += reasoner.generate([ex.image for ex in chunk], [ex.request for ex in chunk],
-                                             max_new_tokens=max_new_tokens, do_sample=sample)
+            chunk = repeated[start : start + batch_size]
+            completions += reasoner.generate(
+                [ex.image for ex in chunk],
+                [ex.request for ex in chunk],
+                max_new_tokens=max_new_tokens,
+                do_sample=sample,
+            )
     return score_completions(completions, repeated)
 
 
@@ -626,8 +701,11 @@ class ShapeWorldTrainConfig:
     """
 
     segmenter: SegmenterTrainConfig = field(default_factory=SegmenterTrainConfig)
-    reasoner: ReasonerBuildConfig = field(default_factory=lambda: ReasonerBuildConfig(
-        frame=112, hidden_size=128, num_heads=4, vision_depth=2, vision_hidden=64))
+    reasoner: ReasonerBuildConfig = field(
+        default_factory=lambda: ReasonerBuildConfig(
+            frame=112, hidden_size=128, num_heads=4, vision_depth=2, vision_hidden=64
+        )
+    )
     warmup: SFTLoopConfig = field(default_factory=lambda: SFTLoopConfig(steps=700))
     warmup_samples: int = 4000
     grpo_recipe: str = "recipes/shapeworld_grpo.yaml"
@@ -653,8 +731,15 @@ def prepare_grpo_data(path: str | Path, n: int, frame: int) -> Path:
     return path
 
 
-def run_grpo(recipe: str | Path, model: str | Path, dataset: str | Path, output_dir: str | Path,
-             overrides: Sequence[str] = (), *, log: Log = _print) -> Path:
+def run_grpo(
+    recipe: str | Path,
+    model: str | Path,
+    dataset: str | Path,
+    output_dir: str | Path,
+    overrides: Sequence[str] = (),
+    *,
+    log: Log = _print,
+) -> Path:
     """Run ``segzero train grpo --config RECIPE`` in a child process; return the trained ``final`` folder.
 
     A child process keeps the trainer's memory and threads apart from the caller's, and runs exactly
@@ -664,13 +749,28 @@ def run_grpo(recipe: str | Path, model: str | Path, dataset: str | Path, output_
     import sys
 
     if not Path(recipe).is_file():
-        raise FileNotFoundError(f"the GRPO recipe {recipe} does not exist (run from the repository root, "
-                                "or pass --recipe)")
+        raise FileNotFoundError(
+            f"the GRPO recipe {recipe} does not exist (run from the repository root, or pass --recipe)"
+        )
     # The `segzero` entry point with the training commands registered (they need TRL, an extra).
     entry = "from segzero.cli import main, train; main()"
-    command = [sys.executable, "-c", entry, "train", "grpo", "--config", str(recipe),
-               "--set", f"model_name_or_path={model}", "--set", f"dataset_path={dataset}",
-               "--output-dir", str(output_dir), "--resume", "never"]
+    command = [
+        sys.executable,
+        "-c",
+        entry,
+        "train",
+        "grpo",
+        "--config",
+        str(recipe),
+        "--set",
+        f"model_name_or_path={model}",
+        "--set",
+        f"dataset_path={dataset}",
+        "--output-dir",
+        str(output_dir),
+        "--resume",
+        "never",
+    ]
     for item in overrides:
         command += ["--set", item]
     log("  $ segzero " + " ".join(command[3:]))
@@ -678,8 +778,13 @@ def run_grpo(recipe: str | Path, model: str | Path, dataset: str | Path, output_
     return Path(output_dir) / "final"
 
 
-def train_all(out_dir: str | Path, config: ShapeWorldTrainConfig | None = None, *,
-              stages: Sequence[str] = ("segmenter", "reasoner"), log: Log = _print) -> dict[str, float]:
+def train_all(
+    out_dir: str | Path,
+    config: ShapeWorldTrainConfig | None = None,
+    *,
+    stages: Sequence[str] = ("segmenter", "reasoner"),
+    log: Log = _print,
+) -> dict[str, float]:
     """Reproduce the ShapeWorld models end to end into ``out_dir``; returns seconds per stage.
 
     Writes ``segmenter/``, ``reasoner-warmup/`` (after the supervised warm-up), ``reasoner/`` (after
@@ -707,15 +812,30 @@ def train_all(out_dir: str | Path, config: ShapeWorldTrainConfig | None = None, 
     if "reasoner" in stages:
         frame = config.reasoner.frame
         stage("reasoner-build", lambda: build_shapeworld_reasoner(out / "reasoner-init", config.reasoner))
-        examples = stage("warmup-data", lambda: reasoner_examples(
-            list(make_split("train", config.warmup_samples, "referring")), frame))
-        stage("warmup-sft", lambda: sft_loop(out / "reasoner-init", examples, out / "reasoner-warmup",
-                                             config.warmup, log=log))
+        examples = stage(
+            "warmup-data",
+            lambda: reasoner_examples(list(make_split("train", config.warmup_samples, "referring")), frame),
+        )
+        stage(
+            "warmup-sft",
+            lambda: sft_loop(
+                out / "reasoner-init", examples, out / "reasoner-warmup", config.warmup, log=log
+            ),
+        )
         stage("grpo-data", lambda: prepare_grpo_data(out / "data" / "grpo", config.grpo_samples, frame))
         if (out / "grpo").exists():
             shutil.rmtree(out / "grpo")
-        final = stage("grpo", lambda: run_grpo(config.grpo_recipe, out / "reasoner-warmup", out / "data" / "grpo",
-                                               out / "grpo", config.grpo_overrides, log=log))
+        final = stage(
+            "grpo",
+            lambda: run_grpo(
+                config.grpo_recipe,
+                out / "reasoner-warmup",
+                out / "data" / "grpo",
+                out / "grpo",
+                config.grpo_overrides,
+                log=log,
+            ),
+        )
         if (out / "reasoner").exists():
             shutil.rmtree(out / "reasoner")
         shutil.copytree(final, out / "reasoner", ignore=shutil.ignore_patterns("training_args.bin"))
