@@ -11,6 +11,7 @@ from segzero.cli import prepare as _prepare  # noqa: F401  (registers commands)
 from segzero.cli import serve as _serve  # noqa: F401  (registers commands)
 from segzero.cli import eval as _eval  # noqa: F401  (registers commands)
 from segzero.cli import shapeworld as _shapeworld  # noqa: F401  (registers commands)
+from segzero.cli import train as _train  # noqa: F401  (registers commands)
 
 
 def main() -> None:
