@@ -236,6 +236,115 @@ def test_no_ground_truth_scores_zero():
     assert R.points_l1(GOOD, GroundTruth()) == 0.0
 
 
+# --------------------------------------------------------------------------- box-only, points-only ablations
+
+
+@pytest.mark.parametrize(
+    ("answer", "box_only", "points_only"),
+    [
+        ('{"bbox": [1, 2, 3, 4]}', 1.0, 0.0),
+        ('{"bbox": [1.5, 2, 3, 4.25]}', 1.0, 0.0),
+        ('{"points_1": [1, 2], "points_2": [3, 4]}', 0.0, 1.0),
+        ('{"points_2": [3, 4], "points_1": [1, 2]}', 0.0, 1.0),  # other key order
+        ('{"bbox": [1, 2, 3, 4], "points_1": [1, 2], "points_2": [3, 4]}', 0.0, 0.0),  # the full answer
+        ('{"bbox": [1, 2, 3, 4], "label": "cup"}', 0.0, 0.0),  # extra key
+        ('{"points_1": [1, 2], "points_2": [3, 4], "points_3": [5, 6]}', 0.0, 0.0),  # a third point
+        ('{"points_1": [1, 2]}', 0.0, 0.0),  # one point
+        ('{"bbox_2d": [1, 2, 3, 4]}', 0.0, 0.0),  # strict key names
+        ('{"point_1": [1, 2], "point_2": [3, 4]}', 0.0, 0.0),
+        ('{"bbox": [1, 2, 3]}', 0.0, 0.0),  # box arity
+        ('{"bbox": [1, 2, 3, 4, 5]}', 0.0, 0.0),
+        ('{"points_1": [1, 2, 3], "points_2": [3, 4]}', 0.0, 0.0),  # point arity
+        ('{"points_1": [[1, 2]], "points_2": [3, 4]}', 0.0, 0.0),  # nested point
+        ('{"bbox": [NaN, 2, 3, 4]}', 0.0, 0.0),
+        ('{"points_1": [true, 2], "points_2": [3, 4]}', 0.0, 0.0),
+        ("{'bbox': [1, 2, 3, 4]}", 0.0, 0.0),  # Python quotes, as the other format rewards
+        ('box: {"bbox": [1, 2, 3, 4]} done', 1.0, 0.0),  # text around the object inside the answer
+        ('{"points_1": [1, 2], "points_2": [3, 4]} and more', 0.0, 1.0),
+        ('[{"bbox": [1, 2, 3, 4]}]', 1.0, 0.0),  # the first {...}
+        ('{"bbox": [1, 2, 3, 4]', 0.0, 0.0),  # unclosed
+        ("", 0.0, 0.0),
+    ],
+)
+def test_box_only_and_points_only_format(answer, box_only, points_only):
+    text = f"<think>t</think><answer>{answer}</answer>"
+    assert R.seg_format_box_only(text, GT) == box_only
+    assert R.seg_format_points_only(text, GT) == points_only
+
+
+def test_ablation_formats_read_the_answer_not_the_text_outside_it():
+    box = '{"bbox": [1, 2, 3, 4]}'
+    points = '{"points_1": [1, 2], "points_2": [3, 4]}'
+    # A decoy in the thinking and text outside the tags: the format rewards read the answer only; the
+    # thinking format is what penalises the text outside.
+    for decoy, answer, fn in ((points, box, R.seg_format_box_only), (box, points, R.seg_format_points_only)):
+        text = f"Sure. <think>not {decoy}</think><answer>{answer}</answer> Done."
+        assert fn(text, GT) == 1.0
+        assert R.thinking_format(text, GT) == 0.0
+        # The decoy alone, in the thinking, earns nothing.
+        assert fn(f"<think>{answer}</think><answer>none</answer>", GT) == 0.0
+    # Without answer tags, the text outside <think> is the answer.
+    assert R.seg_format_points_only(f"<think>{{x}}</think> {points}", GT) == 1.0
+
+
+def points_only(p1, p2) -> str:
+    return f"<think>t</think><answer>{json.dumps({'points_1': list(p1), 'points_2': list(p2)})}</answer>"
+
+
+def test_points_l1_no_box_scores_a_points_only_answer():
+    gt = pts_gt((0, 0), (100, 100))
+    text = points_only((100, 100), (0, 0))  # the swapped pairing has distance 0
+    assert R.points_l1(text, gt) == 0.0  # no predicted box: the box test always fails
+    assert R.points_l1_no_box(text, gt) == 1.0
+    assert R.points_l1_no_box_soft(text, gt) == 1.0
+
+
+def test_points_l1_no_box_threshold_and_soft_form():
+    # Straight pairing: 100 and 100 (mean 100); swapped: sqrt(100^2 + 40^2) = 107.7 each.
+    gt = pts_gt((110, 10), (110, 50))
+    at = points_only((10, 10), (10, 50))
+    assert R.points_l1_no_box(at, gt) == 0.0  # exactly 100: not < 100
+    assert R.points_l1_no_box_soft(at, gt) == pytest.approx(0.5)
+    near = points_only((11, 10), (11, 50))  # mean 99
+    assert R.points_l1_no_box(near, gt) == 1.0
+    assert R.points_l1_no_box_soft(near, gt) == pytest.approx(2 ** (-99 / 100))
+    # Unequal distances: (0,0)->(30,40) is 50, (200,0)->(200,150) is 150; mean 100. Swapped is worse:
+    # (0,0)->(200,150) = 250 and (200,0)->(30,40) = sqrt(170^2 + 40^2) = 174.6.
+    far = points_only((0, 0), (200, 0))
+    gt2 = pts_gt((30, 40), (200, 150))
+    assert R.points_l1_no_box(far, gt2) == 0.0
+    assert R.points_l1_no_box_soft(far, gt2) == pytest.approx(0.5)
+
+
+def test_points_l1_no_box_ignores_a_box():
+    # With a box the points lie outside of: points_l1 is 0, the box-free reward does not look at the box.
+    text = single((0, 0, 5, 5), (120, 130), (180, 170))
+    assert R.points_l1(text, GT) == 0.0 and R.points_l1_soft(text, GT) == 0.0
+    assert R.points_l1_no_box(text, GT) == R.points_l1_no_box_soft(text, GT) == 1.0
+
+
+def test_points_l1_no_box_wrong_arity_or_count():
+    gt = pts_gt((1, 1), (2, 2))
+    for text in (
+        '<think>t</think><answer>{"points_1": [1,1], "points_2": [2,2], "points_3": [3,3]}</answer>',
+        '<think>t</think><answer>{"points_1": [1,1]}</answer>',
+        '<think>t</think><answer>{"points_1": [1,1,1], "points_2": [2,2]}</answer>',
+        '<think>t</think><answer>{"bbox": [0,0,9,9]}</answer>',
+        "<think>t</think><answer>none</answer>",
+    ):
+        assert R.points_l1_no_box(text, gt) == R.points_l1_no_box_soft(text, gt) == 0.0, text
+    assert R.points_l1_no_box(points_only((1, 1), (2, 2)), GroundTruth()) == 0.0
+
+
+def test_ablation_totals_of_perfect_answers():
+    box = '<think>t</think><answer>{"bbox": [100, 100, 199, 199]}</answer>'
+    assert sum(R.REWARDS[n](box, GT) for n in R.BOX_ONLY_REWARDS) == 4.0
+    points = points_only((180, 170), (120, 130))
+    assert sum(R.REWARDS[n](points, GT) for n in R.POINTS_ONLY_REWARDS) == 3.0
+    # The full answer under the points-only rewards loses exactly its format reward.
+    assert sum(R.REWARDS[n](GOOD, GT) for n in R.POINTS_ONLY_REWARDS) == 2.0
+
+
 # --------------------------------------------------------------------------- multi-object
 
 
@@ -391,12 +500,16 @@ def test_registry_names_are_stable():
         "thinking_format",
         "seg_format_soft",
         "seg_format_strict",
+        "seg_format_box_only",
+        "seg_format_points_only",
         "bbox_iou",
         "bbox_l1",
         "points_l1",
+        "points_l1_no_box",
         "bbox_iou_soft",
         "bbox_l1_soft",
         "points_l1_soft",
+        "points_l1_no_box_soft",
         "multi_format",
         "multi_accuracy",
         "multi_accuracy_soft",
@@ -404,6 +517,7 @@ def test_registry_names_are_stable():
     }
     assert set(R.REWARD_RANGES) == set(R.REWARD_NAMES)
     assert set(R.SEGZERO_REWARDS) <= set(R.REWARDS) and set(R.VISION_REASONER_REWARDS) <= set(R.REWARDS)
+    assert set(R.BOX_ONLY_REWARDS) | set(R.POINTS_ONLY_REWARDS) <= set(R.REWARDS)
     assert all(fn.__name__ == name for name, fn in R.REWARDS.items())
 
 
@@ -475,6 +589,32 @@ def test_make_trl_rewards_names_and_pickling():
     again = pickle.loads(pickle.dumps(fns[1]))
     assert again.__name__ == "seg_format_strict"
     assert again(prompts=["p"], completions=[GOOD]) == [1.0]  # format rewards need no gt columns
+
+
+def test_make_trl_rewards_builds_the_ablation_rewards_by_name():
+    box = '<think>t</think><answer>{"bbox": [100, 100, 199, 199]}</answer>'
+    points = '<think>t</think><answer>{"points_1": [120, 130], "points_2": [180, 170]}</answer>'
+    columns = {
+        "reasoner_boxes": [[[100, 100, 199, 199]]] * 2,
+        "reasoner_points": [[[[120, 130], [180, 170]]]] * 2,
+    }
+    box_fns = R.make_trl_rewards(R.BOX_ONLY_REWARDS)
+    assert [f(prompts=["p"] * 2, completions=[box, points], **columns) for f in box_fns] == [
+        [1.0, 1.0],
+        [1.0, 0.0],
+        [1.0, 0.0],
+        [1.0, 0.0],
+    ]
+    points_fns = R.make_trl_rewards(R.POINTS_ONLY_REWARDS)
+    assert [f(prompts=["p"] * 2, completions=[box, points], **columns) for f in points_fns] == [
+        [1.0, 1.0],
+        [0.0, 1.0],
+        [0.0, 1.0],
+    ]
+    # The format rewards need no gt columns; the box-free accuracy does.
+    assert R.trl_reward("seg_format_points_only")(prompts=["p"], completions=[points]) == [1.0]
+    with pytest.raises(ValueError, match="reasoner_boxes"):
+        R.trl_reward("points_l1_no_box")(prompts=["p"], completions=[points])
 
 
 def test_trl_errors_are_clear():

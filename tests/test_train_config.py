@@ -94,6 +94,29 @@ def test_strict_and_soft_recipes_use_the_right_rewards():
     assert load_config("grpo", RECIPES / "ablation_no_think.yaml", CPU).script.prompt == "no_think"
 
 
+def test_box_only_and_points_only_recipes_use_their_ablation_rewards():
+    from segzero.rewards import BOX_ONLY_REWARDS, POINTS_ONLY_REWARDS
+
+    box = load_config("grpo", RECIPES / "ablation_box_only.yaml", CPU).script
+    assert box.prompt == "box_only" and box.reward_funcs == list(BOX_ONLY_REWARDS)
+    assert box.reward_funcs == ["thinking_format", "seg_format_box_only", "bbox_iou", "bbox_l1"]
+    points = load_config("grpo", RECIPES / "ablation_points_only.yaml", CPU).script
+    assert points.prompt == "points_only" and points.reward_funcs == list(POINTS_ONLY_REWARDS)
+    assert points.reward_funcs == ["thinking_format", "seg_format_points_only", "points_l1_no_box"]
+    assert points.segmenter is None  # the paper's form needs no SAM2 in the loop
+    # The option the recipe's comment describes, mask_iou from the two points, loads as written there.
+    option = parse_overrides(
+        [
+            "reward_funcs=[thinking_format,seg_format_points_only,points_l1_no_box,mask_iou]",
+            "reward_weights=[1.0,1.0,1.0,1.0]",
+            "segmenter=facebook/sam2.1-hiera-large",
+            "segmenter_mode=points",
+        ]
+    )
+    with_mask = load_config("grpo", RECIPES / "ablation_points_only.yaml", {**CPU, **option}).script
+    assert with_mask.reward_funcs[-1] == "mask_iou" and with_mask.segmenter_mode == "points"
+
+
 def test_overrides_win_and_unknown_keys_are_refused(tmp_path):
     cfg = load_config("grpo", RECIPES / "seg_zero_3b.yaml", {**CPU, "learning_rate": 3e-6, "output_dir": "x"})
     assert cfg.training.learning_rate == 3e-6 and cfg.training.output_dir == "x"

@@ -12,13 +12,19 @@ thinking_format          {0, 1}  the whole completion is ``<think>..</think>\\s*
 seg_format_soft          {0, 1}  first ``{...}`` of the answer is JSON with a "bbox" key (4 numbers)
                                  and two or more "point" keys (2 numbers each)
 seg_format_strict        {0, 1}  that object has exactly ``bbox``, ``points_1``, ``points_2`` (4, 2, 2)
+seg_format_box_only      {0, 1}  that object has exactly ``bbox`` (4 numbers): the ``box_only`` prompt
+seg_format_points_only   {0, 1}  that object has exactly ``points_1``, ``points_2`` (2, 2): the
+                                 ``points_only`` prompt
 bbox_iou                 {0, 1}  IoU(pred box, gt box) > 0.5, inclusive pixel areas
 bbox_l1                  {0, 1}  mean |pred - gt| over the 4 box coordinates < 10 px
 points_l1                {0, 1}  both points inside the predicted box and mean distance to the
                                  gt points (better pairing) < 100 px
+points_l1_no_box         {0, 1}  mean distance to the gt points (better pairing) < 100 px, with or
+                                 without a predicted box (the ``points_only`` ablation's accuracy)
 bbox_iou_soft            [0, 1]  the IoU itself
 bbox_l1_soft             [0, 1]  ``2 ** (-d / 10)``, d = mean L1 of the box coordinates
 points_l1_soft           [0, 1]  ``(share of points inside the box) * 2 ** (-d / 100)``
+points_l1_no_box_soft    [0, 1]  ``2 ** (-d / 100)``
 multi_format             [0, 3]  thinking_format + mean over answer items of
                                  [bbox_2d is 4 numbers] + [point_2d is 2 numbers]
 multi_accuracy           [0, 3]  Hungarian-matched sum of per-pair hits / max(M, N)
@@ -31,7 +37,9 @@ segmenter and a whole batch, see :class:`MaskIoUReward`. :func:`trl_reward` and
 :func:`make_trl_rewards` build any of these names.
 
 The paper's total reward is :data:`SEGZERO_REWARDS` summed with equal weights; VisionReasoner's is
-:data:`VISION_REASONER_REWARDS`.
+:data:`VISION_REASONER_REWARDS`. The ablations that ask for a box only or two points only
+(``recipes/ablation_box_only.yaml``, ``recipes/ablation_points_only.yaml``) use
+:data:`BOX_ONLY_REWARDS` and :data:`POINTS_ONLY_REWARDS`.
 
 Choices where the reference is silent or ambiguous:
 
@@ -53,6 +61,12 @@ Choices where the reference is silent or ambiguous:
   answer. It is decoded with ``json.JSONDecoder.raw_decode`` from that brace, so text after the
   object does not matter. "Numbers" means finite ints or floats (no NaN/inf, no booleans), for
   both format rewards.
+* **Box-only and points-only answers.** The paper ablates answers with a box only and with two
+  points only but publishes no rewards for them. Their format rewards are :func:`seg_format_strict`
+  with the key set cut down to what the prompt asks for. A points-only answer has no box, so
+  :func:`points_l1` (points inside the predicted box) is always 0 for it; :func:`points_l1_no_box`
+  keeps the distance test and drops the box test. The box-only accuracy is the usual
+  :func:`bbox_iou` + :func:`bbox_l1`.
 * **non_repeat.** "Some sentence occurs again two or more times" is read literally: a sentence
   that, after its first occurrence, occurs again two or more times, i.e. three or more times in
   all. Sentences are the pieces of ``completion.split(".")`` with surrounding whitespace removed;
@@ -96,6 +110,8 @@ Point = tuple[float, float]
 _MAX_ANSWER_CHARS = 20_000
 _THINKING_RE = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
 _STRICT_KEYS = {"bbox": 4, "points_1": 2, "points_2": 2}
+_BOX_ONLY_KEYS = {"bbox": 4}
+_POINTS_ONLY_KEYS = {"points_1": 2, "points_2": 2}
 _JSON = json.JSONDecoder()
 
 
@@ -266,13 +282,34 @@ def seg_format_soft(completion: str, gt: GroundTruth) -> float:
     return 1.0 if has_box and n_points >= 2 else 0.0
 
 
+def _has_exactly(completion: str, keys: Mapping[str, int]) -> float:
+    """1.0 if the answer's first ``{...}`` has exactly ``keys`` (any order), each a list of its count of
+    numbers; else 0.0."""
+    obj = _answer_object(completion)
+    if obj is None or set(obj) != set(keys):
+        return 0.0
+    return 1.0 if all(_is_numbers(obj[k], n) for k, n in keys.items()) else 0.0
+
+
 def seg_format_strict(completion: str, gt: GroundTruth) -> float:
     """1.0 if the answer's first ``{...}`` is JSON with exactly the keys ``bbox``, ``points_1``, ``points_2``
     (any order) holding lists of 4, 2 and 2 numbers; else 0.0. ``gt`` is unused."""
-    obj = _answer_object(completion)
-    if obj is None or set(obj) != set(_STRICT_KEYS):
-        return 0.0
-    return 1.0 if all(_is_numbers(obj[k], n) for k, n in _STRICT_KEYS.items()) else 0.0
+    return _has_exactly(completion, _STRICT_KEYS)
+
+
+def seg_format_box_only(completion: str, gt: GroundTruth) -> float:
+    """1.0 if the answer's first ``{...}`` is JSON with exactly one key, ``bbox``, holding a list of 4 numbers
+    (the ``box_only`` prompt's answer); else 0.0. ``gt`` is unused."""
+    return _has_exactly(completion, _BOX_ONLY_KEYS)
+
+
+def seg_format_points_only(completion: str, gt: GroundTruth) -> float:
+    """1.0 if the answer's first ``{...}`` is JSON with exactly the keys ``points_1`` and ``points_2`` (any
+    order) holding lists of 2 numbers each (the ``points_only`` prompt's answer); else 0.0.
+
+    ``gt`` is unused.
+    """
+    return _has_exactly(completion, _POINTS_ONLY_KEYS)
 
 
 # --------------------------------------------------------------------------- single-object accuracy
@@ -347,6 +384,24 @@ def points_l1_soft(completion: str, gt: GroundTruth) -> float:
         return 0.0
     inside, d = terms
     return inside * _decay(d, POINTS_L1_THRESHOLD)
+
+
+def points_l1_no_box(completion: str, gt: GroundTruth) -> float:
+    """1.0 if the mean distance of the predicted points to the gt points, under the better pairing, is
+    < 100 px (``POINTS_L1_THRESHOLD``); else 0.0. A predicted box, if any, is ignored.
+
+    :func:`points_l1` without its inside-the-box test, for answers that carry no box. 0.0 when the
+    predicted and gt point counts differ (normally 2 and 2).
+    """
+    terms = _points_terms(completion, gt)
+    return 1.0 if terms is not None and terms[1] < POINTS_L1_THRESHOLD else 0.0
+
+
+def points_l1_no_box_soft(completion: str, gt: GroundTruth) -> float:
+    """``2 ** (-d / 100)`` in [0, 1] for the matched mean point distance d (0.5 at the hard threshold of
+    :func:`points_l1_no_box`); 0.0 when there is no answer or the point counts differ."""
+    terms = _points_terms(completion, gt)
+    return 0.0 if terms is None else _decay(terms[1], POINTS_L1_THRESHOLD)
 
 
 # --------------------------------------------------------------------------- multi-object (VisionReasoner)
@@ -438,12 +493,16 @@ REWARDS: dict[str, RewardFn] = {
         thinking_format,
         seg_format_soft,
         seg_format_strict,
+        seg_format_box_only,
+        seg_format_points_only,
         bbox_iou,
         bbox_l1,
         points_l1,
+        points_l1_no_box,
         bbox_iou_soft,
         bbox_l1_soft,
         points_l1_soft,
+        points_l1_no_box_soft,
         multi_format,
         multi_accuracy,
         multi_accuracy_soft,
@@ -462,11 +521,23 @@ REWARD_RANGES: dict[str, tuple[float, float]] = {
 
 #: Rewards that read only the completion; the others need ``reasoner_boxes`` / ``reasoner_points``.
 FORMAT_ONLY = frozenset(
-    {"thinking_format", "seg_format_soft", "seg_format_strict", "multi_format", "non_repeat"}
+    {
+        "thinking_format",
+        "seg_format_soft",
+        "seg_format_strict",
+        "seg_format_box_only",
+        "seg_format_points_only",
+        "multi_format",
+        "non_repeat",
+    }
 )
 
 #: The paper's best recipe (strict format, hard accuracy), summed with weight 1 each.
 SEGZERO_REWARDS = ("thinking_format", "seg_format_strict", "bbox_iou", "bbox_l1", "points_l1")
+#: The ``box_only`` ablation: thinking format, box-only format, the box accuracy rewards.
+BOX_ONLY_REWARDS = ("thinking_format", "seg_format_box_only", "bbox_iou", "bbox_l1")
+#: The ``points_only`` ablation: thinking format, points-only format, box-free points accuracy.
+POINTS_ONLY_REWARDS = ("thinking_format", "seg_format_points_only", "points_l1_no_box")
 #: VisionReasoner's multi-object recipe.
 VISION_REASONER_REWARDS = ("multi_format", "multi_accuracy", "non_repeat")
 
