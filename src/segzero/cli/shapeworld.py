@@ -96,3 +96,47 @@ def evaluate(
     for family in FAMILIES:
         m = evaluate_family(pipe, family, n)
         typer.echo(f"{family:<10} {m['giou']:>6.3f} {m['ciou']:>6.3f} {m['parse_failures']:>5d}/{m['n']}")
+
+
+@shapeworld_app.command("export")
+def export(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (must not hold files yet).")],
+    split: Annotated[str, typer.Option(help="train, val or test (disjoint seed ranges).")] = "train",
+    n: Annotated[int, typer.Option("-n", min=1, help="Samples per family.")] = 1000,
+    family: Annotated[
+        str, typer.Option(help="referring, reasoning, or both (comma-separated).")
+    ] = "referring",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", help="prepared (the `segzero prepare` dataset, for training and eval) or reasonseg "
+            "(LISA's folder layout, for `segzero eval --benchmark reasonseg`)."
+        ),
+    ] = "prepared",
+    frame: Annotated[int, typer.Option(min=1, help="Reasoner frame of the prepared prompts.")] = 840,
+) -> None:
+    """Write ShapeWorld samples as a dataset the other commands read: `segzero train`, `segzero eval`."""
+    from segzero.data.common import add_mask_prompts
+    from segzero.data.prepared import save_prepared
+    from segzero.errors import InputError
+    from segzero.shapeworld.generator import FAMILIES, export_reasonseg_folder, make_split
+
+    families = [f.strip() for f in family.split(",") if f.strip()]
+    if not families or any(f not in FAMILIES for f in families):
+        raise InputError(f"Unknown family {family!r}; choose from {', '.join(FAMILIES)} (comma-separated).")
+    if fmt not in ("prepared", "reasonseg"):
+        raise InputError(f"Unknown format {fmt!r}; choose prepared or reasonseg.")
+    if out.exists() and any(out.iterdir()):
+        raise InputError(f"{out} already holds files; choose an empty or new folder.")
+    samples = [s for f in families for s in make_split(split, n, f)]
+    if fmt == "reasonseg":
+        export_reasonseg_folder(samples, out / split)
+        typer.echo(f"wrote {len(samples)} samples to {out / split} (read it with --data {out} --split {split})")
+        return
+    usable, skipped = [], []
+    for sample in samples:
+        (usable if add_mask_prompts(sample) else skipped).append(sample)
+    kept = save_prepared(usable, out, frame=frame)
+    typer.echo(f"wrote {kept} samples of split {split} to {out} (prepared, frame {frame})")
+    if skipped:
+        typer.echo(f"skipped {len(skipped)} samples whose mask gives no box and points: {', '.join(s.id for s in skipped[:10])}")

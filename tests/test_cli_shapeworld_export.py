@@ -1,0 +1,61 @@
+"""`segzero shapeworld export`: ShapeWorld samples as datasets the other commands read."""
+
+from __future__ import annotations
+
+import numpy as np
+from typer.testing import CliRunner
+
+from segzero.cli.app import app
+from segzero.masks import decode_rle
+from segzero.data.prepared import load_prepared
+from segzero.data.reasonseg import read_reasonseg
+from segzero.frames import scale
+from segzero.shapeworld import make_split
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, ["shapeworld", "export", *args])
+
+
+def test_prepared_export_holds_both_families_with_masks_and_prompts_in_the_frame(tmp_path):
+    result = run("--out", str(tmp_path / "d"), "-n", "3", "--family", "referring,reasoning", "--frame", "224")
+    assert result.exit_code == 0, result.output
+    data = load_prepared(tmp_path / "d")
+    assert len(data) == 6
+    expected = [*make_split("train", 3, "referring"), *make_split("train", 3, "reasoning")]
+    for row, sample in zip(data, expected):
+        assert (row["id"], row["request"], row["reasoner_frame"]) == (sample.id, sample.request, 224)
+        mask = decode_rle(row["mask_rle"])
+        assert np.array_equal(mask, sample.mask)
+        ys, xs = np.nonzero(mask)
+        # the box is the mask's tight box, scaled from the 112-pixel image into the 224 frame
+        x1, y1, x2, y2 = row["reasoner_boxes"][0]
+        assert (x1, y1) == (scale(xs.min(), 112, 224), scale(ys.min(), 112, 224))
+        assert (x2, y2) == (scale(xs.max(), 112, 224), scale(ys.max(), 112, 224))
+
+
+def test_reasonseg_export_reads_back_through_the_reasonseg_reader(tmp_path):
+    result = run("--out", str(tmp_path / "rs"), "-n", "2", "--split", "test", "--family", "reasoning",
+                 "--format", "reasonseg")
+    assert result.exit_code == 0, result.output
+    back = list(read_reasonseg(tmp_path / "rs", "test"))
+    expected = list(make_split("test", 2, "reasoning"))
+    assert [s.request for s in back] == [s.request for s in expected]
+    for got, want in zip(back, expected):
+        assert np.array_equal(got.mask == 1, want.mask == 1)
+
+
+def test_bad_options_and_a_used_folder_are_refused_without_writing(tmp_path):
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "keep.txt").write_text("mine")
+    for args in (
+        ["--out", str(tmp_path / "used")],
+        ["--out", str(tmp_path / "x"), "--family", "blue"],
+        ["--out", str(tmp_path / "x"), "--format", "coco"],
+        ["--out", str(tmp_path / "x"), "--split", "holdout"],
+    ):
+        result = run(*args, "-n", "2")
+        assert result.exit_code != 0
+        assert isinstance(result.exception, Exception) and "Traceback" not in result.output
+    assert (tmp_path / "used" / "keep.txt").read_text() == "mine"
+    assert not (tmp_path / "x").exists()
