@@ -59,7 +59,7 @@ def history(run: Path) -> list[dict]:
     return json.loads((run / "trainer_state.json").read_text())["log_history"]
 
 
-def segment_with(final: Path, models, prompt: str):
+def segment_with(final: Path, models, prompt: str | None = None):
     from segzero.pipeline import ReasoningSegmenter
 
     seg = ReasoningSegmenter.from_pretrained(
@@ -150,7 +150,8 @@ def test_sft_trains_resumes_to_the_same_weights_and_segments(tiny_models, prepar
     run_cli(*args)
     assert_same_weights(weights(run / "final"), uninterrupted)
 
-    _, result = segment_with(run / "final", tiny_models, meta["prompt"])
+    seg, result = segment_with(run / "final", tiny_models)
+    assert seg.prompt == "no_think"  # the prompt it was trained with, from segzero.json
     assert result.mask.shape == (48, 80)
 
 

@@ -23,6 +23,7 @@ from segzero.defaults import (
     REASONER_FRAME,
 )
 from segzero.frames import to_image_frame
+from segzero.hub import read_model_meta
 from segzero.images import ImageInput, load_image
 from segzero.prompts import DEFAULT_PROMPT, get_prompt, normalize_request
 from segzero.reasoner import Reasoner
@@ -121,21 +122,34 @@ class ReasoningSegmenter:
         device: str | None = None,
         dtype: str | None = None,
         frame: int | None = None,
+        prompt: str | None = None,
         **kwargs: Any,
     ) -> "ReasoningSegmenter":
         """Load both models by hub id or local folder.
 
+        A reasoner folder saved by ``segzero train`` (or a ShapeWorld model) carries a ``segzero.json``
+        (:func:`segzero.hub.read_model_meta`) saying the frame and the prompt variant it was trained
+        with; they are the defaults here, so e.g. a model trained with the ``no_think`` prompt is asked
+        with it. Explicit arguments win.
+
         Args:
             reasoner / segmenter: hub ids or folders.
             device / dtype: chosen automatically (CUDA + bf16 when available) unless given.
-            frame: reasoner frame side; default 840, or what the reasoner folder's
-                ``segzero.json`` says (the ShapeWorld models carry one).
-            kwargs: :class:`ReasoningSegmenter` options (prompt, segmenter_mode, batch_size, ...).
+            frame: reasoner frame side; default: the saved one, else 840.
+            prompt: prompt variant name; default: the saved one, else ``seg_zero``.
+            kwargs: other :class:`ReasoningSegmenter` options (segmenter_mode, batch_size, ...).
+
+        Raises:
+            ModelLoadError: a model cannot be loaded, or its ``segzero.json`` is malformed.
         """
-        frame = frame or _saved_frame(reasoner) or REASONER_FRAME
+        meta = read_model_meta(reasoner)
+        frame = frame or meta["reasoner_frame"] or REASONER_FRAME
+        prompt = prompt or meta["prompt"] or DEFAULT_PROMPT
+        get_prompt(prompt)  # an unknown name fails before minutes of model loading
         return cls(
             Reasoner.from_pretrained(reasoner, device=device, dtype=dtype, frame=frame),
             Segmenter.from_pretrained(segmenter, device=device, dtype=dtype),
+            prompt=prompt,
             **kwargs,
         )
 
@@ -211,13 +225,3 @@ class ReasoningSegmenter:
             loaded.append(cache[key])
         return loaded
 
-
-def _saved_frame(reasoner: str) -> int | None:
-    """The reasoner frame recorded beside a local model (``segzero.json``), if any."""
-    import json
-    from pathlib import Path
-
-    meta = Path(reasoner).expanduser() / "segzero.json"
-    if meta.is_file():
-        return int(json.loads(meta.read_text()).get("reasoner_frame", 0)) or None
-    return None

@@ -14,7 +14,6 @@ from segzero.cli import options as o
 from segzero.cli.app import app
 from segzero.defaults import DEFAULT_REASONER, DEFAULT_SEGMENTER, MAX_IMAGE_PIXELS, MAX_NEW_TOKENS
 from segzero.errors import InputError
-from segzero.prompts import DEFAULT_PROMPT
 
 
 class Benchmark(StrEnum):
@@ -93,7 +92,7 @@ def eval_command(
     keep_masks: KeepMasksOpt = True,
     reasoner: o.Reasoner = DEFAULT_REASONER,
     segmenter: o.Segmenter = DEFAULT_SEGMENTER,
-    prompt: o.Prompt = DEFAULT_PROMPT,
+    prompt: o.Prompt = None,
     segmenter_mode: o.SegmenterModeOpt = "both",
     frame: o.Frame = None,
     device: o.Device = None,

@@ -13,7 +13,12 @@ from segzero.prompts import DEFAULT_PROMPT, PROMPTS
 Reasoner = Annotated[str, typer.Option("--reasoner", help="Reasoner: hub id or local folder.")]
 Segmenter = Annotated[str, typer.Option("--segmenter", help="SAM2 segmenter: hub id or local folder.")]
 Prompt = Annotated[
-    str, typer.Option("--prompt", help=f"Prompt variant: {', '.join(PROMPTS)}.")
+    str | None,
+    typer.Option(
+        "--prompt",
+        help=f"Prompt variant: {', '.join(PROMPTS)} (default: the one the model's segzero.json names, "
+        f"else {DEFAULT_PROMPT}).",
+    ),
 ]
 SegmenterModeOpt = Annotated[
     str, typer.Option("--segmenter-mode", help="Which prompts SAM2 gets: both, box or points.")
@@ -35,7 +40,7 @@ class ModelOptions:
 
     reasoner: str = DEFAULT_REASONER
     segmenter: str = DEFAULT_SEGMENTER
-    prompt: str = DEFAULT_PROMPT
+    prompt: str | None = None
     segmenter_mode: str = "both"
     frame: int | None = None
     device: str | None = None

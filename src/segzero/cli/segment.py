@@ -15,7 +15,6 @@ from segzero.cli import options as o
 from segzero.cli.app import app
 from segzero.defaults import DEFAULT_REASONER, DEFAULT_SEGMENTER, MAX_IMAGE_PIXELS, MAX_NEW_TOKENS
 from segzero.errors import InputError, SegZeroError
-from segzero.prompts import DEFAULT_PROMPT
 
 console = Console(stderr=True)
 
@@ -49,7 +48,7 @@ def segment(
     out: Out = Path("segzero-out"),
     reasoner: o.Reasoner = DEFAULT_REASONER,
     segmenter: o.Segmenter = DEFAULT_SEGMENTER,
-    prompt: o.Prompt = DEFAULT_PROMPT,
+    prompt: o.Prompt = None,
     segmenter_mode: o.SegmenterModeOpt = "both",
     frame: o.Frame = None,
     device: o.Device = None,
@@ -116,7 +115,7 @@ def batch(
     out: Out = Path("segzero-out"),
     reasoner: o.Reasoner = DEFAULT_REASONER,
     segmenter: o.Segmenter = DEFAULT_SEGMENTER,
-    prompt: o.Prompt = DEFAULT_PROMPT,
+    prompt: o.Prompt = None,
     segmenter_mode: o.SegmenterModeOpt = "both",
     frame: o.Frame = None,
     device: o.Device = None,

@@ -12,7 +12,6 @@ from rich.console import Console
 from segzero.cli import options as o
 from segzero.cli.app import app
 from segzero.defaults import DEFAULT_REASONER, DEFAULT_SEGMENTER, MAX_IMAGE_PIXELS, MAX_NEW_TOKENS
-from segzero.prompts import DEFAULT_PROMPT
 from segzero.serve.settings import ServeSettings, help_for
 
 _D = ServeSettings()
@@ -48,7 +47,7 @@ def serve(
         int, typer.Option(min=1, help=help_for("max_request_chars"))
     ] = _D.max_request_chars,
     decode_workers: Annotated[int, typer.Option(min=1, help=help_for("decode_workers"))] = _D.decode_workers,
-    prompt: o.Prompt = DEFAULT_PROMPT,
+    prompt: o.Prompt = None,
     segmenter_mode: o.SegmenterModeOpt = "both",
     frame: o.Frame = None,
     device: o.Device = None,

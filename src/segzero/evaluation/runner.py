@@ -70,6 +70,7 @@ from segzero.evaluation.results import (
     summarize_run,
     write_json_atomic,
 )
+from segzero.hub import read_model_meta
 from segzero.prompts import DEFAULT_PROMPT
 
 #: Benchmarks and the splits they are evaluated on (SPEC section 7).
@@ -159,7 +160,7 @@ def make_config(
     *,
     reasoner: str = DEFAULT_REASONER,
     segmenter: str = DEFAULT_SEGMENTER,
-    prompt: str = DEFAULT_PROMPT,
+    prompt: str | None = None,
     segmenter_mode: str = "both",
     frame: int | None = None,
     max_new_tokens: int = MAX_NEW_TOKENS,
@@ -167,6 +168,8 @@ def make_config(
 ) -> RunConfig:
     """The :class:`RunConfig` of an evaluation: what must agree for results to be resumed or merged.
 
+    ``prompt=None`` means the prompt the reasoner folder's ``segzero.json`` names, else
+    ``seg_zero`` (as :meth:`~segzero.pipeline.ReasoningSegmenter.from_pretrained` chooses it).
     ``frame=None`` means "the reasoner's own" (840, or its ``segzero.json``): it is filled in by
     :func:`evaluate` once the model is loaded. ``extra`` holds the data format (the reference
     format scores ReasonSeg differently), the subset, the limit, the refer split scheme and the
@@ -183,7 +186,7 @@ def make_config(
         split=spec.split,
         reasoner=reasoner,
         segmenter=segmenter,
-        prompt=prompt,
+        prompt=prompt or read_model_meta(reasoner)["prompt"] or DEFAULT_PROMPT,
         frame=frame or 0,
         segmenter_mode=segmenter_mode,
         max_new_tokens=max_new_tokens,

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from segzero.geometry import mask_prompts
+from segzero.hub import read_model_meta
 from segzero.shapeworld.generator import DEFAULT_SIZE, SCENES_PER_SEED, SPLIT_SEEDS, generate_scene
 
 #: Folder inside the package that holds the shipped checkpoints (``reasoner/`` and ``segmenter/``).
@@ -548,7 +549,9 @@ def sft_loop(
 
     config = config or SFTLoopConfig()
     torch.set_num_threads(config.threads)
-    frame = _saved_frame(reasoner_dir)
+    frame = read_model_meta(reasoner_dir)["reasoner_frame"]
+    if frame is None:
+        raise FileNotFoundError(f"{reasoner_dir} has no segzero.json saying its frame")
     reasoner = Reasoner.from_pretrained(str(reasoner_dir), device=config.device, dtype="float32", frame=frame)
     model = reasoner.model
     decay = [p for p in model.parameters() if p.ndim > 1]
@@ -611,13 +614,6 @@ def sft_loop(
         "final_loss": float(np.mean(recent)),
         "evals": evals,
     }
-
-
-def _saved_frame(reasoner_dir: str | Path) -> int:
-    meta = Path(reasoner_dir) / "segzero.json"
-    if not meta.is_file():
-        raise FileNotFoundError(f"{reasoner_dir} has no segzero.json saying its frame")
-    return int(json.loads(meta.read_text())["reasoner_frame"])
 
 
 #: Accuracy rewards summed into the "accuracy reward" of the learning test (the paper's hard ones).

@@ -31,8 +31,6 @@ from segzero.rewards import REWARD_NAMES, SEGZERO_REWARDS
 FINAL_DIR = "final"
 #: Folder under ``output_dir`` that receives the LoRA adapter of a LoRA run, before merging.
 ADAPTER_DIR = "adapter"
-#: File written beside the final model: what the pipeline needs to know about it.
-MODEL_META = "segzero.json"
 
 RESUME_CHOICES = ("auto", "never")
 TRAIN_KINDS = ("grpo", "sft")

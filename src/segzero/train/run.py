@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from segzero.errors import InputError
-from segzero.train.config import ADAPTER_DIR, FINAL_DIR, MODEL_META
+from segzero.hub import write_model_meta
+from segzero.train.config import ADAPTER_DIR, FINAL_DIR
 
 
 def checkpoint_to_resume(output_dir: str | Path, resume: str) -> str | None:
@@ -98,7 +99,8 @@ def save_final(trainer: Any, model_args: Any, *, frame: int, prompt: str, method
 
     The folder holds the model (full weights; a LoRA adapter is merged into the base weights), the
     processor, and ``segzero.json`` (``reasoner_frame``, ``prompt``, ``method``, ``base_model``), so
-    ``ReasoningSegmenter.from_pretrained(output_dir/"final", segmenter)`` uses the right frame. With
+    ``ReasoningSegmenter.from_pretrained(output_dir/"final", segmenter)`` uses the right frame and
+    prompt. With
     LoRA the adapter alone is kept in ``output_dir/adapter`` too.
 
     Every process must call this (DeepSpeed ZeRO-3 gathers the weights collectively); only the main
@@ -114,13 +116,9 @@ def save_final(trainer: Any, model_args: Any, *, frame: int, prompt: str, method
             _merge_adapter(out / ADAPTER_DIR, final, model_args)
             trainer.processing_class.save_pretrained(final)
         _fix_saved_config(final)
-        meta = {
-            "reasoner_frame": int(frame),
-            "prompt": prompt,
-            "method": method,
-            "base_model": model_args.model_name_or_path,
-        }
-        (final / MODEL_META).write_text(json.dumps(meta, indent=2) + "\n")
+        write_model_meta(
+            final, frame=frame, prompt=prompt, method=method, base_model=model_args.model_name_or_path
+        )
     trainer.accelerator.wait_for_everyone()
     return final
 
