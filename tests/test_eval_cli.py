@@ -95,6 +95,15 @@ def _lines(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
 
 
+def _visualize(run: Path, k: int = 2) -> Image.Image:
+    """`segzero visualize RUN`: the contact sheet, drawn from the dataset the run was made on."""
+    res = runner.invoke(app, ["visualize", str(run), "-k", str(k)])
+    assert res.exit_code == 0, f"{res.output}\n{res.exception!r}"
+    sheet = Image.open(run / "contact_sheet.png")
+    assert sheet.width > 0 and sheet.height > 0
+    return sheet
+
+
 @pytest.fixture(scope="module")
 def baseline(taught_models, reasonseg_data, tmp_path_factory):
     """An uninterrupted ReasonSeg val run with the taught reasoner: (run folder, CLI output)."""
@@ -148,6 +157,32 @@ def test_reasonseg_figures_match_an_independent_recount(baseline, taught_models,
     again = runner.invoke(app, _eval_args(taught_models, reasonseg_data, run))  # finished: no model work
     assert again.exit_code == 0 and "0 evaluated now, 6 already done" in again.output
     assert _figures(json.loads((run / "summary.json").read_text())) == _figures(summary)
+    assert summary["subset"] == "all"
+    _visualize(run)  # from LISA's folder, the truncated image among the worst
+
+
+def test_a_subset_run_is_reported_as_that_subset(baseline, taught_models, reasonseg_data, tmp_path):
+    run = tmp_path / "long"
+    res = runner.invoke(app, _eval_args(taught_models, reasonseg_data, run, "--subset", "long"))
+    assert res.exit_code == 0, res.output
+    assert [r["id"] for r in _lines(run)] == ["img0", "img3"]  # is_sentence: k % 3 == 0
+    summary = json.loads((run / "summary.json").read_text())
+    base = json.loads((baseline[0] / "summary.json").read_text())
+    assert summary["subset"] == "long" and summary["complete"] and summary["n_expected"] == 2
+    assert summary["overall"] == base["subsets"]["long"]  # the same samples, the same figures
+    assert summary["paper"] == []  # the paper publishes no long-query figures for val
+    rows = json.loads(_report_json(run, tmp_path / "rows.json"))
+    ours = [r for r in rows if r["source"] == "run"]
+    assert [r["subset"] for r in ours] == ["long"] and ours[0]["vs"] is None
+    assert ours[0]["giou"] == pytest.approx(100 * base["subsets"]["long"]["giou"])
+    assert not [r for r in rows if r["source"] == "paper"]  # not the whole split's numbers
+    _visualize(run, k=1)
+
+
+def _report_json(run: Path, out: Path) -> str:
+    res = runner.invoke(app, ["report", str(run), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    return out.read_text()
 
 
 def test_killed_run_resumes_to_the_same_figures(baseline, taught_models, reasonseg_data, tmp_path):
@@ -260,9 +295,12 @@ def make_refcoco(root: Path) -> Path:
 
 def test_refcoco_from_refer_files_counts_unparsed_answers(tiny_models, tmp_path):
     data = make_refcoco(tmp_path / "refer")
+    coco = tmp_path / "coco" / "train2014"  # the images elsewhere, given with --images
+    coco.parent.mkdir()
+    (data / "refcoco" / "images").rename(coco)
     out = tmp_path / "run"
-    args = ["eval", "-b", "refcoco", "--split", "testa", "--data", str(data), "--out", str(out),
-            *_model_args(tiny_models, tokens=8)]  # fmt: skip
+    args = ["eval", "-b", "refcoco", "--split", "testa", "--data", str(data), "--images", str(coco),
+            "--out", str(out), *_model_args(tiny_models, tokens=8)]  # fmt: skip
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "80.3" in res.output  # Seg-Zero-7B's published RefCOCO testA cIoU
@@ -278,6 +316,8 @@ def test_refcoco_from_refer_files_counts_unparsed_answers(tiny_models, tmp_path)
     assert summary["overall"]["giou"] == 0.0
     assert summary["overall"]["union"] == sum(r["union"] for r in records)
     assert summary["subsets"] == {}
+    assert summary["config"]["images"] == str(coco.resolve())
+    _visualize(out)  # the refer files again, the images from where --images said
 
 
 def test_prepared_and_reference_formats(baseline, taught_models, reasonseg_data, tmp_path):
@@ -289,6 +329,7 @@ def test_prepared_and_reference_formats(baseline, taught_models, reasonseg_data,
     save_prepared(iter_samples("reasonseg", reasonseg_data, "val"), prepared)
     res = runner.invoke(app, _eval_args(taught_models, prepared, tmp_path / "p", "--limit", "2"))
     assert res.exit_code == 0, res.output
+    _visualize(tmp_path / "p", k=1)
     base = {r["id"]: r for r in _lines(baseline[0])}
     for r in _lines(tmp_path / "p"):  # same pixels, same masks: the same scores as from the folder
         assert (r["intersection"], r["union"], r["extra"]) == (
@@ -316,6 +357,7 @@ def test_prepared_and_reference_formats(baseline, taught_models, reasonseg_data,
     for r in records:  # the ignore pixels now count: a larger union than LISA's masks give
         assert r["union"] > base[r["id"]]["union"]
         assert "subset" not in r["extra"]  # the reference format does not mark long queries
+    _visualize(tmp_path / "r", k=1)
 
 
 def test_bad_arguments_are_one_sentence(tmp_path, reasonseg_data):

@@ -17,8 +17,8 @@ from segzero.evaluation import contact_sheet
 from segzero.evaluation.contact_sheet import (
     IGNORE_COLOR,
     _hatch,
-    prepared_sample_loader,
     render_contact_sheet,
+    sample_loader,
     select_worst_best,
 )
 from segzero.evaluation.report import (
@@ -31,8 +31,9 @@ from segzero.evaluation.report import (
 from segzero.evaluation.results import ResultsWriter, RunConfig, summarize_run
 
 
-def _run(path, benchmark="ReasonSeg", split="test", reasoner=DEFAULT_REASONER, records=None):
-    config = RunConfig(benchmark=benchmark, split=split, reasoner=reasoner, dataset="/data/rs")
+def _run(path, benchmark="ReasonSeg", split="test", reasoner=DEFAULT_REASONER, records=None, subset=None):
+    extra = {"subset": subset} if subset else {}
+    config = RunConfig(benchmark=benchmark, split=split, reasoner=reasoner, dataset="/data/rs", extra=extra)
     records = records or [
         {"id": "a", "request": "r", "intersection": 1, "union": 2, "iou": 0.5, "parse_status": "ok",
          "box_hit": True, "extra": {"subset": "short"}},
@@ -74,6 +75,30 @@ def test_runs_line_up_with_the_paper_by_benchmark_split_and_subset(tmp_path):
     # paper rows come first in their group
     group = [r for r in rows if r.subset == "all"]
     assert group[-1].source == "run" and "Seg-Zero-7B" in [r.name for r in group if r.source == "paper"]
+
+
+def test_a_subset_run_is_reported_as_that_subset_only(tmp_path):
+    """A `--subset long` run measured the long queries alone: its figures are never the whole split's."""
+    long_only = [
+        {"id": "a", "request": "r", "intersection": 1, "union": 4, "iou": 0.25, "parse_status": "ok",
+         "box_hit": True, "extra": {"subset": "long"}},
+        {"id": "b", "request": "r", "intersection": 3, "union": 4, "iou": 0.75, "parse_status": "ok",
+         "box_hit": False, "extra": {"subset": "long"}},
+    ]  # fmt: skip
+    path = _run(tmp_path / "long", records=long_only, subset="long")
+    run = load_run_summary(path)
+    assert list(run.metrics) == ["long"]
+    assert run.metrics["long"]["giou"] == pytest.approx(0.5) and run.metrics["long"]["n"] == 2
+    rows = report_rows([run])
+    ours = [r for r in rows if r.source == "run"]
+    assert [r.subset for r in ours] == ["long"]
+    # No published long-query number: nothing to compare with (not the whole split's 57.5).
+    assert ours[0].vs is None and ours[0].delta_giou is None
+    assert not [r for r in rows if r.source == "paper"]
+    summarize_run(path)
+    assert load_run_summary(path / "summary.json").metrics == run.metrics
+    # A run of the whole split keeps "all" and each subset.
+    assert list(load_run_summary(_run(tmp_path / "all", subset="all")).metrics) == ["all", "long", "short"]
 
 
 def test_split_spelling_and_benchmark_aliases_are_normalised(tmp_path):
@@ -133,9 +158,7 @@ def _sheet_records(n: int) -> list[dict]:
     return records
 
 
-def _open_samples(dataset, split):
-    samples = {f"s{i}": _sample(i) for i in range(10)}
-    return samples.__getitem__
+SAMPLES = {f"s{i}": _sample(i) for i in range(10)}
 
 
 def test_select_worst_best_never_shows_a_sample_twice():
@@ -146,10 +169,10 @@ def test_select_worst_best_never_shows_a_sample_twice():
     assert len(worst) == 4 and [r["iou"] for r in best] == [0.9]
 
 
-def test_contact_sheet_from_a_prepared_dataset(tmp_path):
+def test_contact_sheet_from_a_runs_samples(tmp_path):
     pytest.importorskip("pycocotools")
     records = {r["id"]: r for r in _sheet_records(6)}
-    load = prepared_sample_loader(records, "/data/rs", "val", open_samples=_open_samples)
+    load = sample_loader(records, SAMPLES.__getitem__)
     image, gt, pred = load("s2")
     assert image.size == (40, 32) and gt[0, 35] == 255 and gt[6, 6] == 1 and pred.sum() == 4 * 20
     assert load("s0")[2] is None  # unparsed: no mask kept
@@ -159,8 +182,21 @@ def test_contact_sheet_from_a_prepared_dataset(tmp_path):
     assert sheet.width > 2 * 3 * contact_sheet.PANEL and sheet.height > 2 * cell_h
     with pytest.raises(InputError, match="nothing to draw"):
         render_contact_sheet([], load, tmp_path / "empty.png")
-    with pytest.raises(InputError, match="does not record where its dataset is"):
-        prepared_sample_loader(records, "", open_samples=_open_samples)
+
+
+def test_an_image_the_run_failed_on_is_drawn_grey(tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    mask = np.zeros((12, 20), np.uint8)
+    sample = Sample(id="x", image=broken, request="r", width=20, height=12, mask=mask)
+    failed = {"x": {"id": "x", "iou": 0.0, "error": "image could not be decoded", "pred_rle": None}}
+    image, gt, pred = sample_loader(failed, {"x": sample}.__getitem__)("x")
+    assert image.size == (20, 12) and gt is mask and pred is None
+    assert np.asarray(image)[0, 0].tolist() == list(contact_sheet.UNREADABLE_COLOR)
+    # A sample the run read fine but whose image is unreadable now: the user must hear of it.
+    fine = {"x": {"id": "x", "iou": 0.5, "error": None, "pred_rle": None}}
+    with pytest.raises(InputError):
+        sample_loader(fine, {"x": sample}.__getitem__)("x")
 
 
 def test_ignore_pixels_are_hatched_grey():
@@ -195,8 +231,25 @@ def test_visualize_command(tmp_path, monkeypatch):
     pytest.importorskip("pycocotools")
     from segzero.cli import app
 
+    from segzero.evaluation import runner
+
     run = _run(tmp_path / "run", records=_sheet_records(4))
-    monkeypatch.setattr(contact_sheet, "_prepared_samples", _open_samples)
+    asked = []
+
+    def samples_for(config, ids):
+        assert config.dataset == "/data/rs"
+        asked.append(sorted(ids))
+        return {i: SAMPLES[i] for i in ids}
+
+    monkeypatch.setattr(runner, "samples_for", samples_for)
     result = CliRunner().invoke(app, ["visualize", str(run), "-k", "1"])
     assert result.exit_code == 0, result.output
     assert Image.open(run / "contact_sheet.png").width > 0
+    assert asked == [["s0", "s3"]]  # only the worst and the best sample are read again
+
+
+def test_samples_for_needs_to_know_where_the_dataset_is():
+    from segzero.evaluation.runner import samples_for
+
+    with pytest.raises(InputError, match="does not record where its dataset is"):
+        samples_for(RunConfig(benchmark="reasonseg", split="val"), ["a"])

@@ -165,10 +165,10 @@ def eval_command(
     )
     if outcome.merged is not None:
         Console(stderr=True).print(f"All {shard_ix[1]} shards done; merged into {run_dir}.", highlight=False)
-        _print_summary(outcome.merged, str(run_dir), spec.subset)
+        _print_summary(outcome.merged, str(run_dir))
         return
     if main:
-        _print_summary(outcome.summary, str(outcome.out_dir), spec.subset)
+        _print_summary(outcome.summary, str(outcome.out_dir))
     if outcome.merge_problem:
         Console(stderr=True).print(f"[yellow]Not merged:[/] {outcome.merge_problem}", highlight=False)
     elif shard_ix is not None:
@@ -203,8 +203,7 @@ def eval_merge(
         run_dir, shards = out or next(iter(parents)).parent, paths
     summary = merge_run(run_dir, shards)
     Console(stderr=True).print(f"Merged {len(shards)} shards into {run_dir}.", highlight=False)
-    config = summary.get("config") or {}
-    _print_summary(summary, str(run_dir), (config.get("extra") or {}).get("subset", "all"))
+    _print_summary(summary, str(run_dir))
 
 
 def _print_skips(console: Console, skipped: Any, data: Path) -> None:
@@ -269,23 +268,13 @@ class _ProgressBar:
         self.bar.update(self.task, total=total, completed=done, description=description)
 
 
-def _print_summary(summary: dict[str, Any], name: str, subset: str) -> None:
+def _print_summary(summary: dict[str, Any], name: str) -> None:
     """The run's figures as the report's rich table, beside the paper's for the same benchmark and split."""
-    from segzero.evaluation.report import ALL, RunSummary, render_report, report_rows
+    from segzero.evaluation.report import render_report, report_rows, run_summary
 
-    config = summary.get("config") or {}
     overall = summary["overall"]
-    metrics = {ALL: overall, **summary.get("subsets", {})} if subset == ALL else {subset: overall}
-    run = RunSummary(
-        name=name,
-        benchmark=config.get("benchmark", ""),
-        split=config.get("split", ""),
-        reasoner=config.get("reasoner"),
-        metrics=metrics,
-        complete=summary.get("complete"),
-    )
     console = Console()
-    console.print(render_report(report_rows([run])))
+    console.print(render_report(report_rows([run_summary(summary, name)])))
     skipped = (summary.get("reader_skipped") or {}).get("n", 0)
     console.print(
         f"n={overall['n']}  pipeline errors={overall['errors']}  unparsed={overall['parse_failures']}"

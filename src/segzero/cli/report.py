@@ -55,14 +55,21 @@ def visualize(
     ] = None,
     k: Annotated[int, typer.Option("-k", min=1, help="How many worst and best samples to draw.")] = 8,
 ) -> None:
-    """Draw a run's k worst and k best samples: image, ground truth, prediction, request and reasoning."""
-    from segzero.evaluation.contact_sheet import prepared_sample_loader, render_contact_sheet
+    """Draw a run's k worst and k best samples: image, ground truth, prediction, request and reasoning.
+
+    The images and ground truth are read again from the dataset the run was made on, in whatever
+    format it was (ReasonSeg folder, refer files, prepared or reference Hugging Face dataset).
+    """
+    from segzero.evaluation.contact_sheet import render_contact_sheet, sample_loader, select_worst_best
     from segzero.evaluation.results import load_results, read_config
+    from segzero.evaluation.runner import samples_for
 
     records = load_results(results_dir)
     config = read_config(results_dir)
     if config is None:
         raise InputError(f"{results_dir} has no run.json, so the dataset its samples came from is unknown.")
-    loader = prepared_sample_loader(records, config.dataset, config.split)
+    worst, best = select_worst_best(records.values(), k)
+    samples = samples_for(config, [r["id"] for r in (*worst, *best)])
+    loader = sample_loader(records, samples.__getitem__)
     path = render_contact_sheet(records, loader, out or results_dir / "contact_sheet.png", k)
     Console().print(f"Wrote {path}", highlight=False)

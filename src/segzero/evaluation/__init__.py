@@ -15,7 +15,7 @@ builds on it::
 
 from __future__ import annotations
 
-from segzero.evaluation.contact_sheet import prepared_sample_loader, render_contact_sheet
+from segzero.evaluation.contact_sheet import render_contact_sheet, sample_loader
 from segzero.evaluation.metrics import IoUAccumulator, box_scores, iou_from_terms, sample_iou_terms
 from segzero.evaluation.report import (
     PAPER_RESULTS,
@@ -26,6 +26,7 @@ from segzero.evaluation.report import (
     render_report,
     report_rows,
     rows_to_markdown,
+    run_summary,
 )
 from segzero.evaluation.results import (
     ResultsWriter,
@@ -60,14 +61,15 @@ __all__ = [
     "load_run_summary",
     "merge_shards",
     "parse_shard",
-    "prepared_sample_loader",
     "read_config",
     "record_from_result",
     "render_contact_sheet",
     "render_report",
     "report_rows",
     "rows_to_markdown",
+    "run_summary",
     "sample_iou_terms",
+    "sample_loader",
     "shard_ids",
     "summarize",
     "summarize_run",

@@ -34,6 +34,7 @@ LINE_HEIGHT = 16
 GT_COLOR = (40, 200, 80)
 PRED_COLOR = (255, 64, 64)
 IGNORE_COLOR = (110, 110, 110)
+UNREADABLE_COLOR = (170, 170, 170)  # stands for an image that cannot be decoded
 
 
 def select_worst_best(records: Iterable[Mapping[str, Any]], k: int) -> tuple[list[Mapping], list[Mapping]]:
@@ -183,57 +184,33 @@ def render_contact_sheet(
     return out
 
 
-def _prepared_samples(dataset: str, split: str | None) -> Callable[[str], Sample]:
-    """``id -> Sample`` over a prepared dataset (:mod:`segzero.data.prepared`)."""
-    try:
-        from segzero.data.prepared import load_prepared, row_to_sample
-    except ImportError:
-        raise InputError(
-            "Reloading samples needs segzero.data.prepared, which this installation lacks."
-        ) from None
-    rows = load_prepared(dataset, split)
-    index = {str(sample_id): n for n, sample_id in enumerate(rows["id"])}
-
-    def get(sample_id: str) -> Sample:
-        if sample_id not in index:
-            raise DatasetError(
-                f"Sample {sample_id!r} is not in the dataset at {dataset}; was the run made on another?"
-            )
-        return row_to_sample(rows[index[sample_id]])
-
-    return get
-
-
-def prepared_sample_loader(
-    records: Mapping[str, Mapping[str, Any]],
-    dataset: str,
-    split: str | None = None,
-    *,
-    open_samples: Callable[[str, str | None], Callable[[str], Sample]] | None = None,
+def sample_loader(
+    records: Mapping[str, Mapping[str, Any]], get_sample: Callable[[str], Sample]
 ) -> LoadSample:
-    """A ``load_sample_fn`` that rebuilds a run's samples from the dataset it was made on.
+    """A ``load_sample_fn`` for :func:`render_contact_sheet` from a run's records and its samples.
 
-    The image and ground truth (0 / 1 / 255) come from the dataset's :class:`Sample`; the
-    prediction from the record's ``pred_rle`` (None when the run did not keep masks).
+    The image and ground truth (0 / 1 / 255) come from the :class:`Sample`; the prediction from the
+    record's ``pred_rle`` (None when the run did not keep masks). The image of a sample the run
+    recorded as failed (``error``: e.g. a truncated file) is drawn as a plain grey panel of its size
+    when it still cannot be read, so the sheet shows the worst samples with the caption saying why;
+    any other unreadable image raises.
 
     Args:
         records: the run's records by id (``load_results`` output).
-        dataset: where the dataset is (the run's ``RunConfig.dataset``).
-        split: the split, for datasets that hold several.
-        open_samples: ``(dataset, split) -> (id -> Sample)``; default reads a prepared dataset.
-
-    Raises:
-        InputError: the run does not say where its dataset is, or no dataset reader is installed.
+        get_sample: ``id -> Sample``, e.g. ``samples_for(config, ids).__getitem__``
+            (:func:`segzero.evaluation.runner.samples_for` reloads a run's samples from its dataset,
+            whatever its format).
     """
-    if not dataset:
-        raise InputError(
-            "The run does not record where its dataset is (run.json 'dataset'), so images cannot be reloaded."
-        )
-    get_sample = (open_samples or _prepared_samples)(dataset, split)
 
     def load_sample(sample_id: str) -> tuple[Image.Image, np.ndarray, np.ndarray | None]:
         sample = get_sample(sample_id)
-        image = load_image(sample.image, name=f"image of {sample_id}")
+        try:
+            image = load_image(sample.image, name=f"image of {sample_id}")
+        except InputError:
+            if not records[sample_id].get("error"):
+                raise
+            h, w = sample.mask.shape if sample.mask is not None else (sample.height, sample.width)
+            image = Image.new("RGB", (w, h), UNREADABLE_COLOR)
         gt = sample.mask if sample.mask is not None else np.zeros((image.height, image.width), dtype=np.uint8)
         rle = records[sample_id].get("pred_rle")
         return image, gt, decode_rle(rle) if rle else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -141,8 +141,32 @@ class RunSummary:
     complete: bool | None = None
 
 
+def run_summary(summary: Mapping[str, Any], name: str) -> RunSummary:
+    """The :class:`RunSummary` of a ``summary.json`` dict (:func:`segzero.evaluation.results.summarize_run`).
+
+    A run of the whole split reports its ``overall`` figures as subset ``"all"`` and each of its
+    ``subsets`` beside them. A run of one ReasonSeg subset (``segzero eval --subset short|long``)
+    measured only that subset: its ``overall`` figures are that subset's, reported under its name
+    and never as the whole split's (they are not comparable with the paper's whole-split numbers).
+    """
+    config = summary.get("config") or {}
+    subset = (config.get("extra") or {}).get("subset") or ALL  # what make_config records
+    overall = summary["overall"]
+    metrics = {ALL: overall, **summary.get("subsets", {})} if subset == ALL else {subset: overall}
+    return RunSummary(
+        name=name,
+        benchmark=_benchmark(config.get("benchmark", "")),
+        split=_split(config.get("split", "")),
+        reasoner=config.get("reasoner"),
+        metrics=metrics,
+        complete=summary.get("complete"),
+    )
+
+
 def load_run_summary(path: str | os.PathLike[str]) -> RunSummary:
     """Read a run: its ``summary.json``, or a run folder (summarised on the fly if it has no summary yet).
+
+    Subset runs are read as :func:`run_summary` says.
 
     Raises:
         InputError: nothing readable at ``path``, or the run does not say its benchmark and split.
@@ -164,15 +188,7 @@ def load_run_summary(path: str | os.PathLike[str]) -> RunSummary:
     config = summary.get("config") or {}
     if not config.get("benchmark") or not config.get("split"):
         raise InputError(f"{path} does not say which benchmark and split it ran; its run.json is missing.")
-    metrics = {ALL: summary["overall"], **summary.get("subsets", {})}
-    return RunSummary(
-        name=name,
-        benchmark=_benchmark(config["benchmark"]),
-        split=_split(config["split"]),
-        reasoner=config.get("reasoner"),
-        metrics=metrics,
-        complete=summary.get("complete"),
-    )
+    return run_summary(summary, name)
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ SUBSET_KEY = "subset"
 _PARSED = frozenset({ParseStatus.OK.value, ParseStatus.PARTIAL.value})
 
 # Configuration fields that say where things are, not what is computed: not compared on resume/merge.
-_LOCATION_FIELDS = ("dataset",)
+_LOCATION_FIELDS = ("dataset", "images")
 
 
 @dataclass
@@ -71,7 +71,11 @@ class RunConfig:
     max_new_tokens: int = field(default=MAX_NEW_TOKENS, metadata={"help": "Generation budget per request."})
     shard: str | None = field(default=None, metadata={"help": "This run's shard 'I/N' (0-based), or None."})
     dataset: str = field(
-        default="", metadata={"help": "Where the prepared dataset was read from (to reload samples later)."}
+        default="", metadata={"help": "Where the dataset was read from (to reload samples later)."}
+    )
+    images: str = field(
+        default="",
+        metadata={"help": "refer: the COCO images folder given with --images, or '' (found near the data)."},
     )
     extra: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "Anything else that shapes results."}

@@ -172,8 +172,9 @@ def make_config(
     ``seg_zero`` (as :meth:`~segzero.pipeline.ReasoningSegmenter.from_pretrained` chooses it).
     ``frame=None`` means "the reasoner's own" (840, or its ``segzero.json``): it is filled in by
     :func:`evaluate` once the model is loaded. ``extra`` holds the data format (the reference
-    format scores ReasonSeg differently), the subset, the limit, the refer split scheme and the
-    requested dtype.
+    format scores ReasonSeg differently), the subset, the limit, the refer split scheme, the split
+    name inside a Hugging Face dataset when one was given, and the requested dtype. Where the data
+    and the refer images are is recorded too, so that :func:`samples_for` finds the samples again.
     """
     fmt = resolve_format(spec)
     extra: dict[str, Any] = {"format": fmt, "subset": spec.subset, "limit": spec.limit, "dtype": dtype}
@@ -181,6 +182,8 @@ def make_config(
         from segzero.data.refer import DEFAULT_SPLIT_BY
 
         extra["split_by"] = spec.split_by or DEFAULT_SPLIT_BY[spec.benchmark]
+    if spec.data_split:
+        extra["data_split"] = spec.data_split
     return RunConfig(
         benchmark=spec.benchmark,
         split=spec.split,
@@ -191,6 +194,7 @@ def make_config(
         segmenter_mode=segmenter_mode,
         max_new_tokens=max_new_tokens,
         dataset=str(Path(spec.data).expanduser().resolve()),
+        images=str(Path(spec.images).expanduser().resolve()) if spec.images else "",
         extra=extra,
     )
 
@@ -330,16 +334,24 @@ def spec_from_config(config: RunConfig) -> BenchmarkSpec:
         subset=extra.get("subset", "all"),
         limit=extra.get("limit"),
         split_by=extra.get("split_by"),
+        images=config.images or None,
+        data_split=extra.get("data_split"),
     )
 
 
 def samples_for(config: RunConfig, ids: Iterable[str]) -> dict[str, Sample]:
     """Reload some samples of a run (e.g. for a contact sheet) from the dataset it was made on,
-    in one pass that keeps only those.
+    whatever its format, in one pass that keeps only those.
 
     Raises:
+        InputError: the run does not record where its dataset is.
         DatasetError: the dataset is gone, or some ids are not in it any more.
     """
+    if not config.dataset:
+        raise InputError(
+            "The run does not record where its dataset is (run.json 'dataset'), "
+            "so its samples cannot be reloaded."
+        )
     wanted = set(ids)
     found = {s.id: s for s in iter_benchmark(spec_from_config(config)) if s.id in wanted}
     missing = wanted - found.keys()
@@ -705,14 +717,14 @@ def evaluate(
 # Summaries and merging
 
 
-def paper_numbers(benchmark: str, split: str) -> list[dict[str, Any]]:
-    """The published numbers (percent) for a benchmark split, whole split only."""
-    from segzero.evaluation.report import ALL, PAPER_RESULTS
+def paper_numbers(benchmark: str, split: str, subset: str = "all") -> list[dict[str, Any]]:
+    """The published numbers (percent) for a benchmark split, or for one subset of it."""
+    from segzero.evaluation.report import PAPER_RESULTS
 
     return [
         {"method": p.method, "giou": p.giou, "ciou": p.ciou, "source": p.source, "note": p.note}
         for p in PAPER_RESULTS
-        if p.benchmark == benchmark and p.split == split and p.subset == ALL
+        if p.benchmark == benchmark and p.split == split and p.subset == subset
     ]
 
 
@@ -720,8 +732,9 @@ def summarize_dir(
     out_dir: str | os.PathLike[str], expected_ids: Sequence[str], skipped: SkipLog | None = None
 ) -> dict[str, Any]:
     """Summarise a run folder into ``summary.json``: :func:`summarize_run`'s figures plus
-    ``reader_skipped`` (records the reader could not use: in no figure) and ``paper`` (the
-    published numbers for the same benchmark and split)."""
+    ``reader_skipped`` (records the reader could not use: in no figure), ``subset`` (what the
+    ``overall`` figures cover: ``all`` of the split, or the one ReasonSeg subset the run was
+    limited to) and ``paper`` (the published numbers for the same benchmark, split and subset)."""
     out_dir = Path(out_dir)
     summary = summarize_run(out_dir, expected_ids, write=False)
     if skipped is not None:
@@ -731,7 +744,8 @@ def summarize_dir(
             "ids": [record_id for record_id, _ in skipped.skipped[:20]],
         }
     config = summary.get("config") or {}
-    summary["paper"] = paper_numbers(config.get("benchmark", ""), config.get("split", ""))
+    summary["subset"] = (config.get("extra") or {}).get("subset") or "all"
+    summary["paper"] = paper_numbers(config.get("benchmark", ""), config.get("split", ""), summary["subset"])
     write_json_atomic(out_dir / SUMMARY_FILE, summary)
     return summary
 
