@@ -150,6 +150,58 @@ def test_health_metrics_docs(client, pipeline):
     assert client.get("/nowhere").json()["error"].startswith("There is nothing at /nowhere")
 
 
+# -- start-up warm-up ------------------------------------------------------------------------------
+
+
+class CountingPipeline:
+    """The real pipeline, recording each ``segment_batch`` call's requests and keyword arguments."""
+
+    def __init__(self, inner, fail: bool = False) -> None:
+        self.inner, self.fail = inner, fail
+        self.calls: list[tuple[list[str], dict]] = []
+
+    def segment_batch(self, images, requests, **kwargs):
+        self.calls.append((list(requests), kwargs))
+        if self.fail:
+            raise RuntimeError("simulated CUDA out of memory")
+        return self.inner.segment_batch(images, requests, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_warmup_runs_one_short_request_before_traffic(pipeline):
+    from segzero.serve.app import WARMUP_REQUEST, WARMUP_TOKENS
+
+    counting = CountingPipeline(pipeline)
+    with TestClient(create_app(counting, ServeSettings(max_wait_ms=5))) as client:
+        # Start-up is over when the client is: the warm-up has run, before any request.
+        assert counting.calls == [([WARMUP_REQUEST], {"max_new_tokens": WARMUP_TOKENS})]
+        health = client.get("/health").json()
+        assert health["ready"] is True and health["warmup_s"] > 0
+        assert health["batches_served"] == 0 and health["requests_served"] == 0  # not counted as traffic
+        assert post_image(client, "the red square").status_code == 200
+        assert counting.calls[1] == (["the red square"], {})  # real requests: the pipeline's own budget
+
+
+def test_without_warmup_the_model_is_ready_after_its_first_batch(pipeline):
+    counting = CountingPipeline(pipeline)
+    with TestClient(create_app(counting, ServeSettings(max_wait_ms=5, warmup=False))) as client:
+        health = client.get("/health").json()
+        assert health["ready"] is False and health["warmup_s"] is None and counting.calls == []
+        assert post_image(client).status_code == 200
+        assert client.get("/health").json()["ready"] is True
+
+
+def test_a_failed_warmup_stops_the_start(pipeline):
+    from segzero.serve.app import WarmupError
+
+    app = create_app(CountingPipeline(pipeline, fail=True), ServeSettings())
+    with pytest.raises(WarmupError, match="warm-up request failed.*simulated CUDA out of memory.*--device"):
+        with TestClient(app):
+            pass
+
+
 # -- limits: each refused before anything reaches the model ---------------------------------------
 
 
@@ -256,7 +308,8 @@ def gated(pipeline):
 
 
 def gated_client(gated, **settings):
-    return TestClient(create_app(gated, ServeSettings(**{"max_wait_ms": 5, **settings})))
+    # No warm-up: the gate would hold it, and these tests count the batches the model sees.
+    return TestClient(create_app(gated, ServeSettings(**{"max_wait_ms": 5, "warmup": False, **settings})))
 
 
 def test_concurrent_requests_are_batched(gated):

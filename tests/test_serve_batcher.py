@@ -126,3 +126,21 @@ def test_submit_before_start_is_a_clear_error():
             await Batcher(Recorder(), max_batch_size=1, max_wait_s=0, queue_size=1).submit(None, "x", 1)
 
     run(main())
+
+
+def test_run_alone_uses_the_model_thread_and_no_counters():
+    async def main():
+        fn = Recorder()
+        batcher = Batcher(fn, max_batch_size=2, max_wait_s=0.01, queue_size=4)
+        with pytest.raises(RuntimeError, match="start"):
+            await batcher.run_alone([None], ["early"])
+        await batcher.start()
+        alone = await batcher.run_alone([None], ["warm"])
+        queued = await batcher.submit(None, "real", 5)
+        await batcher.stop()
+        return fn, batcher, alone, queued
+
+    fn, batcher, alone, queued = run(main())
+    assert alone == ["WARM"] and queued.result == "REAL"
+    assert len(fn.threads) == 1 and not fn.threads & {"MainThread"}  # the same model thread for both
+    assert batcher.stats.batches == 1 and batcher.stats.requests == 1  # the lone call is not counted

@@ -21,6 +21,8 @@ def test_serve_help_lists_the_settings():
         "--max-upload-bytes",
         "--max-pixels",
         "--max-request-chars",
+        "--warmup",
+        "--no-warmup",
         "--host",
         "--port",
         "127.0.0.1",
@@ -63,8 +65,26 @@ def test_serve_builds_the_app_from_options(tiny_models, monkeypatch):
     served = calls["app"]
     assert served.state.pipeline.batch_size == 3  # one batch is one generate call
     assert served.state.pipeline.max_new_tokens == 4
+    assert served.state.settings.warmup is True  # on by default
     with TestClient(served) as client:
         health = client.get("/health").json()
+    assert health["ready"] is True and health["warmup_s"] is not None
     assert health["limits"]["max_batch_size"] == 3 and health["limits"]["queue_size"] == 5
     assert health["limits"]["max_wait_ms"] == 7 and health["limits"]["max_request_chars"] == 40
     assert health["reasoner"] and health["segmenter"]
+
+
+def test_serve_without_warmup(tiny_models, monkeypatch):
+    import uvicorn
+    from fastapi.testclient import TestClient
+
+    calls = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.update(app=app, **kw))
+    args = ["serve", "--reasoner", str(tiny_models.reasoner), "--segmenter", str(tiny_models.segmenter),
+            "--frame", str(tiny_models.frame), "--device", "cpu", "--no-warmup"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert calls["app"].state.settings.warmup is False
+    with TestClient(calls["app"]) as client:
+        health = client.get("/health").json()
+    assert health["ready"] is False and health["warmup_s"] is None and health["limits"]["warmup"] is False

@@ -47,6 +47,7 @@ def serve(
         int, typer.Option(min=1, help=help_for("max_request_chars"))
     ] = _D.max_request_chars,
     decode_workers: Annotated[int, typer.Option(min=1, help=help_for("decode_workers"))] = _D.decode_workers,
+    warmup: Annotated[bool, typer.Option("--warmup/--no-warmup", help=help_for("warmup"))] = _D.warmup,
     prompt: o.Prompt = None,
     segmenter_mode: o.SegmenterModeOpt = "both",
     frame: o.Frame = None,
@@ -70,6 +71,7 @@ def serve(
         max_pixels=max_pixels,
         max_request_chars=max_request_chars,
         decode_workers=decode_workers,
+        warmup=warmup,
     )
     console = Console(stderr=True)
     if not _is_loopback(host):

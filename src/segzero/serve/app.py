@@ -3,7 +3,8 @@
 Endpoints:
 
 - ``POST /v1/segment``: an image and a request -> reasoning, objects, mask (COCO RLE), optional overlay PNG.
-- ``GET /health``: model names, queue depth, batches served, limits.
+- ``GET /health``: model names, whether the model is ready (warmed up), queue depth, batches served,
+  limits.
 - ``GET /metrics``: batcher counters and the histogram of batch sizes.
 - ``GET /``: the web page; ``/docs`` and ``/openapi.json``: the API description.
 
@@ -47,9 +48,23 @@ STATIC_DIR = files("segzero.serve") / "static"
 
 
 class Pipeline(Protocol):
-    """What the server needs of the pipeline: :meth:`ReasoningSegmenter.segment_batch`."""
+    """What the server needs of the pipeline: :meth:`ReasoningSegmenter.segment_batch`.
 
-    def segment_batch(self, images: list[Any], requests: list[str]) -> list[Any]: ...
+    The start-up warm-up also passes ``max_new_tokens`` (a generation keyword argument).
+    """
+
+    def segment_batch(self, images: list[Any], requests: list[str], **generate_kwargs: Any) -> list[Any]: ...
+
+
+#: The start-up warm-up: one request on a small grey image, a few tokens long. The reasoner and SAM2
+#: resize every image to their own input size, so this runs the same shapes as real requests.
+WARMUP_REQUEST = "the object in the middle"
+WARMUP_IMAGE_SIZE = (64, 64)
+WARMUP_TOKENS = 8
+
+
+class WarmupError(RuntimeError):
+    """The start-up warm-up request failed, so the model cannot serve; the server does not start."""
 
 
 # -- response models (for /docs; responses are built as plain dicts) ------------------------
@@ -102,6 +117,11 @@ class HealthResponse(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     status: str
+    ready: bool = Field(
+        description="The model has answered a request (the start-up warm-up or a real one), so lazy "
+        "initialisation is behind it. False only with --no-warmup, until the first batch is served."
+    )
+    warmup_s: float | None = Field(description="Seconds the start-up warm-up took; null without one.")
     reasoner: str | None
     segmenter: str | None
     queue_depth: int
@@ -192,6 +212,8 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await batcher.start()
+        if settings.warmup:
+            app.state.warmup_s = await _warm_up(batcher)
         logger.info(
             "serving %s + %s (max batch %d, max wait %g ms, queue %d)",
             _model_name(pipeline, "reasoner"),
@@ -212,6 +234,7 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
     app.state.batcher = batcher
     app.state.settings = settings
     app.state.pipeline = pipeline
+    app.state.warmup_s = None
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -287,6 +310,8 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
     async def health() -> dict[str, Any]:
         return {
             "status": "ok",
+            "ready": app.state.warmup_s is not None or batcher.stats.batches > 0,
+            "warmup_s": app.state.warmup_s,
             "reasoner": _model_name(pipeline, "reasoner"),
             "segmenter": _model_name(pipeline, "segmenter"),
             "frame": getattr(pipeline, "frame", None),
@@ -307,6 +332,29 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
 
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     return app
+
+
+async def _warm_up(batcher: Batcher) -> float:
+    """Run the warm-up request on the model thread; return its seconds.
+
+    Raises:
+        WarmupError: the pipeline failed on it (the server must not take traffic it cannot answer).
+    """
+    from PIL import Image
+
+    image = Image.new("RGB", WARMUP_IMAGE_SIZE, (128, 128, 128))
+    logger.info("warming up: one %dx%d request through the pipeline", *WARMUP_IMAGE_SIZE)
+    started = time.perf_counter()
+    try:
+        await batcher.run_alone([image], [WARMUP_REQUEST], max_new_tokens=WARMUP_TOKENS)
+    except Exception as exc:
+        raise WarmupError(
+            f"The warm-up request failed ({type(exc).__name__}: {exc}), so the model cannot serve; check the "
+            "device and its memory (--device, --dtype). --no-warmup skips this check."
+        ) from exc
+    seconds = time.perf_counter() - started
+    logger.info("warm-up done in %.2f s; ready", seconds)
+    return seconds
 
 
 def _queue_full(retry_after_s: int) -> ApiError:

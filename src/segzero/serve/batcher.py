@@ -9,6 +9,7 @@ request has waited ``max_wait_s``, whichever comes first.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -149,6 +150,15 @@ class Batcher:
                 job.future.set_exception(BatcherStoppedError("the server is shutting down"))
         # A batch still inside the model cannot be interrupted; do not wait for it.
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def run_alone(self, images: Sequence[Any], requests: Sequence[str], **kwargs: Any) -> Sequence[Any]:
+        """Run ``run_batch(images, requests, **kwargs)`` on the model thread, outside the queue and the
+        counters: for work before the server takes traffic, such as the start-up warm-up (the model
+        thread is where lazy initialisation must happen, e.g. per-thread CUDA library handles)."""
+        if self._executor is None:
+            raise RuntimeError("Batcher.start() was not called")
+        call = functools.partial(self.run_batch, images, requests, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     # -- state -----------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from segzero.defaults import MAX_IMAGE_PIXELS
 
 @dataclass
 class ServeSettings:
-    """Batching and input limits of the HTTP server (``segzero serve``)."""
+    """Batching, input limits and start-up of the HTTP server (``segzero serve``)."""
 
     max_batch_size: int = field(
         default=8, metadata={"help": "Most requests answered by one pipeline call (1 turns batching off)."}
@@ -45,10 +45,17 @@ class ServeSettings:
             "help": "Images decoded at the same time; bounds the memory of many large uploads at once."
         },
     )
+    warmup: bool = field(
+        default=True,
+        metadata={
+            "help": "Run one tiny request through the pipeline at start-up, before accepting traffic, so the "
+            "first user does not pay for lazy initialisation; the server does not start if it fails."
+        },
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            if getattr(self, f.name) <= 0:
+            if not isinstance(getattr(self, f.name), bool) and getattr(self, f.name) <= 0:
                 raise ValueError(f"ServeSettings.{f.name} must be positive, got {getattr(self, f.name)!r}.")
 
     def max_body_bytes(self, base64: bool) -> int:
