@@ -33,6 +33,18 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory):
     return make_tiny(tmp_path_factory.mktemp("tiny-models"))
 
 
+@pytest.fixture(scope="session")
+def tiny_pipeline(tiny_models):
+    """The whole pipeline on the tiny random models, on the CPU, 8 new tokens a request, 8 requests a
+    generate call: its answers are noise, but every stage runs for real. Shared: do not change it."""
+    from segzero.pipeline import ReasoningSegmenter
+
+    return ReasoningSegmenter.from_pretrained(
+        str(tiny_models.reasoner), str(tiny_models.segmenter), frame=tiny_models.frame, batch_size=8,
+        max_new_tokens=8, device="cpu",
+    )  # fmt: skip
+
+
 #: What the taught tiny reasoner answers, whatever it is asked (reasoner frame 112).
 TAUGHT_ANSWER = "<think>it is on the left</think><answer>{'bbox': [20,30,90,100], 'points_1': [40,50], 'points_2': [60,70]}</answer>"
 TAUGHT_FRAME = 112

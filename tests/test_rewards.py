@@ -30,6 +30,11 @@ def single(box, p1, p2, think: str = "the cup on the left", quote: str = '"') ->
 GOOD = single((100, 100, 199, 199), (120, 130), (180, 170))
 
 
+def in_answer(answer: str) -> str:
+    """A completion that thinks briefly and answers ``answer``."""
+    return f"<think>t</think><answer>{answer}</answer>"
+
+
 def gt_box(box) -> GroundTruth:
     return GroundTruth(boxes=[box], points=[((0, 0), (0, 0))])
 
@@ -91,7 +96,7 @@ def test_thinking_format(text, expected):
     ],
 )
 def test_seg_format(answer, soft, strict):
-    text = f"<think>t</think><answer>{answer}</answer>"
+    text = in_answer(answer)
     assert R.seg_format_soft(text, GT) == soft
     assert R.seg_format_strict(text, GT) == strict
 
@@ -267,9 +272,8 @@ def test_no_ground_truth_scores_zero():
     ],
 )
 def test_box_only_and_points_only_format(answer, box_only, points_only):
-    text = f"<think>t</think><answer>{answer}</answer>"
-    assert R.seg_format_box_only(text, GT) == box_only
-    assert R.seg_format_points_only(text, GT) == points_only
+    rewards = (R.seg_format_box_only, R.seg_format_points_only)
+    assert [fn(in_answer(answer), GT) for fn in rewards] == [box_only, points_only]
 
 
 def test_ablation_formats_read_the_answer_not_the_text_outside_it():
@@ -288,7 +292,7 @@ def test_ablation_formats_read_the_answer_not_the_text_outside_it():
 
 
 def points_only(p1, p2) -> str:
-    return f"<think>t</think><answer>{json.dumps({'points_1': list(p1), 'points_2': list(p2)})}</answer>"
+    return in_answer(json.dumps({"points_1": list(p1), "points_2": list(p2)}))
 
 
 def test_points_l1_no_box_scores_a_points_only_answer():

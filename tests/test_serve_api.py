@@ -28,20 +28,6 @@ def png_bytes(width: int = 64, height: int = 48, seed: int = 0, fmt: str = "PNG"
     return buffer.getvalue()
 
 
-@pytest.fixture(scope="module")
-def pipeline(tiny_models):
-    from segzero.pipeline import ReasoningSegmenter
-
-    return ReasoningSegmenter.from_pretrained(
-        str(tiny_models.reasoner),
-        str(tiny_models.segmenter),
-        frame=tiny_models.frame,
-        batch_size=8,
-        max_new_tokens=8,
-        device="cpu",
-    )
-
-
 class GatedPipeline:
     """The real pipeline behind a gate: each batch waits for ``gate`` (to hold the queue still).
 
@@ -81,11 +67,11 @@ def post_image(client: TestClient, request: str = "the red square", image: bytes
 
 
 @pytest.fixture(scope="module")
-def client(pipeline):
+def client(tiny_pipeline):
     settings = ServeSettings(
         max_upload_bytes=50_000, max_pixels=200 * 200, max_request_chars=50, max_wait_ms=5
     )
-    with TestClient(create_app(pipeline, settings)) as c:
+    with TestClient(create_app(tiny_pipeline, settings)) as c:
         yield c
 
 
@@ -131,10 +117,11 @@ def test_multipart_overlay_and_data_url(client):
     assert response.status_code == 200 and response.json()["image_size"] == [20, 20]
 
 
-def test_health_metrics_docs(client, pipeline):
+def test_health_metrics_docs(client, tiny_pipeline):
     health = client.get("/health").json()
     assert health["status"] == "ok"
-    assert health["reasoner"] == pipeline.reasoner.name and health["segmenter"] == pipeline.segmenter.name
+    assert health["reasoner"] == tiny_pipeline.reasoner.name
+    assert health["segmenter"] == tiny_pipeline.segmenter.name
     assert health["queue_depth"] == 0 and health["batches_served"] >= 1
     assert health["limits"]["max_request_chars"] == 50
     metrics = client.get("/metrics").json()
@@ -170,10 +157,10 @@ class CountingPipeline:
         return getattr(self.inner, name)
 
 
-def test_warmup_runs_one_short_request_before_traffic(pipeline):
+def test_warmup_runs_one_short_request_before_traffic(tiny_pipeline):
     from segzero.serve.app import WARMUP_REQUEST, WARMUP_TOKENS
 
-    counting = CountingPipeline(pipeline)
+    counting = CountingPipeline(tiny_pipeline)
     with TestClient(create_app(counting, ServeSettings(max_wait_ms=5))) as client:
         # Start-up is over when the client is: the warm-up has run, before any request.
         assert counting.calls == [([WARMUP_REQUEST], {"max_new_tokens": WARMUP_TOKENS})]
@@ -184,8 +171,8 @@ def test_warmup_runs_one_short_request_before_traffic(pipeline):
         assert counting.calls[1] == (["the red square"], {})  # real requests: the pipeline's own budget
 
 
-def test_without_warmup_the_model_is_ready_after_its_first_batch(pipeline):
-    counting = CountingPipeline(pipeline)
+def test_without_warmup_the_model_is_ready_after_its_first_batch(tiny_pipeline):
+    counting = CountingPipeline(tiny_pipeline)
     with TestClient(create_app(counting, ServeSettings(max_wait_ms=5, warmup=False))) as client:
         health = client.get("/health").json()
         assert health["ready"] is False and health["warmup_s"] is None and counting.calls == []
@@ -193,10 +180,10 @@ def test_without_warmup_the_model_is_ready_after_its_first_batch(pipeline):
         assert client.get("/health").json()["ready"] is True
 
 
-def test_a_failed_warmup_stops_the_start(pipeline):
+def test_a_failed_warmup_stops_the_start(tiny_pipeline):
     from segzero.serve.app import WarmupError
 
-    app = create_app(CountingPipeline(pipeline, fail=True), ServeSettings())
+    app = create_app(CountingPipeline(tiny_pipeline, fail=True), ServeSettings())
     with pytest.raises(WarmupError, match="warm-up request failed.*simulated CUDA out of memory.*--device"):
         with TestClient(app):
             pass
@@ -272,6 +259,7 @@ def test_other_content_types_and_fields(client):
     files = {"image": ("a.png", png_bytes(), "image/png")}
     response = client.post("/v1/segment", files=files, data={"request": "cat", "path": "/etc/passwd"})
     assert response.status_code == 422 and "does not read paths" in response.json()["error"]
+    assert "Unknown form field(s) path: send the image bytes as the file 'image'" in response.json()["error"]
     response = client.post(
         "/v1/segment", files={"other": ("a.png", png_bytes(), "image/png")}, data={"request": "x"}
     )
@@ -301,8 +289,8 @@ def test_size_limit_enforced_while_streaming(client):
 
 
 @pytest.fixture
-def gated(pipeline):
-    gated = GatedPipeline(pipeline)
+def gated(tiny_pipeline):
+    gated = GatedPipeline(tiny_pipeline)
     yield gated
     gated.gate.set()  # never leave the worker thread blocked
 
@@ -312,15 +300,25 @@ def gated_client(gated, **settings):
     return TestClient(create_app(gated, ServeSettings(**{"max_wait_ms": 5, "warmup": False, **settings})))
 
 
+def hold_model(pool, client, gated, request: str = "first"):
+    """Send ``request`` and wait until its batch (of one) holds the gated model; return its future."""
+    future = pool.submit(post_image, client, request)
+    assert gated.entered.wait(20)
+    return future
+
+
+def wait_queued(client, n: int) -> None:
+    """Wait until ``n`` requests wait for a batch behind the running one."""
+    wait_until(lambda: client.app.state.batcher.queue_depth == n)
+
+
 def test_concurrent_requests_are_batched(gated):
     with gated_client(gated, max_batch_size=4, queue_size=8) as client, ThreadPoolExecutor(6) as pool:
-        first = pool.submit(post_image, client, "first")
-        assert gated.entered.wait(20)  # batch 1 (one request) holds the model
-        batcher = client.app.state.batcher
+        first = hold_model(pool, client, gated)
         others = [
             pool.submit(post_image, client, f"request {i}", png_bytes(30 + i, 20, seed=i)) for i in range(4)
         ]
-        wait_until(lambda: batcher.queue_depth == 4)
+        wait_queued(client, 4)
         health = client.get("/health").json()  # the event loop answers while the model is busy
         assert health["queue_depth"] == 4 and health["running"] == 1
         gated.gate.set()
@@ -329,10 +327,8 @@ def test_concurrent_requests_are_batched(gated):
             response = future.result()
             assert response.status_code == 200, response.text
             body = response.json()
-            assert body["request"] == f"request {i}" and body["image_size"] == [
-                30 + i,
-                20,
-            ]  # routed back right
+            assert body["request"] == f"request {i}"  # routed back right
+            assert body["image_size"] == [30 + i, 20]
             assert body["batch_size"] == 4
         assert gated.batch_sizes == [1, 4]
         metrics = client.get("/metrics").json()
@@ -342,10 +338,9 @@ def test_concurrent_requests_are_batched(gated):
 
 def test_full_queue_answers_503(gated):
     with gated_client(gated, max_batch_size=1, queue_size=1) as client, ThreadPoolExecutor(3) as pool:
-        running = pool.submit(post_image, client, "running")
-        assert gated.entered.wait(20)
+        running = hold_model(pool, client, gated, "running")
         waiting = pool.submit(post_image, client, "waiting")
-        wait_until(lambda: client.app.state.batcher.queue_depth == 1)
+        wait_queued(client, 1)
         refused = post_image(client, "refused")
         assert refused.status_code == 503
         assert int(refused.headers["retry-after"]) >= 1
@@ -368,10 +363,9 @@ def test_timeout_answers_504_and_server_recovers(gated):
 
 def test_bad_requests_do_not_disturb_good_ones(gated):
     with gated_client(gated, max_batch_size=4, queue_size=8) as client, ThreadPoolExecutor(6) as pool:
-        first = pool.submit(post_image, client, "first")
-        assert gated.entered.wait(20)
+        first = hold_model(pool, client, gated)
         good = [pool.submit(post_image, client, f"good {i}") for i in range(3)]
-        wait_until(lambda: client.app.state.batcher.queue_depth == 3)
+        wait_queued(client, 3)
         # Bad requests are answered at once, while the good ones still wait for the model.
         assert post_image(client, image=b"GIF89a broken").status_code in (415, 422)
         assert post_image(client, image=b"not an image").status_code == 415
@@ -385,12 +379,11 @@ def test_bad_requests_do_not_disturb_good_ones(gated):
 
 def test_failed_batch_fails_only_its_requests(gated):
     with gated_client(gated, max_batch_size=2, queue_size=8) as client, ThreadPoolExecutor(4) as pool:
-        first = pool.submit(post_image, client, "first")
-        assert gated.entered.wait(20)
+        first = hold_model(pool, client, gated)
         doomed = [pool.submit(post_image, client, f"doomed {i}") for i in range(2)]
-        wait_until(lambda: client.app.state.batcher.queue_depth == 2)
+        wait_queued(client, 2)
         after = pool.submit(post_image, client, "after")  # queued behind the doomed batch
-        wait_until(lambda: client.app.state.batcher.queue_depth == 3)
+        wait_queued(client, 3)
         gated.gate.set()
         assert first.result().status_code == 200
         for future in doomed:

@@ -67,15 +67,22 @@ def test_lone_request_waits_at_most_max_wait():
     assert 0.04 <= took < 2.0
 
 
+async def hold_first(request: str, queue_size: int) -> tuple[Recorder, Batcher, asyncio.Task]:
+    """A started batcher of batches of one whose model holds the first batch, ``request``, until
+    ``fn.release`` is set; returns the recorder, the batcher and the first request's task."""
+    fn = Recorder()
+    fn.release.clear()
+    batcher = Batcher(fn, max_batch_size=1, max_wait_s=0.0, queue_size=queue_size)
+    await batcher.start()
+    first = asyncio.create_task(batcher.submit(None, request, 5))
+    while not fn.batches:
+        await asyncio.sleep(0.005)
+    return fn, batcher, first
+
+
 def test_queue_full_timeout_and_failure_are_per_request():
     async def main():
-        fn = Recorder()
-        fn.release.clear()
-        batcher = Batcher(fn, max_batch_size=1, max_wait_s=0.0, queue_size=2)
-        await batcher.start()
-        first = asyncio.create_task(batcher.submit(None, "boom", 5))
-        while not fn.batches:
-            await asyncio.sleep(0.005)
+        fn, batcher, first = await hold_first("boom", queue_size=2)
         expired = asyncio.create_task(batcher.submit(None, "expires", 0.05))
         kept = asyncio.create_task(batcher.submit(None, "kept", 5))
         await asyncio.sleep(0.01)
@@ -102,13 +109,7 @@ def test_queue_full_timeout_and_failure_are_per_request():
 
 def test_stop_fails_waiting_requests():
     async def main():
-        fn = Recorder()
-        fn.release.clear()
-        batcher = Batcher(fn, max_batch_size=1, max_wait_s=0.0, queue_size=4)
-        await batcher.start()
-        running = asyncio.create_task(batcher.submit(None, "running", 5))
-        while not fn.batches:
-            await asyncio.sleep(0.005)
+        fn, batcher, running = await hold_first("running", queue_size=4)
         waiting = asyncio.create_task(batcher.submit(None, "waiting", 5))
         await asyncio.sleep(0.01)
         await batcher.stop()

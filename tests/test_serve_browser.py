@@ -59,27 +59,18 @@ def chromium_path() -> str:
 
 
 @pytest.fixture(scope="module")
-def server_url(tiny_models):
+def server_url(tiny_pipeline):
     """A uvicorn server with the tiny models on 127.0.0.1 (a free port), in a thread of this process."""
     pytest.importorskip("fastapi")
     import uvicorn
 
-    from segzero.pipeline import ReasoningSegmenter
     from segzero.serve import ServeSettings, create_app
 
-    pipeline = ReasoningSegmenter.from_pretrained(
-        str(tiny_models.reasoner),
-        str(tiny_models.segmenter),
-        frame=tiny_models.frame,
-        batch_size=4,
-        max_new_tokens=8,
-        device="cpu",
-    )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    app = create_app(pipeline, ServeSettings(max_batch_size=4, max_request_chars=200))
+    app = create_app(tiny_pipeline, ServeSettings(max_batch_size=4, max_request_chars=200))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

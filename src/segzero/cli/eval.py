@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
+import dataclasses
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from segzero.cli import options as o
 from segzero.cli.app import app
-from segzero.defaults import DEFAULT_REASONER, DEFAULT_SEGMENTER, MAX_IMAGE_PIXELS, MAX_NEW_TOKENS
+from segzero.cli.options import ModelOptions, model_options
 from segzero.errors import InputError
 
 
@@ -76,6 +76,7 @@ KeepMasksOpt = Annotated[
 
 
 @app.command("eval")
+@model_options()
 def eval_command(
     benchmark: BenchmarkOpt,
     data: DataOpt,
@@ -90,16 +91,8 @@ def eval_command(
     shard: ShardOpt = None,
     retry_errors: RetryOpt = False,
     keep_masks: KeepMasksOpt = True,
-    reasoner: o.Reasoner = DEFAULT_REASONER,
-    segmenter: o.Segmenter = DEFAULT_SEGMENTER,
-    prompt: o.Prompt = None,
-    segmenter_mode: o.SegmenterModeOpt = "both",
-    frame: o.Frame = None,
-    device: o.Device = None,
-    dtype: o.Dtype = None,
-    batch_size: o.BatchSize = 8,
-    max_new_tokens: o.MaxNewTokens = MAX_NEW_TOKENS,
-    max_pixels: o.MaxPixels = MAX_IMAGE_PIXELS,
+    *,
+    model: ModelOptions,
 ) -> None:
     """Evaluate a benchmark split (resumable, shardable): gIoU, cIoU, box accuracy, the paper's numbers."""
     from segzero.evaluation.results import parse_shard
@@ -133,13 +126,11 @@ def eval_command(
     main = launch is None or launch.index == 0
     console = Console(stderr=True, quiet=not main)
     run_dir = out or Path("runs") / spec.name
-    options = o.ModelOptions(
-        reasoner, segmenter, prompt, segmenter_mode, frame, launch_device(device, launch), dtype,
-        batch_size, max_new_tokens, max_pixels,
-    )  # fmt: skip
+    model = dataclasses.replace(model, device=launch_device(model.device, launch))
     config = make_config(
-        spec, reasoner=reasoner, segmenter=segmenter, prompt=prompt, segmenter_mode=segmenter_mode,
-        frame=frame, max_new_tokens=max_new_tokens, dtype=dtype,
+        spec, reasoner=model.reasoner, segmenter=model.segmenter, prompt=model.prompt,
+        segmenter_mode=model.segmenter_mode, frame=model.frame, max_new_tokens=model.max_new_tokens,
+        dtype=model.dtype,
     )  # fmt: skip
     if config.extra["format"] == "reference-hf" and spec.benchmark == "reasonseg":
         console.print(
@@ -153,7 +144,7 @@ def eval_command(
 
     with _ProgressBar(console, spec.name, shard_ix) as bar:
         outcome = evaluate(
-            spec, run_dir, config, bar.after(options.load), shard=shard_ix, batch_size=batch_size,
+            spec, run_dir, config, bar.after(model.load), shard=shard_ix, batch_size=model.batch_size,
             retry_errors=retry_errors, keep_masks=keep_masks, progress=bar.update, index=index,
         )  # fmt: skip
 

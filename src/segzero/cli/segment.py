@@ -11,9 +11,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from segzero.cli import options as o
 from segzero.cli.app import app
-from segzero.defaults import DEFAULT_REASONER, DEFAULT_SEGMENTER, MAX_IMAGE_PIXELS, MAX_NEW_TOKENS
+from segzero.cli.options import ModelOptions, model_options
 from segzero.errors import InputError, SegZeroError
 
 console = Console(stderr=True)
@@ -42,29 +41,21 @@ def _stem(text: str) -> str:
 
 
 @app.command()
+@model_options(without=("batch_size",))
 def segment(
     image: Annotated[Path, typer.Argument(help="Image file (PNG, JPEG, WebP, ...).")],
     request: Annotated[str, typer.Argument(help="What to segment, e.g. 'what can I use to cut the bread?'.")],
     out: Out = Path("segzero-out"),
-    reasoner: o.Reasoner = DEFAULT_REASONER,
-    segmenter: o.Segmenter = DEFAULT_SEGMENTER,
-    prompt: o.Prompt = None,
-    segmenter_mode: o.SegmenterModeOpt = "both",
-    frame: o.Frame = None,
-    device: o.Device = None,
-    dtype: o.Dtype = None,
-    max_new_tokens: o.MaxNewTokens = MAX_NEW_TOKENS,
-    max_pixels: o.MaxPixels = MAX_IMAGE_PIXELS,
+    *,
+    model: ModelOptions,
 ) -> None:
     """Segment what REQUEST means in IMAGE; print the reasoning and write mask, overlay and JSON."""
     from segzero.images import load_image
     from segzero.prompts import normalize_request
 
-    loaded = load_image(image, max_pixels)  # bad input fails before minutes of model loading
+    loaded = load_image(image, model.max_pixels)  # bad input fails before minutes of model loading
     normalize_request(request)
-    pipe = o.ModelOptions(
-        reasoner, segmenter, prompt, segmenter_mode, frame, device, dtype, 1, max_new_tokens, max_pixels
-    ).load()
+    pipe = model.load()
     result = pipe.segment(loaded, request)
     files = write_result(result, loaded, out, _stem(image.stem), {"image": str(image)})
     _print_result(result, files)
@@ -110,19 +101,12 @@ def read_requests(path: Path) -> tuple[list[dict[str, Any]], list[tuple[int, str
 
 
 @app.command()
+@model_options()
 def batch(
     requests_file: Annotated[Path, typer.Argument(help='JSONL, one {"image": ..., "request": ...} per line.')],
     out: Out = Path("segzero-out"),
-    reasoner: o.Reasoner = DEFAULT_REASONER,
-    segmenter: o.Segmenter = DEFAULT_SEGMENTER,
-    prompt: o.Prompt = None,
-    segmenter_mode: o.SegmenterModeOpt = "both",
-    frame: o.Frame = None,
-    device: o.Device = None,
-    dtype: o.Dtype = None,
-    batch_size: o.BatchSize = 8,
-    max_new_tokens: o.MaxNewTokens = MAX_NEW_TOKENS,
-    max_pixels: o.MaxPixels = MAX_IMAGE_PIXELS,
+    *,
+    model: ModelOptions,
 ) -> None:
     """Segment every request of a JSONL file in batches; bad lines are reported and skipped, the rest go on."""
     from segzero.images import load_image
@@ -135,7 +119,7 @@ def batch(
         try:
             normalize_request(rec["request"])
             if rec["image"] not in images:
-                images[rec["image"]] = load_image(rec["image"], max_pixels)
+                images[rec["image"]] = load_image(rec["image"], model.max_pixels)
             ready.append(rec)
         except SegZeroError as exc:
             bad.append((rec["line"], str(exc)))
@@ -143,9 +127,8 @@ def batch(
         console.print(f"[yellow]skipped line {line}:[/] {reason}", highlight=False)
     if not ready:
         raise InputError(f"No usable request in {requests_file} ({len(bad)} skipped).")
-    pipe = o.ModelOptions(
-        reasoner, segmenter, prompt, segmenter_mode, frame, device, dtype, batch_size, max_new_tokens, max_pixels
-    ).load()
+    pipe = model.load()
+    batch_size = model.batch_size
     failed = 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:

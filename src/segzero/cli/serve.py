@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 from typing import Annotated
@@ -9,9 +10,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from segzero.cli import options as o
 from segzero.cli.app import app
-from segzero.defaults import DEFAULT_REASONER, DEFAULT_SEGMENTER, MAX_IMAGE_PIXELS, MAX_NEW_TOKENS
+from segzero.cli.options import ModelOptions, model_options
 from segzero.serve.settings import ServeSettings, help_for
 
 _D = ServeSettings()
@@ -27,9 +27,8 @@ def _is_loopback(host: str) -> bool:
 
 
 @app.command()
+@model_options(without=("batch_size",))
 def serve(
-    reasoner: o.Reasoner = DEFAULT_REASONER,
-    segmenter: o.Segmenter = DEFAULT_SEGMENTER,
     host: Annotated[
         str, typer.Option(help="Address to listen on; the default is reachable from this machine only.")
     ] = "127.0.0.1",
@@ -48,14 +47,9 @@ def serve(
     ] = _D.max_request_chars,
     decode_workers: Annotated[int, typer.Option(min=1, help=help_for("decode_workers"))] = _D.decode_workers,
     warmup: Annotated[bool, typer.Option("--warmup/--no-warmup", help=help_for("warmup"))] = _D.warmup,
-    prompt: o.Prompt = None,
-    segmenter_mode: o.SegmenterModeOpt = "both",
-    frame: o.Frame = None,
-    device: o.Device = None,
-    dtype: o.Dtype = None,
-    max_new_tokens: o.MaxNewTokens = MAX_NEW_TOKENS,
-    max_pixels: o.MaxPixels = MAX_IMAGE_PIXELS,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    *,
+    model: ModelOptions,
 ) -> None:
     """Serve POST /v1/segment, GET /health, /metrics, the web page at / and the API docs at /docs."""
     import uvicorn
@@ -68,7 +62,7 @@ def serve(
         queue_size=queue_size,
         request_timeout_s=request_timeout_s,
         max_upload_bytes=max_upload_bytes,
-        max_pixels=max_pixels,
+        max_pixels=model.max_pixels,
         max_request_chars=max_request_chars,
         decode_workers=decode_workers,
         warmup=warmup,
@@ -78,17 +72,6 @@ def serve(
         console.print(f"[yellow]warning:[/] listening on {host}: other machines can reach this server.")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The pipeline's batch_size is the server's batch size, so one batch is one generate call.
-    pipeline = o.ModelOptions(
-        reasoner,
-        segmenter,
-        prompt,
-        segmenter_mode,
-        frame,
-        device,
-        dtype,
-        max_batch_size,
-        max_new_tokens,
-        max_pixels,
-    ).load()
+    pipeline = dataclasses.replace(model, batch_size=max_batch_size).load()
     console.print(f"Serving on http://{host}:{port}/ (API docs at /docs)", highlight=False)
     uvicorn.run(create_app(pipeline, settings), host=host, port=port, log_level=log_level.lower())

@@ -12,7 +12,7 @@ import base64
 import binascii
 import io
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
@@ -126,13 +126,7 @@ async def _read_multipart(
     except MultiPartException as exc:
         raise ApiError(400, f"The multipart body could not be read: {exc.message}") from None
     try:
-        unknown = sorted(set(form.keys()) - set(MULTIPART_FIELDS))
-        if unknown:
-            raise ApiError(
-                422,
-                f"Unknown form field(s) {', '.join(unknown)}: send the image bytes as the file 'image' "
-                "(the server does not read paths or URLs), the text as 'request', optionally 'overlay'.",
-            )
+        _refuse_unknown(form.keys(), MULTIPART_FIELDS, "form", "the file 'image'")
         upload = form.get("image")
         if not isinstance(upload, UploadFile):
             raise ApiError(422, "The form has no file field 'image': attach the image file as 'image'.")
@@ -141,6 +135,18 @@ async def _read_multipart(
         return data, form.get("request"), parse_bool(overlay, "overlay") if overlay is not None else False
     finally:
         await form.close()
+
+
+def _refuse_unknown(given: Iterable[str], known: Sequence[str], body: str, image_field: str) -> None:
+    """422 naming the fields of ``given`` the API does not have (``body``: "form" or "JSON") and the
+    ones it does; ``image_field`` says where the image goes in that kind of body."""
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ApiError(
+            422,
+            f"Unknown {body} field(s) {', '.join(unknown)}: send the image bytes as {image_field} "
+            "(the server does not read paths or URLs), the text as 'request', optionally 'overlay'.",
+        )
 
 
 async def _read_json(request: Request, settings: ServeSettings, limit: int) -> tuple[bytes, object, bool]:
@@ -156,13 +162,7 @@ async def _read_json(request: Request, settings: ServeSettings, limit: int) -> t
         raise ApiError(400, f"The body is not valid JSON ({exc}).") from None
     if not isinstance(body, dict):
         raise ApiError(422, 'The JSON body must be an object: {"image_base64": ..., "request": ...}.')
-    unknown = sorted(set(body) - set(JSON_FIELDS))
-    if unknown:
-        raise ApiError(
-            422,
-            f"Unknown JSON field(s) {', '.join(unknown)}: send the image bytes as 'image_base64' "
-            "(the server does not read paths or URLs), the text as 'request', optionally 'overlay'.",
-        )
+    _refuse_unknown(body, JSON_FIELDS, "JSON", "'image_base64'")
     encoded = body.get("image_base64")
     if not isinstance(encoded, str):
         raise ApiError(

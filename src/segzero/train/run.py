@@ -1,15 +1,59 @@
-"""What GRPO and SFT runs share: resuming, model loading options and the final save."""
+"""What GRPO and SFT runs share: the run itself (:func:`run_training`), resuming, model loading options
+and the final save."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from segzero.errors import InputError
 from segzero.hub import write_model_meta
-from segzero.train.config import ADAPTER_DIR, FINAL_DIR
+from segzero.train.config import ADAPTER_DIR, FINAL_DIR, TrainConfig
+from segzero.train.data import dataset_frame, drop_long_prompts, load_rows
+
+#: ``make_trainer(rows, frame, **common) -> trainer``: a TRL trainer on the prepared ``rows`` (those
+#: that fit ``max_prompt_length``) in the reasoner ``frame``; ``common`` holds the arguments every
+#: trainer takes (``model``, ``args``, ``processing_class``, ``peft_config``).
+MakeTrainer = Callable[..., Any]
+
+
+def run_training(config: TrainConfig, method: str, make_trainer: MakeTrainer) -> Path:
+    """Run (or continue) one training run; returns the ``output_dir/final`` folder of the trained reasoner.
+
+    The order is what both methods need: refuse a bad ``resume`` before anything loads; read the rows,
+    their frame and the processor; drop prompts over ``max_prompt_length``; build the trainer; make
+    checkpoints in the hub's key names loadable; train; save the state and the final model with its
+    ``segzero.json`` (``method`` is recorded there).
+    """
+    from trl import get_peft_config
+
+    script, args, model_args = config
+    resume_from = checkpoint_to_resume(args.output_dir, script.resume)
+
+    data = load_rows(script)
+    frame = dataset_frame(data, script.frame)
+    processor = load_processor(model_args, args.trust_remote_code)
+    data = drop_long_prompts(data, processor, script, frame)
+
+    args.model_init_kwargs = model_init_kwargs(model_args, args.model_init_kwargs)
+    # The lazy views hand TRL exactly the columns it (and the rewards) need; the Trainer's column
+    # pruning would look at the stored columns instead and drop the ground truth.
+    args.remove_unused_columns = False
+    trainer = make_trainer(
+        data,
+        frame,
+        model=model_args.model_name_or_path,
+        args=args,
+        processing_class=processor,
+        peft_config=get_peft_config(model_args),
+    )
+    accept_saved_key_names(trainer.accelerator.unwrap_model(trainer.model))
+    trainer.train(resume_from_checkpoint=resume_from)
+    trainer.save_state()
+    return save_final(trainer, model_args, frame=frame, prompt=script.prompt, method=method)
 
 
 def checkpoint_to_resume(output_dir: str | Path, resume: str) -> str | None:
