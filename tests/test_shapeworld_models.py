@@ -119,3 +119,60 @@ def test_segmenter_prompt_and_image_positional_bases_are_tied(tmp_path):
         shipped.shared_image_embedding.positional_embedding,
         shipped.prompt_encoder.shared_embedding.positional_embedding,
     )
+
+
+def test_warmup_sft_batches_label_the_completion_only(tiny_models):
+    from segzero.reasoner import Reasoner
+    from segzero.shapeworld.generator import make_split
+    from segzero.shapeworld.train_models import _encode_examples, _sft_batch, reasoner_examples
+
+    reasoner = Reasoner.from_pretrained(str(tiny_models.reasoner), device="cpu", frame=tiny_models.frame)
+    examples = reasoner_examples(list(make_split("train", 2, "referring")), tiny_models.frame)
+    examples[1].completion = examples[1].completion[:40]  # rows of different lengths: left padding shows
+    encoded = _encode_examples(reasoner, examples)
+    pad = reasoner.processor.tokenizer.pad_token_id
+    batch = _sft_batch(encoded, pad)
+    length = batch["input_ids"].shape[1]
+    tokenizer = reasoner.processor.tokenizer
+    for row, (ex, enc) in enumerate(zip(examples, encoded)):
+        n = len(enc.input_ids)
+        assert batch["attention_mask"][row].tolist() == [0] * (length - n) + [1] * n
+        assert batch["input_ids"][row, length - n :].tolist() == enc.input_ids.tolist()
+        labelled = batch["labels"][row][batch["labels"][row] != -100]
+        assert tokenizer.decode(labelled) == ex.completion + tokenizer.eos_token
+        assert batch["labels"][row, : length - enc.completion_tokens].eq(-100).all()
+    assert batch["image_grid_thw"].shape[0] == 2
+
+
+def test_warmup_sft_lowers_the_loss_and_saves_a_loadable_reasoner(tiny_models, tmp_path):
+    import shutil
+
+    from segzero.hub import read_model_meta
+    from segzero.reasoner import Reasoner
+    from segzero.shapeworld.generator import make_split
+    from segzero.shapeworld.train_models import SFTLoopConfig, reasoner_examples, sft_loop, write_model_meta
+
+    start = shutil.copytree(tiny_models.reasoner, tmp_path / "start")
+    write_model_meta(start, tiny_models.frame)
+    examples = reasoner_examples(list(make_split("train", 4, "referring")), tiny_models.frame)
+    logged: list[str] = []
+    result = sft_loop(
+        start, examples, tmp_path / "out", SFTLoopConfig(steps=50, batch_size=4, lr=3e-3, warmup=5), log=logged.append
+    )
+    losses = [float(line.split("loss ")[1].split(",")[0]) for line in logged if "sft step" in line]
+    assert result["steps"] == 50 and len(losses) == 1
+    assert result["final_loss"] < 0.7 * _first_loss(start, examples, tiny_models.frame)
+    assert read_model_meta(tmp_path / "out")["reasoner_frame"] == tiny_models.frame
+    Reasoner.from_pretrained(str(tmp_path / "out"), device="cpu", frame=tiny_models.frame)
+
+
+def _first_loss(reasoner_dir, examples, frame: int) -> float:
+    import torch
+
+    from segzero.reasoner import Reasoner
+    from segzero.shapeworld.train_models import _encode_examples, _sft_batch
+
+    reasoner = Reasoner.from_pretrained(str(reasoner_dir), device="cpu", dtype="float32", frame=frame)
+    encoded = _encode_examples(reasoner, examples)
+    with torch.no_grad():
+        return float(reasoner.model(**_sft_batch(encoded, reasoner.processor.tokenizer.pad_token_id)).loss)

@@ -509,25 +509,53 @@ class SFTLoopConfig:
     eval_samples: Sequence[Any] = field(default_factory=list)
 
 
-def _sft_batch(reasoner: Any, batch: Sequence[ReasonerExample]) -> dict[str, Any]:
-    """Model inputs with labels only on each row's completion (left padding, as generation uses)."""
+@dataclass
+class _EncodedExample:
+    """One SFT example run through the processor once: token ids, image patches, completion length."""
+
+    input_ids: Any  # 1-D LongTensor: chat prompt + completion + eos
+    pixel_values: Any
+    image_grid_thw: Any
+    completion_tokens: int
+
+
+def _encode_examples(reasoner: Any, examples: Sequence[ReasonerExample]) -> list[_EncodedExample]:
+    """Tokenise and patch every example once (the processor costs more than a mini model's step)."""
     from segzero.reasoner import reasoner_image
 
     processor = reasoner.processor
     tokenizer = processor.tokenizer
     eos = tokenizer.eos_token
-    prompts = [reasoner.chat_text(ex.request) for ex in batch]
-    texts = [p + ex.completion + eos for p, ex in zip(prompts, batch)]
-    images = [reasoner_image(ex.image, reasoner.frame) for ex in batch]
-    inputs = processor(text=texts, images=images, padding=True, return_tensors="pt")
-    labels = inputs["input_ids"].clone()
-    labels[:] = -100
-    for row, ex in enumerate(batch):
+    out = []
+    for ex in examples:
+        text = reasoner.chat_text(ex.request) + ex.completion + eos
+        inputs = processor(text=[text], images=[reasoner_image(ex.image, reasoner.frame)], return_tensors="pt")
         # The prompt ends with "assistant\n" and the completion starts with "<": no merge across the cut.
         n = len(tokenizer(ex.completion + eos, add_special_tokens=False)["input_ids"])
-        labels[row, -n:] = inputs["input_ids"][row, -n:]
-    inputs["labels"] = labels
-    return inputs
+        out.append(_EncodedExample(inputs["input_ids"][0], inputs["pixel_values"], inputs["image_grid_thw"], n))
+    return out
+
+
+def _sft_batch(batch: Sequence[_EncodedExample], pad_token_id: int) -> dict[str, Any]:
+    """Model inputs with labels only on each row's completion (left padding, as generation uses)."""
+    import torch
+
+    length = max(len(ex.input_ids) for ex in batch)
+    input_ids = torch.full((len(batch), length), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(batch), length), dtype=torch.long)
+    labels = torch.full((len(batch), length), -100, dtype=torch.long)
+    for row, ex in enumerate(batch):
+        n = len(ex.input_ids)
+        input_ids[row, length - n :] = ex.input_ids
+        attention_mask[row, length - n :] = 1
+        labels[row, length - ex.completion_tokens :] = ex.input_ids[-ex.completion_tokens :]
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "labels": labels,
+        "pixel_values": torch.cat([ex.pixel_values for ex in batch]),
+        "image_grid_thw": torch.cat([ex.image_grid_thw for ex in batch]),
+    }
 
 
 def sft_loop(
@@ -563,6 +591,8 @@ def sft_loop(
     )
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
+    encoded = _encode_examples(reasoner, examples)
+    pad_token_id = reasoner.processor.tokenizer.pad_token_id
     order: list[int] = []
     t0 = time.perf_counter()
     evals = []
@@ -581,10 +611,10 @@ def sft_loop(
             fresh = list(range(len(examples)))
             rng.shuffle(fresh)
             order += fresh
-        batch = [examples[i] for i in order[: config.batch_size]]
+        batch = [encoded[i] for i in order[: config.batch_size]]
         del order[: config.batch_size]
         model.train()
-        inputs = _sft_batch(reasoner, batch).to(config.device)
+        inputs = {k: v.to(config.device) for k, v in _sft_batch(batch, pad_token_id).items()}
         loss = model(**inputs).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
