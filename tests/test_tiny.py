@@ -175,9 +175,23 @@ def test_default_models_are_small(tiny_models):
         {"frame": 28},
         {"hidden_size": 60, "num_heads": 4},
         {"vision_hidden": 24, "vision_heads": 4},
+        {"mrope_section": [2, 7, 6]},  # head_dim 16: the three counts must add up to 8
+        {"mrope_section": [0, 4, 4]},
+        {"mrope_section": [4, 4]},
     ],
 )
 def test_bad_reasoner_sizes_are_refused_before_building(tmp_path, kwargs):
     with pytest.raises(InputError):
         build_reasoner(tmp_path / "r", **kwargs)
     assert not (tmp_path / "r").exists()
+
+
+def test_rotary_settings_reach_the_saved_model(tmp_path):
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    out = build_reasoner(tmp_path / "r", frame=56, rope_theta=100.0, mrope_section=[1, 2, 5])
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(out)
+    rope = model.model.language_model.rotary_emb
+    assert rope.mrope_section == [1, 2, 5]
+    head_dim = model.config.text_config.hidden_size // model.config.text_config.num_attention_heads
+    assert rope.inv_freq[1].item() == pytest.approx(100.0 ** (-2 / head_dim))

@@ -23,7 +23,7 @@ import importlib.util
 import itertools
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -111,6 +111,8 @@ def build_reasoner(
     vision_hidden: int = 32,
     vision_heads: int = 2,
     tie_word_embeddings: bool = True,
+    rope_theta: float = 1_000_000.0,
+    mrope_section: Sequence[int] | None = None,
 ) -> Path:
     """Build and save a random Qwen2.5-VL reasoner with its processor; return ``out_dir``.
 
@@ -135,6 +137,9 @@ def build_reasoner(
             ``vision_hidden / vision_heads`` must be divisible by 4 (2D RoPE).
         tie_word_embeddings: share the input embedding and the output head, as
             Qwen2.5-VL-3B does; halves the vocabulary's share of the parameters.
+        rope_theta: base of the language model's rotary frequencies (the released 1e6 by default).
+        mrope_section: how many of the ``head_dim / 2`` rotary frequencies go to time, image rows
+            and image columns, highest frequencies first (default: Qwen's 1 : 1.5 : 1.5 split).
     """
     if frame % TOKEN_PIXELS or frame < 2 * TOKEN_PIXELS:
         raise InputError(f"The frame must be a multiple of {TOKEN_PIXELS} px, at least 56; got {frame}.")
@@ -144,6 +149,11 @@ def build_reasoner(
             "hidden_size/num_heads must be an even integer of at least 6 and num_heads a multiple of"
             f" num_kv_heads; got hidden_size={hidden_size}, num_heads={num_heads},"
             f" num_kv_heads={num_kv_heads}."
+        )
+    mrope = list(mrope_section) if mrope_section is not None else _mrope_section(head_dim)
+    if len(mrope) != 3 or sum(mrope) != head_dim // 2 or min(mrope) < 1:
+        raise InputError(
+            f"mrope_section must be three positive counts adding up to head_dim/2 = {head_dim // 2}; got {mrope}."
         )
     if vision_hidden % vision_heads or (vision_hidden // vision_heads) % 4:
         raise InputError(
@@ -174,8 +184,8 @@ def build_reasoner(
             "max_position_embeddings": 32768,
             "rope_parameters": {
                 "rope_type": "default",
-                "rope_theta": 1_000_000.0,
-                "mrope_section": _mrope_section(head_dim),
+                "rope_theta": float(rope_theta),
+                "mrope_section": mrope,
             },
             "bos_token_id": ids["<|endoftext|>"],
             "eos_token_id": ids["<|im_end|>"],

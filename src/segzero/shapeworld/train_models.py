@@ -384,6 +384,8 @@ class ReasonerBuildConfig:
         corpus_samples: ShapeWorld samples per family whose requests and explanations feed the tokenizer.
         hidden_size / num_layers / num_heads / num_kv_heads: the language model.
         vision_depth / vision_hidden / vision_heads: the vision tower.
+        rope_theta / mrope_section: the language model's rotary settings (see
+            :func:`segzero.tiny.build_reasoner`); None keeps the released models' (1e6, 1 : 1.5 : 1.5).
         seed: seeds the weights.
     """
 
@@ -397,6 +399,8 @@ class ReasonerBuildConfig:
     vision_depth: int = 4
     vision_hidden: int = 96
     vision_heads: int = 2
+    rope_theta: float = 1_000_000.0
+    mrope_section: tuple[int, int, int] | None = None
     seed: int = 0
 
 
@@ -440,6 +444,8 @@ def build_shapeworld_reasoner(out_dir: str | Path, config: ReasonerBuildConfig |
         vision_depth=config.vision_depth,
         vision_hidden=config.vision_hidden,
         vision_heads=config.vision_heads,
+        rope_theta=config.rope_theta,
+        mrope_section=config.mrope_section,
     )
     write_model_meta(out, config.frame, method="random")
     return out
