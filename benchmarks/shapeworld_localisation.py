@@ -1,6 +1,6 @@
 """Can the mini Qwen2.5-VL reasoner learn *where* a ShapeWorld shape is? A supervised probe, on a CPU.
 
-Builds a fresh mini reasoner (the shipped size, frame 112) with the given rotary settings, trains it
+Builds a fresh mini reasoner (the shipped size; frame 112 unless ``--frame``) with the given rotary settings, trains it
 with the warm-up loop (:func:`segzero.shapeworld.train_models.sft_loop`) on answer-only targets
 (``<answer>{box, points}</answer>``, no thinking: the part that needs the image), and evaluates greedy
 answers on held-out validation scenes every ``--eval-every`` steps: box IoU with the target, the
@@ -32,13 +32,14 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4000, help="referring training samples")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--frame", type=int, default=112, help="reasoner frame: 112 gives 4x4 image tokens, 224 8x8")
     parser.add_argument("--rope-theta", type=float, default=1_000_000.0)
     parser.add_argument("--mrope", default="", help="time,rows,columns frequency counts, e.g. 1,3,12")
     parser.add_argument("--eval-every", type=int, default=300)
     parser.add_argument("--n-eval", type=int, default=48)
     args = parser.parse_args()
 
-    frame = 112
+    frame = args.frame
     build = ReasonerBuildConfig(
         frame=frame,
         hidden_size=128,
