@@ -13,6 +13,7 @@ Seg-Zero accuracy reward, and the share of answers that parse. docs/shapeworld.m
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -20,12 +21,13 @@ from pathlib import Path
 def main() -> None:
     from segzero.shapeworld.generator import make_split
     from segzero.shapeworld.train_models import (
-        ReasonerBuildConfig,
         SFTLoopConfig,
+        ShapeWorldTrainConfig,
         build_shapeworld_reasoner,
         reasoner_examples,
         sft_loop,
     )
+    from segzero.tiny import QWEN_ROPE_THETA
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/shapeworld_localisation"))
@@ -33,19 +35,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--frame", type=int, default=112, help="reasoner frame: 112 gives 4x4 image tokens, 224 8x8")
-    parser.add_argument("--rope-theta", type=float, default=1_000_000.0)
+    parser.add_argument("--rope-theta", type=float, default=QWEN_ROPE_THETA)
     parser.add_argument("--mrope", default="", help="time,rows,columns frequency counts, e.g. 1,3,12")
     parser.add_argument("--eval-every", type=int, default=300)
     parser.add_argument("--n-eval", type=int, default=48)
     args = parser.parse_args()
 
     frame = args.frame
-    build = ReasonerBuildConfig(
+    build = dataclasses.replace(
+        ShapeWorldTrainConfig().reasoner,  # the shipped reasoner's size
         frame=frame,
-        hidden_size=128,
-        num_heads=4,
-        vision_depth=2,
-        vision_hidden=64,
         rope_theta=args.rope_theta,
         mrope_section=tuple(int(v) for v in args.mrope.split(",")) if args.mrope else None,
     )
@@ -55,6 +54,7 @@ def main() -> None:
     config = SFTLoopConfig(steps=args.steps, lr=args.lr, eval_every=args.eval_every, eval_samples=held_out)
     result = sft_loop(start, train, args.out / "final", config)
     report = {
+        "frame": frame,
         "rope_theta": args.rope_theta,
         "mrope_section": build.mrope_section,
         "samples": args.samples,

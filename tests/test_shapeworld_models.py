@@ -147,13 +147,13 @@ def test_warmup_sft_batches_label_the_completion_only(tiny_models):
 def test_warmup_sft_lowers_the_loss_and_saves_a_loadable_reasoner(tiny_models, tmp_path):
     import shutil
 
-    from segzero.hub import read_model_meta
+    from segzero.hub import read_model_meta, write_model_meta
     from segzero.reasoner import Reasoner
     from segzero.shapeworld.generator import make_split
-    from segzero.shapeworld.train_models import SFTLoopConfig, reasoner_examples, sft_loop, write_model_meta
+    from segzero.shapeworld.train_models import SFTLoopConfig, reasoner_examples, sft_loop
 
     start = shutil.copytree(tiny_models.reasoner, tmp_path / "start")
-    write_model_meta(start, tiny_models.frame)
+    write_model_meta(start, frame=tiny_models.frame, prompt="seg_zero")
     examples = reasoner_examples(list(make_split("train", 4, "referring")), tiny_models.frame)
     logged: list[str] = []
     result = sft_loop(

@@ -95,6 +95,10 @@ def make_tiny(out_dir: str | Path, *, seed: int = 0, frame: int = 224) -> TinyMo
 # --------------------------------------------------------------------------- reasoner
 
 
+#: Base of the rotary frequencies of the released Qwen2.5-VL language models.
+QWEN_ROPE_THETA = 1_000_000.0
+
+
 def build_reasoner(
     out_dir: str | Path,
     *,
@@ -111,7 +115,7 @@ def build_reasoner(
     vision_hidden: int = 32,
     vision_heads: int = 2,
     tie_word_embeddings: bool = True,
-    rope_theta: float = 1_000_000.0,
+    rope_theta: float = QWEN_ROPE_THETA,
     mrope_section: Sequence[int] | None = None,
 ) -> Path:
     """Build and save a random Qwen2.5-VL reasoner with its processor; return ``out_dir``.

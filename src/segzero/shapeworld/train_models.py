@@ -30,8 +30,10 @@ from typing import Any
 import numpy as np
 
 from segzero.geometry import mask_prompts
-from segzero.hub import read_model_meta
+from segzero.hub import read_model_meta, write_model_meta
+from segzero.prompts import DEFAULT_PROMPT
 from segzero.shapeworld.generator import DEFAULT_SIZE, SCENES_PER_SEED, SPLIT_SEEDS, generate_scene
+from segzero.tiny import QWEN_ROPE_THETA
 
 #: Folder inside the package that holds the shipped checkpoints (``reasoner/`` and ``segmenter/``).
 SHIPPED_MODELS = Path(__file__).resolve().parent / "models"
@@ -385,7 +387,8 @@ class ReasonerBuildConfig:
         hidden_size / num_layers / num_heads / num_kv_heads: the language model.
         vision_depth / vision_hidden / vision_heads: the vision tower.
         rope_theta / mrope_section: the language model's rotary settings (see
-            :func:`segzero.tiny.build_reasoner`); None keeps the released models' (1e6, 1 : 1.5 : 1.5).
+            :func:`segzero.tiny.build_reasoner`); the defaults are the released models' (1e6, and
+            Qwen's 1 : 1.5 : 1.5 split when ``mrope_section`` is None).
         seed: seeds the weights.
     """
 
@@ -399,7 +402,7 @@ class ReasonerBuildConfig:
     vision_depth: int = 4
     vision_hidden: int = 96
     vision_heads: int = 2
-    rope_theta: float = 1_000_000.0
+    rope_theta: float = QWEN_ROPE_THETA
     mrope_section: tuple[int, int, int] | None = None
     seed: int = 0
 
@@ -447,14 +450,8 @@ def build_shapeworld_reasoner(out_dir: str | Path, config: ReasonerBuildConfig |
         rope_theta=config.rope_theta,
         mrope_section=config.mrope_section,
     )
-    write_model_meta(out, config.frame, method="random")
+    write_model_meta(out, frame=config.frame, prompt=DEFAULT_PROMPT, method="random")
     return out
-
-
-def write_model_meta(reasoner_dir: str | Path, frame: int, **extra: Any) -> None:
-    """Write ``segzero.json`` (``reasoner_frame`` and notes) beside a reasoner, as training runs do."""
-    meta = {"reasoner_frame": int(frame), "prompt": "seg_zero", **extra}
-    (Path(reasoner_dir) / "segzero.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
 @dataclass
@@ -643,7 +640,7 @@ def sft_loop(
     out = Path(out_dir)
     model.save_pretrained(out)
     reasoner.processor.save_pretrained(out)
-    write_model_meta(out, frame, method="sft-warmup")
+    write_model_meta(out, frame=frame, prompt=DEFAULT_PROMPT, method="sft-warmup")
     return {
         "seconds": time.perf_counter() - t0,
         "steps": step + 1,
