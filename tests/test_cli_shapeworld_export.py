@@ -48,8 +48,10 @@ def test_reasonseg_export_reads_back_through_the_reasonseg_reader(tmp_path):
 def test_bad_options_and_a_used_folder_are_refused_without_writing(tmp_path):
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "keep.txt").write_text("mine")
+    (tmp_path / "file").write_text("mine too")
     for args in (
         ["--out", str(tmp_path / "used")],
+        ["--out", str(tmp_path / "file")],
         ["--out", str(tmp_path / "x"), "--family", "blue"],
         ["--out", str(tmp_path / "x"), "--format", "coco"],
         ["--out", str(tmp_path / "x"), "--split", "holdout"],
@@ -58,4 +60,5 @@ def test_bad_options_and_a_used_folder_are_refused_without_writing(tmp_path):
         assert result.exit_code != 0
         assert isinstance(result.exception, Exception) and "Traceback" not in result.output
     assert (tmp_path / "used" / "keep.txt").read_text() == "mine"
+    assert (tmp_path / "file").read_text() == "mine too"
     assert not (tmp_path / "x").exists()

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from segzero.cli.app import app
+from segzero.cli.app import app, output_in_use
 from segzero.defaults import REASONER_FRAME, SEGMENTER_AGREEMENT_IOU
 
 
@@ -111,7 +111,7 @@ def prepare(
     from segzero.errors import InputError
 
     console = Console()
-    if out.is_file() or (out.is_dir() and any(out.iterdir())):
+    if output_in_use(out):
         if not overwrite:
             raise InputError(f"{out} already exists; choose another --out or pass --overwrite.")
         shutil.rmtree(out) if out.is_dir() else out.unlink()

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from segzero.cli.app import app
+from segzero.cli.app import app, output_in_use
 
 shapeworld_app = typer.Typer(
     help="ShapeWorld: procedural scenes, and mini SAM2 + Qwen2.5-VL models trained on them on a CPU.",
@@ -126,7 +126,7 @@ def export(
         raise InputError(f"Unknown family {family!r}; choose from {', '.join(FAMILIES)} (comma-separated).")
     if fmt not in ("prepared", "reasonseg"):
         raise InputError(f"Unknown format {fmt!r}; choose prepared or reasonseg.")
-    if out.exists() and any(out.iterdir()):
+    if output_in_use(out):
         raise InputError(f"{out} already holds files; choose an empty or new folder.")
     samples = [s for f in families for s in make_split(split, n, f)]
     if fmt == "reasonseg":
