@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from segzero.shapeworld.train_models import SHIPPED_MODELS, SIZE_BUDGET
@@ -144,6 +145,36 @@ def test_warmup_sft_batches_label_the_completion_only(tiny_models):
     assert batch["image_grid_thw"].shape[0] == 2
 
 
+def test_warmup_sft_batches_give_the_model_the_positions_it_generates_with(tiny_models):
+    """Qwen2.5-VL builds its image-row/column positions (M-RoPE) only when ``mm_token_type_ids`` comes
+    with the ids; without it the warm-up trained on 1-D text positions while generation used 3-D ones.
+    The completion's logits from a padded warm-up batch must equal those of the processor's own inputs,
+    which is what ``generate`` gets."""
+    import torch
+
+    from segzero.reasoner import Reasoner, reasoner_image
+    from segzero.shapeworld.generator import make_split
+    from segzero.shapeworld.train_models import _encode_examples, _sft_batch, reasoner_examples
+
+    reasoner = Reasoner.from_pretrained(str(tiny_models.reasoner), device="cpu", frame=tiny_models.frame)
+    examples = reasoner_examples(list(make_split("train", 2, "referring")), tiny_models.frame)
+    examples[1].completion = examples[1].completion[:40]
+    encoded = _encode_examples(reasoner, examples)
+    batch = _sft_batch(encoded, reasoner.processor.tokenizer.pad_token_id)
+    image_token = reasoner.model.config.image_token_id
+    assert torch.equal(batch["mm_token_type_ids"] == 1, batch["input_ids"] == image_token)
+    with torch.no_grad():
+        batched = reasoner.model(**batch).logits
+        for row, (ex, enc) in enumerate(zip(examples, encoded)):
+            text = reasoner.chat_text(ex.request) + ex.completion + reasoner.processor.tokenizer.eos_token
+            inputs = reasoner.processor(
+                text=[text], images=[reasoner_image(ex.image, tiny_models.frame)], return_tensors="pt"
+            )
+            alone = reasoner.model(**inputs).logits[0]
+            n = enc.completion_tokens
+            torch.testing.assert_close(batched[row, -n - 1 :], alone[-n - 1 :], atol=1e-4, rtol=1e-4)
+
+
 def test_warmup_sft_lowers_the_loss_and_saves_a_loadable_reasoner(tiny_models, tmp_path):
     import shutil
 
@@ -176,3 +207,35 @@ def _first_loss(reasoner_dir, examples, frame: int) -> float:
     encoded = _encode_examples(reasoner, examples)
     with torch.no_grad():
         return float(reasoner.model(**_sft_batch(encoded, reasoner.processor.tokenizer.pad_token_id)).loss)
+
+
+def test_mean_pairwise_tv_by_hand():
+    from segzero.shapeworld.train_models import mean_pairwise_tv
+
+    same = np.array([[[0.5, 0.5], [0.5, 0.5]]])
+    disjoint = np.array([[[1.0, 0.0], [0.0, 1.0]]])
+    assert mean_pairwise_tv(same) == 0.0
+    assert mean_pairwise_tv(disjoint) == 1.0
+    # Two groups of three: distances 0.2, 0.2, 0 in the first, 0 in the second.
+    p = np.array([[[0.6, 0.4], [0.4, 0.6], [0.4, 0.6]], [[1.0, 0.0]] * 3])
+    assert mean_pairwise_tv(p) == pytest.approx((2 * (0.2 + 0.2 + 0.0)) / (2 * 6))
+
+
+def test_image_dependence_separates_image_from_request():
+    """The same image under every pair gives exactly no image dependence; the warm-up reasoner reads its
+    requests (0.35 on held-out scenes), so swapping requests moves its answer."""
+    from segzero.reasoner import Reasoner
+    from segzero.shapeworld.generator import make_split
+    from segzero.shapeworld.train_models import answer_image_dependence
+
+    reasoner = Reasoner.from_pretrained(str(SHIPPED_MODELS / "reasoner-warmup"), device="cpu", dtype="float32",
+                                        frame=112)
+    samples = list(make_split("val", 3, "referring"))
+    requests = ["the small red triangle", "the large blue circle", "the green shape on the left"]
+    one_image = answer_image_dependence(reasoner, [samples[0].image] * 3, requests)
+    assert one_image["image"] < 1e-5
+    assert one_image["request"] > 0.1
+    one_request = answer_image_dependence(reasoner, [s.image for s in samples], [requests[0]] * 2)
+    assert one_request["request"] < 1e-5
+    with pytest.raises(ValueError):
+        answer_image_dependence(reasoner, [samples[0].image], requests)

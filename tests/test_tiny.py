@@ -176,7 +176,7 @@ def test_default_models_are_small(tiny_models):
         {"hidden_size": 60, "num_heads": 4},
         {"vision_hidden": 24, "vision_heads": 4},
         {"mrope_section": [2, 7, 6]},  # head_dim 16: the three counts must add up to 8
-        {"mrope_section": [0, 4, 4]},
+        {"mrope_section": [4, 0, 4]},  # rows and columns need a frequency each; time may have none
         {"mrope_section": [4, 4]},
     ],
 )
@@ -195,3 +195,32 @@ def test_rotary_settings_reach_the_saved_model(tmp_path):
     assert rope.mrope_section == [1, 2, 5]
     head_dim = model.config.text_config.hidden_size // model.config.text_config.num_attention_heads
     assert rope.inv_freq[1].item() == pytest.approx(100.0 ** (-2 / head_dim))
+
+
+def test_a_rotary_split_without_time_puts_every_band_on_rows_or_columns(tmp_path):
+    """``mrope_section`` [0, r, c]: image tokens of one row share every row band's angle and differ in the
+    column bands, and the model still generates (the split is the real Qwen2.5-VL code path)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from segzero.reasoner import Reasoner
+
+    out = build_reasoner(tmp_path / "r", frame=56, rope_theta=3.0, mrope_section=[0, 3, 5])
+    reasoner = Reasoner.from_pretrained(str(out), device="cpu", frame=56)
+    image = Image.fromarray(np.zeros((56, 56, 3), np.uint8))
+    inputs = reasoner.processor(text=[reasoner.chat_text("the cup")], images=[image], return_tensors="pt")
+    captured = []
+    rotary = reasoner.model.model.language_model.rotary_emb
+    hook = rotary.register_forward_hook(lambda _module, _args, output: captured.append(output[0]) and None)
+    with torch.no_grad():
+        reasoner.model(**inputs)
+    hook.remove()
+    image_token = reasoner.model.config.image_token_id
+    tokens = (inputs["input_ids"][0] == image_token).nonzero().flatten()  # the 2x2 grid, row-major
+    angles = captured[0][0, tokens, :8]  # cos of each band's angle: 3 row bands, then 5 column bands
+    torch.testing.assert_close(angles[0, :3], angles[1, :3])  # same row: the row bands agree
+    assert not torch.allclose(angles[0, 3:], angles[1, 3:])  # next column: the column bands differ
+    torch.testing.assert_close(angles[0, 3:], angles[2, 3:])  # same column, next row
+    assert not torch.allclose(angles[0, :3], angles[2, :3])
+    assert reasoner.generate([image], ["the cup"], max_new_tokens=3)

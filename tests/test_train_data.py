@@ -114,6 +114,9 @@ def test_sft_rows_learn_the_answer_only(prepared, tiny_models):
         assert tokenizer.decode(learnt) == f"<answer>{solution}</answer><|im_end|>\n"
         assert json.loads(solution)["bbox"] == data[i]["reasoner_boxes"][0]
     assert "pixel_values" in batch and batch["image_grid_thw"].tolist() == [[1, 4, 4]] * 2
+    # Without it Qwen2.5-VL trains on 1-D positions for the image tokens and generates with 3-D ones.
+    image_token = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert (batch["mm_token_type_ids"] == 1).equal(batch["input_ids"] == image_token)
 
 
 def test_long_prompts_are_dropped(prepared, tiny_models):

@@ -144,6 +144,8 @@ def build_reasoner(
         rope_theta: base of the language model's rotary frequencies (the released 1e6 by default).
         mrope_section: how many of the ``head_dim / 2`` rotary frequencies go to time, image rows
             and image columns, highest frequencies first (default: Qwen's 1 : 1.5 : 1.5 split).
+            Time may get none: a still image's tokens all share one time position, so time
+            frequencies say nothing about where an image token is.
     """
     if frame % TOKEN_PIXELS or frame < 2 * TOKEN_PIXELS:
         raise InputError(f"The frame must be a multiple of {TOKEN_PIXELS} px, at least 56; got {frame}.")
@@ -155,9 +157,10 @@ def build_reasoner(
             f" num_kv_heads={num_kv_heads}."
         )
     mrope = list(mrope_section) if mrope_section is not None else _mrope_section(head_dim)
-    if len(mrope) != 3 or sum(mrope) != head_dim // 2 or min(mrope) < 1:
+    if len(mrope) != 3 or sum(mrope) != head_dim // 2 or min(mrope) < 0 or min(mrope[1:]) < 1:
         raise InputError(
-            f"mrope_section must be three positive counts adding up to head_dim/2 = {head_dim // 2}; got {mrope}."
+            "mrope_section must be three counts (time, rows, columns; rows and columns at least 1) adding up"
+            f" to head_dim/2 = {head_dim // 2}; got {mrope}."
         )
     if vision_hidden % vision_heads or (vision_hidden // vision_heads) % 4:
         raise InputError(

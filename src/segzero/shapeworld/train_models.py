@@ -517,6 +517,7 @@ class _EncodedExample:
     """One SFT example run through the processor once: token ids, image patches, completion length."""
 
     input_ids: Any  # 1-D LongTensor: chat prompt + completion + eos
+    mm_token_type_ids: Any  # 1-D IntTensor like input_ids: 1 on image tokens (the model's M-RoPE needs it)
     pixel_values: Any
     image_grid_thw: Any
     completion_tokens: int
@@ -535,25 +536,40 @@ def _encode_examples(reasoner: Any, examples: Sequence[ReasonerExample]) -> list
         inputs = processor(text=[text], images=[reasoner_image(ex.image, reasoner.frame)], return_tensors="pt")
         # The prompt ends with "assistant\n" and the completion starts with "<": no merge across the cut.
         n = len(tokenizer(ex.completion + eos, add_special_tokens=False)["input_ids"])
-        out.append(_EncodedExample(inputs["input_ids"][0], inputs["pixel_values"], inputs["image_grid_thw"], n))
+        out.append(
+            _EncodedExample(
+                inputs["input_ids"][0],
+                inputs["mm_token_type_ids"][0],
+                inputs["pixel_values"],
+                inputs["image_grid_thw"],
+                n,
+            )
+        )
     return out
 
 
 def _sft_batch(batch: Sequence[_EncodedExample], pad_token_id: int) -> dict[str, Any]:
-    """Model inputs with labels only on each row's completion (left padding, as generation uses)."""
+    """Model inputs with labels only on each row's completion (left padding, as generation uses).
+
+    ``mm_token_type_ids`` goes with the ids: without it Qwen2.5-VL silently falls back to 1-D text
+    positions for the image tokens, so the model would train on other positions than it generates with.
+    """
     import torch
 
     length = max(len(ex.input_ids) for ex in batch)
     input_ids = torch.full((len(batch), length), pad_token_id, dtype=torch.long)
+    mm_token_type_ids = torch.zeros((len(batch), length), dtype=batch[0].mm_token_type_ids.dtype)
     attention_mask = torch.zeros((len(batch), length), dtype=torch.long)
     labels = torch.full((len(batch), length), -100, dtype=torch.long)
     for row, ex in enumerate(batch):
         n = len(ex.input_ids)
         input_ids[row, length - n :] = ex.input_ids
+        mm_token_type_ids[row, length - n :] = ex.mm_token_type_ids
         attention_mask[row, length - n :] = 1
         labels[row, length - ex.completion_tokens :] = ex.input_ids[-ex.completion_tokens :]
     return {
         "input_ids": input_ids,
+        "mm_token_type_ids": mm_token_type_ids,
         "attention_mask": attention_mask,
         "labels": labels,
         "pixel_values": torch.cat([ex.pixel_values for ex in batch]),
@@ -690,6 +706,61 @@ def evaluate_reasoner(
                 do_sample=sample,
             )
     return score_completions(completions, repeated)
+
+
+#: Where :func:`answer_image_dependence` reads the reasoner's next-token distribution: before the
+#: first digit of the box, the first token of the answer that needs the image.
+BOX_PREFIX = '<answer>{"bbox": ['
+
+
+def answer_image_dependence(
+    reasoner: Any, images: Sequence[Any], requests: Sequence[str], prefix: str = BOX_PREFIX
+) -> dict[str, float]:
+    """How much a reasoner's answer depends on the image, and how much on the request.
+
+    Every request is paired with every image; for each pair the next-token distribution after the
+    chat prompt and ``prefix`` (teacher-forced) is read. Distances are total variation (0: the same
+    distribution, 1: disjoint).
+
+    Args:
+        images: PIL images, any frame (resized to the reasoner's), at least two.
+        requests: request texts, at least two.
+
+    Returns:
+        ``{"image": mean distance between two images under the same request, "request": mean distance
+        between two requests under the same image}``. A reasoner that does not look at the image has
+        ``image`` near 0 whatever its ``request``.
+    """
+    import torch
+
+    from segzero.reasoner import reasoner_image
+
+    if len(images) < 2 or len(requests) < 2:
+        raise ValueError("answer_image_dependence needs at least two images and two requests")
+    frames = [reasoner_image(img, reasoner.frame) for img in images]
+    probs = []  # [request][image] -> (vocab,)
+    for request in requests:
+        texts = [reasoner.chat_text(request) + prefix] * len(frames)
+        inputs = reasoner.processor(text=texts, images=frames, padding=True, return_tensors="pt")
+        with torch.inference_mode():
+            logits = reasoner.model(**inputs.to(reasoner.device)).logits[:, -1].float()  # left padded
+        probs.append(logits.softmax(-1))
+    grid = torch.stack(probs).cpu().numpy()  # (requests, images, vocab)
+    return {"image": mean_pairwise_tv(grid), "request": mean_pairwise_tv(grid.transpose(1, 0, 2))}
+
+
+def mean_pairwise_tv(p: np.ndarray) -> float:
+    """Mean total-variation distance between the distributions of a group, over groups.
+
+    Args:
+        p: float ``(groups, members, outcomes)``, each ``p[g, m]`` a distribution; at least two members.
+
+    Returns:
+        The mean over groups and over ordered pairs of distinct members of ``0.5 * |p[g, a] - p[g, b]|_1``.
+    """
+    groups, members = p.shape[:2]
+    d = 0.5 * np.abs(p[:, :, None] - p[:, None, :]).sum(-1)  # the diagonal is 0
+    return float(d.sum() / (groups * members * (members - 1)))
 
 
 def score_completions(completions: Sequence[str], examples: Sequence[ReasonerExample]) -> dict[str, float]:
