@@ -1,13 +1,23 @@
-"""Can the mini Qwen2.5-VL reasoner learn *where* a ShapeWorld shape is? A supervised probe, on a CPU.
+"""Can a fresh mini Qwen2.5-VL reasoner learn *where* a ShapeWorld shape is? Supervised probes, on a CPU.
 
-Builds a fresh mini reasoner (the shipped size; frame 112 unless ``--frame``) with the given rotary settings, trains it
-with the warm-up loop (:func:`segzero.shapeworld.train_models.sft_loop`) on answer-only targets
-(``<answer>{box, points}</answer>``, no thinking: the part that needs the image), and evaluates greedy
-answers on held-out validation scenes every ``--eval-every`` steps: box IoU with the target, the
-Seg-Zero accuracy reward, and the share of answers that parse. docs/shapeworld.md records what it gave:
+Builds a fresh reasoner of the shipped size with the given rotary settings, trains it with the warm-up
+loop (:func:`segzero.shapeworld.train_models.sft_loop`, the ``seg_zero`` prompt) on one of three tasks,
+and evaluates greedy answers on held-out validation scenes every ``--eval-every`` steps:
 
-    python benchmarks/shapeworld_localisation.py --steps 600                                  # released rotary settings
-    python benchmarks/shapeworld_localisation.py --steps 1500 --rope-theta 100 --mrope 1,3,12  # fast row/column bands
+* ``quadrant``: one shape, the request "the shape", the answer ``<answer>top left</answer>``: only
+  *where* the shape is, in one word per axis (accuracy; chance 0.25);
+* ``box``: one shape, the same request, the answer ``<answer>{"bbox": ..., "points_1": ..., ...}</answer>``
+  (box IoU with the target);
+* ``referring``: the warm-up's own task, referring requests with thinking, on ``--n-shapes`` scenes
+  (box IoU; held-out scenes always have 2-4 shapes).
+
+It also reports how much the answer depends on the image (total variation between two images' next-token
+distributions; :func:`segzero.shapeworld.train_models.answer_image_dependence`). docs/shapeworld.md
+records what it gave:
+
+    python benchmarks/shapeworld_localisation.py --task quadrant --rope-theta 1e6 --mrope 4,6,6   # released
+    python benchmarks/shapeworld_localisation.py --task quadrant                                   # shipped
+    python benchmarks/shapeworld_localisation.py --task referring --n-shapes 1,4 --steps 3000
 """
 
 from __future__ import annotations
@@ -17,56 +27,132 @@ import dataclasses
 import json
 from pathlib import Path
 
+#: The request of the one-shape tasks.
+THE_SHAPE = "the shape"
+
+
+def one_shape_examples(split: str, n: int, task: str, frame: int) -> list:
+    """``n`` one-shape scenes of a split (disjoint scene seeds), asked :data:`THE_SHAPE`."""
+    from PIL import Image
+
+    from segzero.data.prepared import build_solution
+    from segzero.geometry import mask_prompts
+    from segzero.shapeworld.generator import SCENES_PER_SEED, SPLIT_SEEDS, generate_scene
+    from segzero.shapeworld.train_models import ReasonerExample
+
+    out = []
+    for i in range(n):
+        scene = generate_scene((SPLIT_SEEDS[split].start + i) * SCENES_PER_SEED + 7, n_shapes=(1, 1))
+        shape = scene.shapes[0]
+        image = Image.fromarray(scene.image)
+        if task == "quadrant":
+            x, y = shape.centre
+            half = scene.size / 2
+            word = ("top" if y < half else "bottom") + " " + ("left" if x < half else "right")
+            out.append(ReasonerExample(image, THE_SHAPE, f"<answer>{word}</answer>", [], []))
+            continue
+        box, points = mask_prompts(shape.mask)
+        k = frame / scene.size
+        box = [round(v * k) for v in box]
+        points = [[round(x * k), round(y * k)] for x, y in points]
+        answer = f"<answer>{build_solution([box], [points], 'single')}</answer>"
+        out.append(ReasonerExample(image, THE_SHAPE, answer, [box], [points]))
+    return out
+
+
+def quadrant_accuracy(reasoner, examples) -> dict[str, float]:
+    answers = reasoner.generate([ex.image for ex in examples], [THE_SHAPE] * len(examples), max_new_tokens=10)
+    words = [ex.completion.removeprefix("<answer>").removesuffix("</answer>") for ex in examples]
+    return {
+        "accuracy": sum(a.strip().removeprefix("<answer>").startswith(w) for a, w in zip(answers, words))
+        / len(examples),
+        "row_accuracy": sum(a.strip().removeprefix("<answer>")[:3] == w[:3] for a, w in zip(answers, words))
+        / len(examples),
+    }
+
 
 def main() -> None:
+    import segzero.shapeworld.train_models as tm
+    from segzero.reasoner import Reasoner
     from segzero.shapeworld.generator import make_split
-    from segzero.shapeworld.train_models import (
-        SFTLoopConfig,
-        ShapeWorldTrainConfig,
-        build_shapeworld_reasoner,
-        reasoner_examples,
-        sft_loop,
-    )
-    from segzero.tiny import QWEN_ROPE_THETA
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--task", choices=("quadrant", "box", "referring"), default="quadrant")
     parser.add_argument("--out", type=Path, default=Path("runs/shapeworld_localisation"))
-    parser.add_argument("--samples", type=int, default=4000, help="referring training samples")
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--samples", type=int, default=8000, help="training samples")
+    parser.add_argument(
+        "--n-shapes", default="2,4", help="least,most shapes of the referring task's training scenes"
+    )
+    parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--frame", type=int, default=112, help="reasoner frame: 112 gives 4x4 image tokens, 224 8x8")
-    parser.add_argument("--rope-theta", type=float, default=QWEN_ROPE_THETA)
-    parser.add_argument("--mrope", default="", help="time,rows,columns frequency counts, e.g. 1,3,12")
-    parser.add_argument("--eval-every", type=int, default=300)
-    parser.add_argument("--n-eval", type=int, default=48)
+    parser.add_argument(
+        "--frame", type=int, default=112, help="reasoner frame: 112 gives 4x4 image tokens, 224 8x8"
+    )
+    parser.add_argument("--rope-theta", type=float, default=None, help="default: the shipped reasoner's")
+    parser.add_argument(
+        "--mrope", default="", help="time,rows,columns frequency counts (default: the shipped)"
+    )
+    parser.add_argument("--eval-every", type=int, default=200)
+    parser.add_argument("--n-eval", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
-    frame = args.frame
-    build = dataclasses.replace(
-        ShapeWorldTrainConfig().reasoner,  # the shipped reasoner's size
-        frame=frame,
-        rope_theta=args.rope_theta,
-        mrope_section=tuple(int(v) for v in args.mrope.split(",")) if args.mrope else None,
+    build = dataclasses.replace(tm.ShapeWorldTrainConfig().reasoner, frame=args.frame)
+    if args.rope_theta is not None:
+        build = dataclasses.replace(build, rope_theta=args.rope_theta)
+    if args.mrope:
+        build = dataclasses.replace(build, mrope_section=tuple(int(v) for v in args.mrope.split(",")))
+    start = tm.build_shapeworld_reasoner(args.out / "init", build)
+    if args.task == "referring":
+        n_shapes = tuple(int(v) for v in args.n_shapes.split(","))
+        train = tm.ShapeWorldExamples("train", args.samples, "referring", args.frame, n_shapes=n_shapes)
+        held_out = tm.reasoner_examples(list(make_split("val", args.n_eval, "referring")), args.frame)
+    else:
+        train = one_shape_examples("train", args.samples, args.task, args.frame)
+        held_out = one_shape_examples("val", args.n_eval, args.task, args.frame)
+
+    def evaluate(reasoner, examples) -> dict[str, float]:
+        if args.task == "quadrant":
+            return quadrant_accuracy(reasoner, examples)
+        metrics = tm.evaluate_reasoner(reasoner, examples)
+        return {k: metrics[k] for k in ("box_iou", "accuracy", "parsed")}
+
+    config = tm.SFTLoopConfig(
+        steps=args.steps, lr=args.lr, threads=args.threads, eval_every=args.eval_every, eval_samples=held_out,
+        evaluate=evaluate,
+    )  # fmt: skip
+    result = tm.sft_loop(start, train, args.out / "final", config)
+    reasoner = Reasoner.from_pretrained(
+        str(args.out / "final"), device="cpu", dtype="float32", frame=args.frame
     )
-    start = build_shapeworld_reasoner(args.out / "init", build)
-    train = reasoner_examples(list(make_split("train", args.samples, "referring")), frame, thinking=False)
-    held_out = reasoner_examples(list(make_split("val", args.n_eval, "referring")), frame, thinking=False)
-    config = SFTLoopConfig(steps=args.steps, lr=args.lr, eval_every=args.eval_every, eval_samples=held_out)
-    result = sft_loop(start, train, args.out / "final", config)
+    dependence = tm.answer_image_dependence(
+        reasoner,
+        [ex.image for ex in held_out[:8]],
+        [held_out[0].request, held_out[1].request],
+        prefix="<answer>",
+    )
     report = {
-        "frame": frame,
-        "rope_theta": args.rope_theta,
+        "task": args.task,
+        "frame": args.frame,
+        "rope_theta": build.rope_theta,
         "mrope_section": build.mrope_section,
         "samples": args.samples,
+        "n_shapes": args.n_shapes if args.task == "referring" else "1,1",
         "steps": result["steps"],
         "seconds": round(result["seconds"], 1),
         "final_loss": result["final_loss"],
+        "image_dependence": dependence["image"],
         "evals": [{"step": step, **metrics} for step, metrics in result["evals"]],
     }
     (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    print("step | box IoU | accuracy reward | parsed")
+    print(
+        f"task {args.task}, rope_theta {build.rope_theta}, mrope_section {build.mrope_section}: "
+        f"final loss {result['final_loss']:.4f}, image dependence {dependence['image']:.3f}"
+    )
     for row in report["evals"]:
-        print(f"{row['step']} | {row['box_iou']:.3f} | {row['accuracy']:.3f} | {row['parsed']:.2f}")
+        print(f"  step {row['step']}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k != "step"))
 
 
 if __name__ == "__main__":

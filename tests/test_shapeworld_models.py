@@ -103,6 +103,27 @@ def test_reasoner_targets_score_full_rewards_against_their_ground_truth():
         assert REWARDS[name](example.completion, gt) == 1.0, name
 
 
+def test_lazy_examples_are_the_split_s_examples():
+    from segzero.errors import InputError
+    from segzero.shapeworld.generator import make_split
+    from segzero.shapeworld.train_models import ShapeWorldExamples, reasoner_examples
+
+    lazy = ShapeWorldExamples("val", 3, "referring", 112, seed_offset=5)
+    eager = reasoner_examples(list(make_split("val", 3, "referring", seed_offset=5)), 112)
+    assert len(lazy) == 3
+    for i in (0, 2, -1):
+        assert (lazy[i].request, lazy[i].completion, lazy[i].boxes) == (
+            eager[i].request,
+            eager[i].completion,
+            eager[i].boxes,
+        )
+    assert lazy[1].image.tobytes() == eager[1].image.tobytes()
+    with pytest.raises(IndexError):
+        lazy[3]
+    with pytest.raises(InputError):
+        ShapeWorldExamples("val", 200_000, "referring", 112)
+
+
 def test_segmenter_prompt_and_image_positional_bases_are_tied(tmp_path):
     import torch
     from transformers import Sam2Model
@@ -131,8 +152,7 @@ def test_warmup_sft_batches_label_the_completion_only(tiny_models):
     examples = reasoner_examples(list(make_split("train", 2, "referring")), tiny_models.frame)
     examples[1].completion = examples[1].completion[:40]  # rows of different lengths: left padding shows
     encoded = _encode_examples(reasoner, examples)
-    pad = reasoner.processor.tokenizer.pad_token_id
-    batch = _sft_batch(encoded, pad)
+    batch = _sft_batch(encoded, reasoner.processor)
     length = batch["input_ids"].shape[1]
     tokenizer = reasoner.processor.tokenizer
     for row, (ex, enc) in enumerate(zip(examples, encoded)):
@@ -160,7 +180,7 @@ def test_warmup_sft_batches_give_the_model_the_positions_it_generates_with(tiny_
     examples = reasoner_examples(list(make_split("train", 2, "referring")), tiny_models.frame)
     examples[1].completion = examples[1].completion[:40]
     encoded = _encode_examples(reasoner, examples)
-    batch = _sft_batch(encoded, reasoner.processor.tokenizer.pad_token_id)
+    batch = _sft_batch(encoded, reasoner.processor)
     image_token = reasoner.model.config.image_token_id
     assert torch.equal(batch["mm_token_type_ids"] == 1, batch["input_ids"] == image_token)
     with torch.no_grad():
@@ -188,7 +208,11 @@ def test_warmup_sft_lowers_the_loss_and_saves_a_loadable_reasoner(tiny_models, t
     examples = reasoner_examples(list(make_split("train", 4, "referring")), tiny_models.frame)
     logged: list[str] = []
     result = sft_loop(
-        start, examples, tmp_path / "out", SFTLoopConfig(steps=50, batch_size=4, lr=3e-3, warmup=5), log=logged.append
+        start,
+        examples,
+        tmp_path / "out",
+        SFTLoopConfig(steps=50, batch_size=4, lr=3e-3, warmup=5),
+        log=logged.append,
     )
     losses = [float(line.split("loss ")[1].split(",")[0]) for line in logged if "sft step" in line]
     assert result["steps"] == 50 and len(losses) == 1
@@ -206,7 +230,7 @@ def _first_loss(reasoner_dir, examples, frame: int) -> float:
     reasoner = Reasoner.from_pretrained(str(reasoner_dir), device="cpu", dtype="float32", frame=frame)
     encoded = _encode_examples(reasoner, examples)
     with torch.no_grad():
-        return float(reasoner.model(**_sft_batch(encoded, reasoner.processor.tokenizer.pad_token_id)).loss)
+        return float(reasoner.model(**_sft_batch(encoded, reasoner.processor)).loss)
 
 
 def test_mean_pairwise_tv_by_hand():
@@ -228,8 +252,9 @@ def test_image_dependence_separates_image_from_request():
     from segzero.shapeworld.generator import make_split
     from segzero.shapeworld.train_models import answer_image_dependence
 
-    reasoner = Reasoner.from_pretrained(str(SHIPPED_MODELS / "reasoner-warmup"), device="cpu", dtype="float32",
-                                        frame=112)
+    reasoner = Reasoner.from_pretrained(
+        str(SHIPPED_MODELS / "reasoner-warmup"), device="cpu", dtype="float32", frame=112
+    )
     samples = list(make_split("val", 3, "referring"))
     requests = ["the small red triangle", "the large blue circle", "the green shape on the left"]
     one_image = answer_image_dependence(reasoner, [samples[0].image] * 3, requests)

@@ -494,6 +494,50 @@ def reasoner_examples(samples: Sequence[Any], frame: int, thinking: bool = True)
     return out
 
 
+class ShapeWorldExamples(Sequence[ReasonerExample]):
+    """Reasoner examples of ``n`` ShapeWorld samples of a split, each made when it is read.
+
+    Item ``i`` is :func:`reasoner_examples` of sample ``SPLIT_SEEDS[split].start + seed_offset + i``
+    (as :func:`segzero.shapeworld.generator.make_split` yields it), so a warm-up can draw from tens of
+    thousands of scenes without holding them all in memory (an example costs a few milliseconds).
+    """
+
+    def __init__(
+        self,
+        split: str,
+        n: int,
+        family: str,
+        frame: int,
+        *,
+        thinking: bool = True,
+        seed_offset: int = 0,
+        **options: Any,
+    ) -> None:
+        """``options`` go to :func:`~segzero.shapeworld.generator.make_split` (e.g. ``n_shapes``)."""
+        from segzero.errors import InputError
+
+        seeds = SPLIT_SEEDS[split]
+        if n < 0 or seed_offset < 0 or seeds.start + seed_offset + n > seeds.stop:
+            raise InputError(
+                f"split {split!r} holds {len(seeds)} seeds; n={n} from offset {seed_offset} does not fit."
+            )
+        self.split, self.n, self.family, self.frame = split, n, family, frame
+        self.thinking, self.seed_offset, self.options = thinking, seed_offset, options
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> ReasonerExample:  # type: ignore[override]
+        from segzero.shapeworld.generator import make_split
+
+        if not -self.n <= i < self.n:
+            raise IndexError(i)
+        (sample,) = make_split(
+            self.split, 1, self.family, seed_offset=self.seed_offset + i % self.n, **self.options
+        )
+        return reasoner_examples([sample], self.frame, self.thinking)[0]
+
+
 @dataclass
 class SFTLoopConfig:
     """The warm-up's own supervised loop (completion-only cross-entropy, AdamW, cosine schedule)."""
@@ -510,21 +554,25 @@ class SFTLoopConfig:
     max_seconds: float | None = None
     eval_every: int = 0
     eval_samples: Sequence[Any] = field(default_factory=list)
+    #: ``(reasoner, eval_samples) -> metrics`` run every ``eval_every`` steps (default: :func:`evaluate_reasoner`).
+    evaluate: Callable[[Any, Sequence[Any]], dict[str, float]] | None = None
 
 
 @dataclass
 class _EncodedExample:
-    """One SFT example run through the processor once: token ids, image patches, completion length."""
+    """One SFT example after the tokenizer: token ids, completion length, the image in the reasoner frame.
+
+    The image's patches are made per batch (:func:`_sft_batch`): they take 8x the memory of the image.
+    """
 
     input_ids: Any  # 1-D LongTensor: chat prompt + completion + eos
     mm_token_type_ids: Any  # 1-D IntTensor like input_ids: 1 on image tokens (the model's M-RoPE needs it)
-    pixel_values: Any
-    image_grid_thw: Any
+    image: Any  # PIL image, reasoner frame
     completion_tokens: int
 
 
 def _encode_examples(reasoner: Any, examples: Sequence[ReasonerExample]) -> list[_EncodedExample]:
-    """Tokenise and patch every example once (the processor costs more than a mini model's step)."""
+    """Tokenise examples (chat prompt + completion + eos) the way the processor does with their images."""
     from segzero.reasoner import reasoner_image
 
     processor = reasoner.processor
@@ -533,22 +581,15 @@ def _encode_examples(reasoner: Any, examples: Sequence[ReasonerExample]) -> list
     out = []
     for ex in examples:
         text = reasoner.chat_text(ex.request) + ex.completion + eos
-        inputs = processor(text=[text], images=[reasoner_image(ex.image, reasoner.frame)], return_tensors="pt")
+        image = reasoner_image(ex.image, reasoner.frame)
+        inputs = processor(text=[text], images=[image], return_tensors="pt")
         # The prompt ends with "assistant\n" and the completion starts with "<": no merge across the cut.
         n = len(tokenizer(ex.completion + eos, add_special_tokens=False)["input_ids"])
-        out.append(
-            _EncodedExample(
-                inputs["input_ids"][0],
-                inputs["mm_token_type_ids"][0],
-                inputs["pixel_values"],
-                inputs["image_grid_thw"],
-                n,
-            )
-        )
+        out.append(_EncodedExample(inputs["input_ids"][0], inputs["mm_token_type_ids"][0], image, n))
     return out
 
 
-def _sft_batch(batch: Sequence[_EncodedExample], pad_token_id: int) -> dict[str, Any]:
+def _sft_batch(batch: Sequence[_EncodedExample], processor: Any) -> dict[str, Any]:
     """Model inputs with labels only on each row's completion (left padding, as generation uses).
 
     ``mm_token_type_ids`` goes with the ids: without it Qwen2.5-VL silently falls back to 1-D text
@@ -556,6 +597,7 @@ def _sft_batch(batch: Sequence[_EncodedExample], pad_token_id: int) -> dict[str,
     """
     import torch
 
+    pad_token_id = processor.tokenizer.pad_token_id
     length = max(len(ex.input_ids) for ex in batch)
     input_ids = torch.full((len(batch), length), pad_token_id, dtype=torch.long)
     mm_token_type_ids = torch.zeros((len(batch), length), dtype=batch[0].mm_token_type_ids.dtype)
@@ -567,13 +609,14 @@ def _sft_batch(batch: Sequence[_EncodedExample], pad_token_id: int) -> dict[str,
         mm_token_type_ids[row, length - n :] = ex.mm_token_type_ids
         attention_mask[row, length - n :] = 1
         labels[row, length - ex.completion_tokens :] = ex.input_ids[-ex.completion_tokens :]
+    patches = processor.image_processor(images=[ex.image for ex in batch], return_tensors="pt")
     return {
         "input_ids": input_ids,
         "mm_token_type_ids": mm_token_type_ids,
         "attention_mask": attention_mask,
         "labels": labels,
-        "pixel_values": torch.cat([ex.pixel_values for ex in batch]),
-        "image_grid_thw": torch.cat([ex.image_grid_thw for ex in batch]),
+        "pixel_values": patches["pixel_values"],
+        "image_grid_thw": patches["image_grid_thw"],
     }
 
 
@@ -610,8 +653,7 @@ def sft_loop(
     )
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
-    encoded = _encode_examples(reasoner, examples)
-    pad_token_id = reasoner.processor.tokenizer.pad_token_id
+    encoded: dict[int, _EncodedExample] = {}  # filled on first use: a lazy example set is made as it is read
     order: list[int] = []
     t0 = time.perf_counter()
     evals = []
@@ -627,13 +669,16 @@ def sft_loop(
         for group in optimizer.param_groups:
             group["lr"] = config.lr * scale
         if len(order) < config.batch_size:
-            fresh = list(range(len(examples)))
-            rng.shuffle(fresh)
-            order += fresh
-        batch = [encoded[i] for i in order[: config.batch_size]]
+            epoch = list(range(len(examples)))
+            rng.shuffle(epoch)
+            order += epoch
+        chosen = order[: config.batch_size]
         del order[: config.batch_size]
+        new = [i for i in chosen if i not in encoded]
+        encoded.update(zip(new, _encode_examples(reasoner, [examples[i] for i in new])))
         model.train()
-        inputs = {k: v.to(config.device) for k, v in _sft_batch(batch, pad_token_id).items()}
+        batch = _sft_batch([encoded[i] for i in chosen], reasoner.processor)
+        inputs = {k: v.to(config.device) for k, v in batch.items()}
         loss = model(**inputs).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -646,7 +691,7 @@ def sft_loop(
             log(f"  sft step {step + 1}/{config.steps}: loss {np.mean(recent):.4f}, {elapsed:.0f}s")
         if config.eval_every and config.eval_samples and (step + 1) % config.eval_every == 0:
             model.eval()
-            metrics = evaluate_reasoner(reasoner, config.eval_samples)
+            metrics = (config.evaluate or evaluate_reasoner)(reasoner, config.eval_samples)
             evals.append((step + 1, metrics))
             log(f"  eval at step {step + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
         if config.max_seconds is not None and time.perf_counter() - t0 > config.max_seconds:
@@ -794,7 +839,8 @@ class ShapeWorldTrainConfig:
     Attributes:
         segmenter: the SAM2 stage.
         reasoner: the reasoner's size and tokenizer.
-        warmup: the supervised warm-up loop; ``warmup_samples`` referring training samples feed it.
+        warmup: the supervised warm-up loop; ``warmup_samples`` referring training samples feed it, on
+            scenes of ``warmup_n_shapes`` shapes (one-shape scenes teach *where* before *which*).
         grpo_recipe: the GRPO recipe run through ``segzero train grpo`` (the real training entry point).
         grpo_samples: referring training samples in the GRPO prepared dataset (disjoint from the warm-up's).
         grpo_overrides: extra ``key=value`` recipe overrides (e.g. ``max_steps=4`` for a quick run).
@@ -808,6 +854,7 @@ class ShapeWorldTrainConfig:
     )
     warmup: SFTLoopConfig = field(default_factory=lambda: SFTLoopConfig(steps=700))
     warmup_samples: int = 4000
+    warmup_n_shapes: tuple[int, int] = (1, 4)
     grpo_recipe: str = "recipes/shapeworld_grpo.yaml"
     grpo_samples: int = 2000
     grpo_overrides: list[str] = field(default_factory=list)
@@ -892,8 +939,6 @@ def train_all(
     """
     import shutil
 
-    from segzero.shapeworld.generator import make_split
-
     config = config or ShapeWorldTrainConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -912,9 +957,9 @@ def train_all(
     if "reasoner" in stages:
         frame = config.reasoner.frame
         stage("reasoner-build", lambda: build_shapeworld_reasoner(out / "reasoner-init", config.reasoner))
-        examples = stage(
-            "warmup-data",
-            lambda: reasoner_examples(list(make_split("train", config.warmup_samples, "referring")), frame),
+        # Made as the warm-up reads them (a few ms each), so their time is part of that stage's.
+        examples = ShapeWorldExamples(
+            "train", config.warmup_samples, "referring", frame, n_shapes=config.warmup_n_shapes
         )
         stage(
             "warmup-sft",
