@@ -27,6 +27,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+import segzero.shapeworld.train_models as tm
+
 #: The request of the one-shape tasks.
 THE_SHAPE = "the shape"
 
@@ -60,6 +62,32 @@ def one_shape_examples(split: str, n: int, task: str, frame: int) -> list:
     return out
 
 
+def scene_examples(split: str, n: int, frame: int, n_shapes: tuple[int, int]) -> list:
+    """Referring examples whose thinking lists every shape with its box, left to right, then names the
+    target: ``<think> small red triangle [x1,y1,x2,y2]; large blue circle [...]. the request means the small
+    red triangle [x1,y1,x2,y2]. </think><answer>...</answer>``. Each shape's box is supervised in every example (grounded captioning,
+    as grounding models are pretrained), and the answer's box is a copy of one listed in the thinking."""
+    from segzero.shapeworld.generator import generate_scene, make_split
+
+    out = []
+    for sample in make_split(split, n, "referring", n_shapes=n_shapes):
+        scene = generate_scene(sample.extra["scene_seed"], n_shapes=n_shapes)
+        (example,) = tm.reasoner_examples([sample], frame, thinking=False)
+        k = frame / scene.size
+        shapes = sorted(scene.shapes, key=lambda s: s.centre[0])
+        target = next(s for s in shapes if (s.mask & sample.mask.astype(bool)).sum() == s.area)
+        named = {
+            id(s): f"{s.size} {s.colour} {s.kind} [{','.join(str(round(v * k)) for v in s.bbox)}]"
+            for s in shapes
+        }
+        listing = "; ".join(named[id(s)] for s in shapes)
+        example.completion = (
+            f"<think> {listing}. the request means the {named[id(target)]}. </think>" + example.completion
+        )
+        out.append(example)
+    return out
+
+
 def quadrant_accuracy(reasoner, examples) -> dict[str, float]:
     answers = reasoner.generate([ex.image for ex in examples], [THE_SHAPE] * len(examples), max_new_tokens=10)
     words = [ex.completion.removeprefix("<answer>").removesuffix("</answer>") for ex in examples]
@@ -72,14 +100,13 @@ def quadrant_accuracy(reasoner, examples) -> dict[str, float]:
 
 
 def main() -> None:
-    import segzero.shapeworld.train_models as tm
     from segzero.reasoner import Reasoner
     from segzero.shapeworld.generator import make_split
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--task", choices=("quadrant", "box", "referring"), default="quadrant")
+    parser.add_argument("--task", choices=("quadrant", "box", "referring", "scene"), default="quadrant")
     parser.add_argument("--out", type=Path, default=Path("runs/shapeworld_localisation"))
     parser.add_argument("--samples", type=int, default=8000, help="training samples")
     parser.add_argument(
@@ -109,6 +136,10 @@ def main() -> None:
         n_shapes = tuple(int(v) for v in args.n_shapes.split(","))
         train = tm.ShapeWorldExamples("train", args.samples, "referring", args.frame, n_shapes=n_shapes)
         held_out = tm.reasoner_examples(list(make_split("val", args.n_eval, "referring")), args.frame)
+    elif args.task == "scene":
+        n_shapes = tuple(int(v) for v in args.n_shapes.split(","))
+        train = scene_examples("train", args.samples, args.frame, n_shapes)
+        held_out = scene_examples("val", args.n_eval, args.frame, (2, 4))
     else:
         train = one_shape_examples("train", args.samples, args.task, args.frame)
         held_out = one_shape_examples("val", args.n_eval, args.task, args.frame)
@@ -116,7 +147,9 @@ def main() -> None:
     def evaluate(reasoner, examples) -> dict[str, float]:
         if args.task == "quadrant":
             return quadrant_accuracy(reasoner, examples)
-        metrics = tm.evaluate_reasoner(reasoner, examples)
+        metrics = tm.evaluate_reasoner(
+            reasoner, examples, max_new_tokens=300 if args.task == "scene" else 160
+        )
         return {k: metrics[k] for k in ("box_iou", "accuracy", "parsed")}
 
     config = tm.SFTLoopConfig(
@@ -139,7 +172,7 @@ def main() -> None:
         "rope_theta": build.rope_theta,
         "mrope_section": build.mrope_section,
         "samples": args.samples,
-        "n_shapes": args.n_shapes if args.task == "referring" else "1,1",
+        "n_shapes": args.n_shapes if args.task in ("referring", "scene") else "1,1",
         "steps": result["steps"],
         "seconds": round(result["seconds"], 1),
         "final_loss": result["final_loss"],

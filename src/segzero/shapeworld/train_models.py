@@ -848,8 +848,16 @@ class ShapeWorldTrainConfig:
 
     segmenter: SegmenterTrainConfig = field(default_factory=SegmenterTrainConfig)
     reasoner: ReasonerBuildConfig = field(
+        # Rotary: theta 1e4 with no time bands, 2 row bands and 14 column bands (the released 1e6 and
+        # [4, 6, 6] turn a column step by at most 1.8e-4 rad in a 32-wide head; docs/shapeworld.md).
         default_factory=lambda: ReasonerBuildConfig(
-            frame=112, hidden_size=128, num_heads=4, vision_depth=2, vision_hidden=64
+            frame=112,
+            hidden_size=128,
+            num_heads=4,
+            vision_depth=2,
+            vision_hidden=64,
+            rope_theta=1e4,
+            mrope_section=(0, 2, 14),
         )
     )
     warmup: SFTLoopConfig = field(default_factory=lambda: SFTLoopConfig(steps=700))
