@@ -1,7 +1,7 @@
 """Can a fresh mini Qwen2.5-VL reasoner learn *where* a ShapeWorld shape is? Supervised probes, on a CPU.
 
 Builds a fresh reasoner of the shipped size with the given rotary settings, trains it with the warm-up
-loop (:func:`segzero.shapeworld.train_models.sft_loop`, the ``seg_zero`` prompt) on one of three tasks,
+loop (:func:`segzero.shapeworld.train_models.sft_loop`, the ``seg_zero`` prompt) on one of four tasks,
 and evaluates greedy answers on held-out validation scenes every ``--eval-every`` steps:
 
 * ``quadrant``: one shape, the request "the shape", the answer ``<answer>top left</answer>``: only
@@ -10,6 +10,8 @@ and evaluates greedy answers on held-out validation scenes every ``--eval-every`
   (box IoU with the target);
 * ``referring``: the warm-up's own task, referring requests with thinking, on ``--n-shapes`` scenes
   (box IoU; held-out scenes always have 2-4 shapes).
+* ``scene``: referring requests whose thinking lists every shape with its box before naming the
+  target (:func:`scene_examples`; box IoU).
 
 It also reports how much the answer depends on the image (total variation between two images' next-token
 distributions; :func:`segzero.shapeworld.train_models.answer_image_dependence`). docs/shapeworld.md
@@ -18,6 +20,7 @@ records what it gave:
     python benchmarks/shapeworld_localisation.py --task quadrant --rope-theta 1e6 --mrope 4,6,6   # released
     python benchmarks/shapeworld_localisation.py --task quadrant                                   # shipped
     python benchmarks/shapeworld_localisation.py --task referring --n-shapes 1,4 --steps 3000
+    python benchmarks/shapeworld_localisation.py --task scene --n-shapes 1,4 --steps 3000 --eval-every 750
 """
 
 from __future__ import annotations
@@ -33,14 +36,23 @@ import segzero.shapeworld.train_models as tm
 THE_SHAPE = "the shape"
 
 
+def _frame_box(bbox, image_size: int, frame: int) -> list[int]:
+    """An image-frame box in the reasoner frame, mapped as ground truth is (:func:`to_reasoner_frame`)."""
+    from segzero.answer import ObjectPrompt
+    from segzero.frames import to_reasoner_frame
+
+    return list(to_reasoner_frame(ObjectPrompt(box=tuple(bbox)), (image_size, image_size), frame).box)
+
+
 def one_shape_examples(split: str, n: int, task: str, frame: int) -> list:
     """``n`` one-shape scenes of a split (disjoint scene seeds), asked :data:`THE_SHAPE`."""
     from PIL import Image
 
+    from segzero.answer import ObjectPrompt
     from segzero.data.prepared import build_solution
+    from segzero.frames import to_reasoner_frame
     from segzero.geometry import mask_prompts
     from segzero.shapeworld.generator import SCENES_PER_SEED, SPLIT_SEEDS, generate_scene
-    from segzero.shapeworld.train_models import ReasonerExample
 
     out = []
     for i in range(n):
@@ -51,33 +63,40 @@ def one_shape_examples(split: str, n: int, task: str, frame: int) -> list:
             x, y = shape.centre
             half = scene.size / 2
             word = ("top" if y < half else "bottom") + " " + ("left" if x < half else "right")
-            out.append(ReasonerExample(image, THE_SHAPE, f"<answer>{word}</answer>", [], []))
+            out.append(tm.ReasonerExample(image, THE_SHAPE, f"<answer>{word}</answer>", [], []))
             continue
         box, points = mask_prompts(shape.mask)
-        k = frame / scene.size
-        box = [round(v * k) for v in box]
-        points = [[round(x * k), round(y * k)] for x, y in points]
-        answer = f"<answer>{build_solution([box], [points], 'single')}</answer>"
-        out.append(ReasonerExample(image, THE_SHAPE, answer, [box], [points]))
+        mapped = to_reasoner_frame(
+            ObjectPrompt(box=tuple(box), points=tuple(points)), (scene.size, scene.size), frame
+        )
+        boxes, points = [list(mapped.box)], [[list(p) for p in mapped.points]]
+        answer = f"<answer>{build_solution(boxes, points, 'single')}</answer>"
+        out.append(tm.ReasonerExample(image, THE_SHAPE, answer, boxes, points))
     return out
 
 
 def scene_examples(split: str, n: int, frame: int, n_shapes: tuple[int, int]) -> list:
     """Referring examples whose thinking lists every shape with its box, left to right, then names the
-    target: ``<think> small red triangle [x1,y1,x2,y2]; large blue circle [...]. the request means the small
-    red triangle [x1,y1,x2,y2]. </think><answer>...</answer>``. Each shape's box is supervised in every example (grounded captioning,
-    as grounding models are pretrained), and the answer's box is a copy of one listed in the thinking."""
+    target with its box::
+
+        <think> small red triangle [x1,y1,x2,y2]; large blue circle [...]. the request means the small
+        red triangle [x1,y1,x2,y2]. </think><answer>...</answer>
+
+    Each shape's box is supervised in every example (grounded captioning, as grounding models are
+    pretrained), and the answer's box is a copy of one listed in the thinking."""
     from segzero.shapeworld.generator import generate_scene, make_split
 
     out = []
     for sample in make_split(split, n, "referring", n_shapes=n_shapes):
+        # The sample keeps only its target's mask; its scene (every shape) is regenerated from the seed.
         scene = generate_scene(sample.extra["scene_seed"], n_shapes=n_shapes)
         (example,) = tm.reasoner_examples([sample], frame, thinking=False)
-        k = frame / scene.size
         shapes = sorted(scene.shapes, key=lambda s: s.centre[0])
         target = next(s for s in shapes if (s.mask & sample.mask.astype(bool)).sum() == s.area)
         named = {
-            id(s): f"{s.size} {s.colour} {s.kind} [{','.join(str(round(v * k)) for v in s.bbox)}]"
+            id(
+                s
+            ): f"{s.size} {s.colour} {s.kind} [{','.join(map(str, _frame_box(s.bbox, scene.size, frame)))}]"
             for s in shapes
         }
         listing = "; ".join(named[id(s)] for s in shapes)
@@ -110,7 +129,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/shapeworld_localisation"))
     parser.add_argument("--samples", type=int, default=8000, help="training samples")
     parser.add_argument(
-        "--n-shapes", default="2,4", help="least,most shapes of the referring task's training scenes"
+        "--n-shapes",
+        default="2,4",
+        help="least,most shapes of the referring and scene tasks' training scenes",
     )
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -132,12 +153,11 @@ def main() -> None:
     if args.mrope:
         build = dataclasses.replace(build, mrope_section=tuple(int(v) for v in args.mrope.split(",")))
     start = tm.build_shapeworld_reasoner(args.out / "init", build)
+    n_shapes = tuple(int(v) for v in args.n_shapes.split(","))
     if args.task == "referring":
-        n_shapes = tuple(int(v) for v in args.n_shapes.split(","))
         train = tm.ShapeWorldExamples("train", args.samples, "referring", args.frame, n_shapes=n_shapes)
         held_out = tm.reasoner_examples(list(make_split("val", args.n_eval, "referring")), args.frame)
     elif args.task == "scene":
-        n_shapes = tuple(int(v) for v in args.n_shapes.split(","))
         train = scene_examples("train", args.samples, args.frame, n_shapes)
         held_out = scene_examples("val", args.n_eval, args.frame, (2, 4))
     else:
