@@ -32,9 +32,9 @@ def evaluate(reasoner_dir: Path, segmenter_dir: Path, n: int) -> dict[str, dict[
     """Per family: pipeline gIoU/cIoU plus the mean rewards of the same answers."""
     from segzero.evaluation.results import summarize
     from segzero.pipeline import ReasoningSegmenter
-    from segzero.shapeworld.demo import DEMO_MAX_NEW_TOKENS, score_samples
+    from segzero.shapeworld.demo import score_samples
     from segzero.shapeworld.generator import FAMILIES, make_split
-    from segzero.shapeworld.train_models import reasoner_examples, score_completions
+    from segzero.shapeworld.train_models import MAX_COMPLETION_TOKENS, reasoner_examples, score_completions
 
     pipe = ReasoningSegmenter.from_pretrained(
         str(reasoner_dir),
@@ -42,7 +42,7 @@ def evaluate(reasoner_dir: Path, segmenter_dir: Path, n: int) -> dict[str, dict[
         device="cpu",
         dtype="float32",
         batch_size=16,
-        max_new_tokens=DEMO_MAX_NEW_TOKENS,
+        max_new_tokens=MAX_COMPLETION_TOKENS,
     )
     out = {}
     for family in FAMILIES:

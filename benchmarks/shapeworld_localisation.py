@@ -8,10 +8,11 @@ and evaluates greedy answers on held-out validation scenes every ``--eval-every`
   *where* the shape is, in one word per axis (accuracy; chance 0.25);
 * ``box``: one shape, the same request, the answer ``<answer>{"bbox": ..., "points_1": ..., ...}</answer>``
   (box IoU with the target);
-* ``referring``: the warm-up's own task, referring requests with thinking, on ``--n-shapes`` scenes
-  (box IoU; held-out scenes always have 2-4 shapes).
-* ``scene``: referring requests whose thinking lists every shape with its box before naming the
-  target (:func:`scene_examples`; box IoU).
+* ``referring``: referring requests whose thinking is the generator's one-line explanation, on
+  ``--n-shapes`` scenes (box IoU; held-out scenes always have 2-4 shapes);
+* ``scene``: the warm-up's own task since session 5: referring requests whose thinking lists every
+  shape with its box before naming the target
+  (:func:`segzero.shapeworld.train_models.scene_thinking`; box IoU).
 
 It also reports how much the answer depends on the image (total variation between two images' next-token
 distributions; :func:`segzero.shapeworld.train_models.answer_image_dependence`). docs/shapeworld.md
@@ -34,14 +35,6 @@ import segzero.shapeworld.train_models as tm
 
 #: The request of the one-shape tasks.
 THE_SHAPE = "the shape"
-
-
-def _frame_box(bbox, image_size: int, frame: int) -> list[int]:
-    """An image-frame box in the reasoner frame, mapped as ground truth is (:func:`to_reasoner_frame`)."""
-    from segzero.answer import ObjectPrompt
-    from segzero.frames import to_reasoner_frame
-
-    return list(to_reasoner_frame(ObjectPrompt(box=tuple(bbox)), (image_size, image_size), frame).box)
 
 
 def one_shape_examples(split: str, n: int, task: str, frame: int) -> list:
@@ -72,38 +65,6 @@ def one_shape_examples(split: str, n: int, task: str, frame: int) -> list:
         boxes, points = [list(mapped.box)], [[list(p) for p in mapped.points]]
         answer = f"<answer>{build_solution(boxes, points, 'single')}</answer>"
         out.append(tm.ReasonerExample(image, THE_SHAPE, answer, boxes, points))
-    return out
-
-
-def scene_examples(split: str, n: int, frame: int, n_shapes: tuple[int, int]) -> list:
-    """Referring examples whose thinking lists every shape with its box, left to right, then names the
-    target with its box::
-
-        <think> small red triangle [x1,y1,x2,y2]; large blue circle [...]. the request means the small
-        red triangle [x1,y1,x2,y2]. </think><answer>...</answer>
-
-    Each shape's box is supervised in every example (grounded captioning, as grounding models are
-    pretrained), and the answer's box is a copy of one listed in the thinking."""
-    from segzero.shapeworld.generator import generate_scene, make_split
-
-    out = []
-    for sample in make_split(split, n, "referring", n_shapes=n_shapes):
-        # The sample keeps only its target's mask; its scene (every shape) is regenerated from the seed.
-        scene = generate_scene(sample.extra["scene_seed"], n_shapes=n_shapes)
-        (example,) = tm.reasoner_examples([sample], frame, thinking=False)
-        shapes = sorted(scene.shapes, key=lambda s: s.centre[0])
-        target = next(s for s in shapes if (s.mask & sample.mask.astype(bool)).sum() == s.area)
-        named = {
-            id(
-                s
-            ): f"{s.size} {s.colour} {s.kind} [{','.join(map(str, _frame_box(s.bbox, scene.size, frame)))}]"
-            for s in shapes
-        }
-        listing = "; ".join(named[id(s)] for s in shapes)
-        example.completion = (
-            f"<think> {listing}. the request means the {named[id(target)]}. </think>" + example.completion
-        )
-        out.append(example)
     return out
 
 
@@ -154,12 +115,14 @@ def main() -> None:
         build = dataclasses.replace(build, mrope_section=tuple(int(v) for v in args.mrope.split(",")))
     start = tm.build_shapeworld_reasoner(args.out / "init", build)
     n_shapes = tuple(int(v) for v in args.n_shapes.split(","))
-    if args.task == "referring":
-        train = tm.ShapeWorldExamples("train", args.samples, "referring", args.frame, n_shapes=n_shapes)
-        held_out = tm.reasoner_examples(list(make_split("val", args.n_eval, "referring")), args.frame)
-    elif args.task == "scene":
-        train = scene_examples("train", args.samples, args.frame, n_shapes)
-        held_out = scene_examples("val", args.n_eval, args.frame, (2, 4))
+    if args.task in ("referring", "scene"):
+        thinking = "explanation" if args.task == "referring" else "scene"
+        train = tm.ShapeWorldExamples(
+            "train", args.samples, "referring", args.frame, thinking=thinking, n_shapes=n_shapes
+        )
+        held_out = tm.reasoner_examples(
+            list(make_split("val", args.n_eval, "referring")), args.frame, thinking=thinking
+        )
     else:
         train = one_shape_examples("train", args.samples, args.task, args.frame)
         held_out = one_shape_examples("val", args.n_eval, args.task, args.frame)

@@ -103,6 +103,33 @@ def test_reasoner_targets_score_full_rewards_against_their_ground_truth():
         assert REWARDS[name](example.completion, gt) == 1.0, name
 
 
+def test_scene_thinking_lists_every_shape_left_to_right_and_names_the_answer_s_box():
+    import dataclasses
+    import re
+
+    from segzero.errors import InputError
+    from segzero.shapeworld.generator import generate_scene, make_split
+    from segzero.shapeworld.train_models import reasoner_examples
+
+    for sample in make_split("val", 6, "referring", n_shapes=(2, 4)):
+        (example,) = reasoner_examples([sample], 112)
+        scene = generate_scene(sample.extra["scene_seed"], n_shapes=(2, 4))
+        think = example.completion.split("</think>")[0]
+        listed, meant = think.split(". the request means the ")
+        entries = re.findall(r"(\w+ \w+ \w+) \[(\d+),(\d+),(\d+),(\d+)\]", listed)
+        assert sorted(name for name, *_ in entries) == sorted(s.name for s in scene.shapes)
+        lefts = [int(x1) + int(x2) for _, x1, _, x2, _ in entries]
+        assert lefts == sorted(lefts)
+        meant_box = [int(v) for v in re.search(r"\[([\d,]+)\]", meant).group(1).split(",")]
+        assert meant_box == example.boxes[0]  # the answer copies the box the thinking names
+    with pytest.raises(InputError, match="shape listing"):
+        bare = dataclasses.replace(sample, extra={"explanation": "x"})
+        reasoner_examples([bare], 112)
+    assert reasoner_examples([bare], 112, thinking="explanation")[0].completion.startswith("<think> x </think>")
+    with pytest.raises(InputError, match="thinking must be one of"):
+        reasoner_examples([sample], 112, thinking="long")
+
+
 def test_lazy_examples_are_the_split_s_examples():
     from segzero.errors import InputError
     from segzero.shapeworld.generator import make_split

@@ -52,7 +52,7 @@ def train_models(
         "recipes/shapeworld_grpo.yaml"
     ),
     segmenter_steps: Annotated[int | None, typer.Option(help="SAM2 training steps (default 3000).")] = None,
-    warmup_steps: Annotated[int | None, typer.Option(help="Warm-up SFT steps (default 700).")] = None,
+    warmup_steps: Annotated[int | None, typer.Option(help="Warm-up SFT steps (default 4000).")] = None,
     grpo_steps: Annotated[
         int | None, typer.Option(help="GRPO steps (default: the recipe's max_steps).")
     ] = None,

@@ -17,12 +17,10 @@ import numpy as np
 
 from segzero.errors import InputError
 from segzero.shapeworld.generator import FAMILIES, SPLIT_SEEDS, make_sample, make_split
-from segzero.shapeworld.train_models import SHIPPED_MODELS
+from segzero.shapeworld.train_models import MAX_COMPLETION_TOKENS, SHIPPED_MODELS
 
 #: Seeds of the demo's own scene and of its evaluation sets: the start of the ``test`` split.
 DEMO_SEED = 7
-#: Completions of the mini reasoner are about 70 tokens; this bounds a model that never stops.
-DEMO_MAX_NEW_TOKENS = 128
 #: Upscaling of the 112 px scene in the overlay picture, so that it can be seen.
 OVERLAY_SCALE = 4
 
@@ -67,7 +65,7 @@ def shipped_models() -> tuple[Path, Path]:
 
 
 def load_pipeline(
-    models: str | Path | None = None, *, batch_size: int = 16, max_new_tokens: int = DEMO_MAX_NEW_TOKENS
+    models: str | Path | None = None, *, batch_size: int = 16, max_new_tokens: int = MAX_COMPLETION_TOKENS
 ) -> Any:
     """The ShapeWorld :class:`~segzero.pipeline.ReasoningSegmenter` on the CPU in float32.
 

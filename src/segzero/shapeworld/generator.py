@@ -753,7 +753,9 @@ def make_sample(
     Returns:
         A Sample in the image frame: ``mask`` uint8 0/1 of the target's visible pixels, ``boxes`` its one
         inclusive box, ``points`` empty, ``is_sentence`` True for the reasoning family, ``extra`` with
-        ``family``, ``template``, ``seed``, ``scene_seed`` and ``explanation`` (a toy reasoning text).
+        ``family``, ``template``, ``seed``, ``scene_seed``, ``explanation`` (a toy reasoning text),
+        ``shapes`` (every shape's ``{"name", "box"}``, painter's order, image frame) and ``targets``
+        (indices into ``shapes`` of what the request means).
     """
     if seed < 0:
         raise InputError(f"ShapeWorld seeds are non-negative ints, got {seed}.")
@@ -799,7 +801,9 @@ def _to_sample(scene: Scene, request: Request, family: str, seed: int) -> Sample
         source="shapeworld",
         is_sentence=family == "reasoning",
         extra={"family": family, "template": request.template, "seed": seed, "scene_seed": scene.seed,
-               "explanation": request.explanation},
+               "explanation": request.explanation,
+               "shapes": [{"name": s.name, "box": [int(v) for v in s.bbox]} for s in scene.shapes],
+               "targets": [int(i) for i in request.targets]},
     )
 
 
