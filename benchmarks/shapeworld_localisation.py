@@ -130,9 +130,7 @@ def main() -> None:
     def evaluate(reasoner, examples) -> dict[str, float]:
         if args.task == "quadrant":
             return quadrant_accuracy(reasoner, examples)
-        metrics = tm.evaluate_reasoner(
-            reasoner, examples, max_new_tokens=300 if args.task == "scene" else 160
-        )
+        metrics = tm.evaluate_reasoner(reasoner, examples)  # budget: tm.MAX_COMPLETION_TOKENS
         return {k: metrics[k] for k in ("box_iou", "accuracy", "parsed")}
 
     config = tm.SFTLoopConfig(
