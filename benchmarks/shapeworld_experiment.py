@@ -25,6 +25,8 @@ import json
 import time
 from pathlib import Path
 
+import yaml
+
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "shapeworld_grpo.yaml"
 
 
@@ -50,7 +52,12 @@ def evaluate(reasoner_dir: Path, segmenter_dir: Path, n: int) -> dict[str, dict[
         records = score_samples(pipe, samples)
         summary = summarize(records)["overall"]
         rewards = score_completions([r.answer for r in records], reasoner_examples(samples, pipe.frame))
-        out[family] = {"giou": summary["giou"], "ciou": summary["ciou"], **rewards}
+        out[family] = {
+            "giou": summary["giou"],
+            "ciou": summary["ciou"],
+            "hit_rate": summary["hit_rate"],
+            **rewards,
+        }
     return out
 
 
@@ -80,7 +87,9 @@ def main() -> None:
     parser.add_argument(
         "--prompts-per-step", type=int, default=8, help="prompts per step (GRPO: 64 completions / 8 samples)"
     )
-    parser.add_argument("--sft-lr", type=float, default=1e-4, help="SFT learning rate (the GRPO recipe's)")
+    parser.add_argument(
+        "--sft-lr", type=float, default=None, help="SFT learning rate (default: the GRPO recipe's)"
+    )
     parser.add_argument(
         "--grpo", type=Path, default=None, help="reuse this GRPO reasoner instead of training"
     )
@@ -88,6 +97,8 @@ def main() -> None:
     args = parser.parse_args()
 
     warm, segmenter = args.models / "reasoner-warmup", args.models / "segmenter"
+    if args.sft_lr is None:
+        args.sft_lr = float(yaml.safe_load(RECIPE.read_text())["learning_rate"])
     args.out.mkdir(parents=True, exist_ok=True)
     n_prompts = args.steps * args.prompts_per_step
     seconds = {}

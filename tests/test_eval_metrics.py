@@ -95,6 +95,7 @@ def test_accumulator_giou_and_ciou_are_exact():
     assert Fraction(s["intersection"], s["union"]) == Fraction(3, 8)
     assert s["ciou"] == 3 / 8
     assert s["box_n"] == 3 and s["box_accuracy"] == pytest.approx(2 / 3)
+    assert s["hit_rate"] == 3 / 4  # IoU 1/2 counts as a hit (>= 0.5), 0 does not
     assert s["parse_failures"] == 1 and s["parse_failure_rate"] == 0.25
     assert type(s["intersection"]) is int and type(s["union"]) is int
 

@@ -87,15 +87,15 @@ def evaluate(
     models: Models = None,
     n: Annotated[int, typer.Option("-n", min=1, help="Held-out test scenes per family.")] = 64,
 ) -> None:
-    """gIoU / cIoU of a ShapeWorld model pair on held-out scenes of both request families."""
-    from segzero.shapeworld.demo import evaluate_family, load_pipeline
+    """gIoU / cIoU / share of masks with IoU >= 0.5 of a ShapeWorld model pair on held-out scenes of both
+    request families."""
+    from segzero.shapeworld.demo import EVAL_HEADER, eval_row, evaluate_family, load_pipeline
     from segzero.shapeworld.generator import FAMILIES
 
     pipe = load_pipeline(models)
-    typer.echo(f"{'family':<10} {'gIoU':>6} {'cIoU':>6} {'unparsed':>9}")
+    typer.echo(EVAL_HEADER)
     for family in FAMILIES:
-        m = evaluate_family(pipe, family, n)
-        typer.echo(f"{family:<10} {m['giou']:>6.3f} {m['ciou']:>6.3f} {m['parse_failures']:>5d}/{m['n']}")
+        typer.echo(eval_row(family, evaluate_family(pipe, family, n)))
 
 
 @shapeworld_app.command("export")
@@ -109,8 +109,9 @@ def export(
     fmt: Annotated[
         str,
         typer.Option(
-            "--format", help="prepared (the `segzero prepare` dataset, for training and eval) or reasonseg "
-            "(LISA's folder layout, for `segzero eval --benchmark reasonseg`)."
+            "--format",
+            help="prepared (the `segzero prepare` dataset, for training and eval) or reasonseg "
+            "(LISA's folder layout, for `segzero eval --benchmark reasonseg`).",
         ),
     ] = "prepared",
     frame: Annotated[int, typer.Option(min=1, help="Reasoner frame of the prepared prompts.")] = 840,
@@ -131,7 +132,9 @@ def export(
     samples = [s for f in families for s in make_split(split, n, f)]
     if fmt == "reasonseg":
         export_reasonseg_folder(samples, out / split)
-        typer.echo(f"wrote {len(samples)} samples to {out / split} (read it with --data {out} --split {split})")
+        typer.echo(
+            f"wrote {len(samples)} samples to {out / split} (read it with --data {out} --split {split})"
+        )
         return
     usable, skipped = [], []
     for sample in samples:
@@ -139,4 +142,6 @@ def export(
     kept = save_prepared(usable, out, frame=frame)
     typer.echo(f"wrote {kept} samples of split {split} to {out} (prepared, frame {frame})")
     if skipped:
-        typer.echo(f"skipped {len(skipped)} samples whose mask gives no box and points: {', '.join(s.id for s in skipped[:10])}")
+        typer.echo(
+            f"skipped {len(skipped)} samples whose mask gives no box and points: {', '.join(s.id for s in skipped[:10])}"
+        )

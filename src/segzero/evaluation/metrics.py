@@ -104,6 +104,10 @@ def box_scores(
     return best, bool(m == n and above[rows, cols].sum() == n)
 
 
+#: Mask IoU at which a sample counts as a hit in ``hit_rate`` (the mask matches the request).
+HIT_IOU = 0.5
+
+
 class IoUAccumulator:
     """Streaming gIoU / cIoU / box accuracy / parse-failure rate over samples, each counted once.
 
@@ -172,7 +176,8 @@ class IoUAccumulator:
 
         Keys: ``n``, ``giou`` (mean per-sample IoU), ``ciou`` (sum of intersections / sum of
         unions; 1.0 when every union is 0), ``intersection`` and ``union`` (exact sums),
-        ``box_accuracy`` over the ``box_n`` samples with a verdict, ``parse_failures``,
+        ``hit_rate`` (share of samples whose mask IoU is at least :data:`HIT_IOU`, referring
+        segmentation's Prec@0.5), ``box_accuracy`` over the ``box_n`` samples with a verdict, ``parse_failures``,
         ``parse_failure_rate``, ``errors`` (samples the pipeline failed on, not parse failures).
         """
         n = len(self._ious)
@@ -182,6 +187,7 @@ class IoUAccumulator:
             "ciou": iou_from_terms(self.intersection, self.union) if n else None,
             "intersection": self.intersection,
             "union": self.union,
+            "hit_rate": sum(iou >= HIT_IOU for iou in self._ious) / n if n else None,
             "box_accuracy": self.box_hits / self.box_n if self.box_n else None,
             "box_n": self.box_n,
             "parse_failures": self.parse_failures,

@@ -118,6 +118,15 @@ def evaluate_family(pipe: Any, family: str, n: int, split: str = "test") -> dict
     return summarize(score_samples(pipe, list(make_split(split, n, family))))["overall"]
 
 
+#: Header of the per-family evaluation table that :func:`eval_row` fills.
+EVAL_HEADER = f"{'family':<10} {'gIoU':>6} {'cIoU':>6} {'IoU>=0.5':>9} {'unparsed':>9}"
+
+
+def eval_row(family: str, m: dict[str, Any]) -> str:
+    """One row of the evaluation table: gIoU, cIoU, share of masks with IoU >= 0.5, unparsed answers."""
+    return f"{family:<10} {m['giou']:>6.3f} {m['ciou']:>6.3f} {m['hit_rate']:>9.0%} {m['parse_failures']:>5d}/{m['n']}"
+
+
 def draw_demo(sample: Any, result: Any, path: str | Path, scale: int = OVERLAY_SCALE) -> Path:
     """Write the overlay PNG: scene (upscaled), predicted mask, box and points, request and reasoning."""
     from PIL import Image
@@ -187,11 +196,10 @@ def run_demo(
     metrics = {}
     if n_eval > 0:
         log(f"Held-out evaluation, {n_eval} test scenes per family:")
-        log(f"  {'family':<10} {'gIoU':>6} {'cIoU':>6} {'unparsed':>9}")
+        log("  " + EVAL_HEADER)
         for fam in families:
             metrics[fam] = evaluate_family(pipe, fam, n_eval)
-            m = metrics[fam]
-            log(f"  {fam:<10} {m['giou']:>6.3f} {m['ciou']:>6.3f} {m['parse_failures']:>5d}/{m['n']}")
+            log("  " + eval_row(fam, metrics[fam]))
     t3 = time.perf_counter()
     seconds = {"load": t1 - t0, "demo": t2 - t1, "eval": t3 - t2}
     log("Time: " + ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items()))
