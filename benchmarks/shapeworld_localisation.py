@@ -106,6 +106,9 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=200)
     parser.add_argument("--n-eval", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--freeze-vision", action="store_true", help="keep the vision tower at its random initial weights"
+    )
     args = parser.parse_args()
 
     build = dataclasses.replace(tm.ShapeWorldTrainConfig().reasoner, frame=args.frame)
@@ -135,7 +138,7 @@ def main() -> None:
 
     config = tm.SFTLoopConfig(
         steps=args.steps, lr=args.lr, threads=args.threads, eval_every=args.eval_every, eval_samples=held_out,
-        evaluate=evaluate,
+        evaluate=evaluate, freeze_vision=args.freeze_vision,
     )  # fmt: skip
     result = tm.sft_loop(start, train, args.out / "final", config)
     reasoner = Reasoner.from_pretrained(
@@ -153,6 +156,7 @@ def main() -> None:
         "rope_theta": build.rope_theta,
         "mrope_section": build.mrope_section,
         "samples": args.samples,
+        "freeze_vision": args.freeze_vision,
         "n_shapes": args.n_shapes if args.task in ("referring", "scene") else "1,1",
         "steps": result["steps"],
         "seconds": round(result["seconds"], 1),

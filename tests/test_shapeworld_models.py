@@ -10,14 +10,15 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from segzero.shapeworld.train_models import SHIPPED_MODELS, SIZE_BUDGET
 
 #: Mean mask IoU of the shipped SAM2 on held-out shapes from their gt box and two inscribed points (0.93).
 SEGMENTER_MIN_IOU = 0.85
-#: gIoU of the whole pipeline (reasoner + SAM2) on 16 held-out referring requests (the shipped pair: 0.108).
-#: Low because the mini reasoner barely localises (see docs/shapeworld.md), not because of SAM2.
-PIPELINE_MIN_GIOU = 0.05
+#: gIoU of the whole pipeline (reasoner + SAM2) on 16 held-out referring requests (the shipped pair: 0.555;
+#: 0.445 on 200 test scenes; the image-blind pair shipped before: 0.108).
+PIPELINE_MIN_GIOU = 0.3
 
 
 @pytest.fixture(scope="module")
@@ -248,6 +249,27 @@ def test_warmup_sft_lowers_the_loss_and_saves_a_loadable_reasoner(tiny_models, t
     assert result["final_loss"] < 0.7 * _first_loss(start, examples, tiny_models.frame)
     assert read_model_meta(tmp_path / "out")["reasoner_frame"] == tiny_models.frame
     Reasoner.from_pretrained(str(tmp_path / "out"), device="cpu", frame=tiny_models.frame)
+
+
+def test_warmup_sft_can_keep_the_vision_tower_fixed(tiny_models, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from segzero.hub import write_model_meta
+    from segzero.shapeworld.generator import make_split
+    from segzero.shapeworld.train_models import SFTLoopConfig, reasoner_examples, sft_loop
+
+    start = shutil.copytree(tiny_models.reasoner, tmp_path / "start")
+    write_model_meta(start, frame=tiny_models.frame, prompt="seg_zero")
+    examples = reasoner_examples(list(make_split("train", 2, "referring")), tiny_models.frame)
+    config = SFTLoopConfig(steps=3, batch_size=2, lr=1e-2, warmup=1, freeze_vision=True)
+    sft_loop(start, examples, tmp_path / "out", config, log=lambda _: None)
+    before = load_file(start / "model.safetensors")
+    after = load_file(tmp_path / "out" / "model.safetensors")
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all("visual" not in k for k in moved)
+    assert any("language_model" in k or "layers" in k for k in moved)
 
 
 def _first_loss(reasoner_dir, examples, frame: int) -> float:

@@ -495,7 +495,9 @@ def scene_thinking(sample: Any, frame: int) -> str:
         raise InputError(f"sample {sample.id} has no shape listing (extra['shapes'] / ['targets'])")
 
     def named(shape: dict[str, Any]) -> str:
-        box = to_reasoner_frame(ObjectPrompt(box=tuple(shape["box"])), (sample.width, sample.height), frame).box
+        box = to_reasoner_frame(
+            ObjectPrompt(box=tuple(shape["box"])), (sample.width, sample.height), frame
+        ).box
         return f"{shape['name']} [{','.join(map(str, box))}]"
 
     left_to_right = sorted(range(len(shapes)), key=lambda i: shapes[i]["box"][0] + shapes[i]["box"][2])
@@ -602,6 +604,8 @@ class SFTLoopConfig:
     threads: int = 2
     device: str = "cpu"
     max_seconds: float | None = None
+    #: Keep the vision tower (``model.visual``) at its starting weights; train the rest.
+    freeze_vision: bool = False
     eval_every: int = 0
     eval_samples: Sequence[Any] = field(default_factory=list)
     #: ``(reasoner, eval_samples) -> metrics`` run every ``eval_every`` steps (default: :func:`evaluate_reasoner`).
@@ -694,8 +698,11 @@ def sft_loop(
         raise FileNotFoundError(f"{reasoner_dir} has no segzero.json saying its frame")
     reasoner = Reasoner.from_pretrained(str(reasoner_dir), device=config.device, dtype="float32", frame=frame)
     model = reasoner.model
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    if config.freeze_vision:
+        model.model.visual.requires_grad_(False)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in trained if p.ndim > 1]
+    no_decay = [p for p in trained if p.ndim <= 1]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=config.lr,
