@@ -133,6 +133,26 @@ def test_scene_thinking_lists_every_shape_left_to_right_and_names_the_answer_s_b
         reasoner_examples([sample], 112, thinking="long")
 
 
+def test_listing_accuracy_scores_each_named_part_of_the_listed_shapes():
+    from segzero.shapeworld.generator import make_split
+    from segzero.shapeworld.train_models import listing_accuracy, scene_thinking
+
+    samples = list(make_split("val", 6, "referring"))
+    truth = [scene_thinking(sample, 112) for sample in samples]
+    perfect = listing_accuracy(truth, samples, 112)
+    n = sum(len(sample.extra["shapes"]) for sample in samples)
+    assert perfect == {
+        "shapes": n, "listed": n, "matched": n, "size": 1.0, "colour": 1.0, "kind": 1.0
+    }  # fmt: skip
+    recoloured = [t.replace(" blue ", " orange ") for t in truth]
+    wrong = sum(t.split("the request means")[0].count(" blue ") for t in truth)
+    assert wrong  # these scenes hold blue shapes, so the recolouring is seen
+    assert listing_accuracy(recoloured, samples, 112)["colour"] == pytest.approx(1 - wrong / n)
+    assert listing_accuracy(["<think> no listing </think>"] * 6, samples, 112)["matched"] == 0
+    with pytest.raises(ValueError, match="completions"):
+        listing_accuracy(truth[:2], samples, 112)
+
+
 def test_lazy_examples_are_the_split_s_examples():
     from segzero.errors import InputError
     from segzero.shapeworld.generator import make_split

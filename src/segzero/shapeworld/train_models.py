@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -486,24 +487,67 @@ def scene_thinking(sample: Any, frame: int) -> str:
     explanation as thinking no probe passed box IoU 0.14 on multi-shape scenes within 2500 steps; this
     target reached 0.28 in 3000 (docs/shapeworld.md).
     """
-    from segzero.answer import ObjectPrompt
     from segzero.errors import InputError
-    from segzero.frames import to_reasoner_frame
 
     shapes, targets = sample.extra.get("shapes"), sample.extra.get("targets")
     if not shapes or not targets:
         raise InputError(f"sample {sample.id} has no shape listing (extra['shapes'] / ['targets'])")
 
     def named(shape: dict[str, Any]) -> str:
-        box = to_reasoner_frame(
-            ObjectPrompt(box=tuple(shape["box"])), (sample.width, sample.height), frame
-        ).box
-        return f"{shape['name']} [{','.join(map(str, box))}]"
+        return f"{shape['name']} [{','.join(map(str, _frame_box(sample, shape, frame)))}]"
 
     left_to_right = sorted(range(len(shapes)), key=lambda i: shapes[i]["box"][0] + shapes[i]["box"][2])
     listing = "; ".join(named(shapes[i]) for i in left_to_right)
     meant = " and the ".join(named(shapes[i]) for i in sorted(targets, key=left_to_right.index))
     return f"<think> {listing}. the request means the {meant}. </think>"
+
+
+def _frame_box(sample: Any, shape: dict[str, Any], frame: int) -> tuple[int, ...]:
+    """A listed shape's box (image frame, ``extra["shapes"]``) in the reasoner ``frame``."""
+    from segzero.answer import ObjectPrompt
+    from segzero.frames import to_reasoner_frame
+
+    return to_reasoner_frame(ObjectPrompt(box=tuple(shape["box"])), (sample.width, sample.height), frame).box
+
+
+#: One listed shape in a :func:`scene_thinking` text: size, colour and kind words, then its box.
+_LISTED = re.compile(r"(\w+) (\w+) (\w+) \[(\d+),(\d+),(\d+),(\d+)\]")
+#: The words of a shape name, in order (``"small blue ellipse"``).
+NAME_PARTS = ("size", "colour", "kind")
+
+
+def listing_accuracy(completions: Sequence[str], samples: Sequence[Any], frame: int) -> dict[str, float]:
+    """How well completions' scene listings (:func:`scene_thinking`'s form) name the shapes they box.
+
+    Each shape listed before "the request means" is matched to the scene shape whose box (reasoner
+    frame) it overlaps most; with box IoU >= 0.5 it counts as matched and its size, colour and kind words
+    are compared with that shape's name.
+
+    Returns:
+        ``shapes`` (scene shapes in all), ``listed`` (listed shapes parsed), ``matched``, and for each of
+        :data:`NAME_PARTS` the share of matched shapes named right (0.0 when none matched).
+    """
+    from segzero.geometry import box_iou
+
+    if len(completions) != len(samples):
+        raise ValueError(f"{len(completions)} completions for {len(samples)} samples")
+    counts = dict.fromkeys(("shapes", "listed", "matched", *NAME_PARTS), 0)
+    for completion, sample in zip(completions, samples):
+        truth = [
+            (shape["name"].split(), _frame_box(sample, shape, frame)) for shape in sample.extra["shapes"]
+        ]
+        counts["shapes"] += len(truth)
+        for item in _LISTED.finditer(completion.split("the request means")[0]):
+            counts["listed"] += 1
+            words, box = item.groups()[:3], tuple(int(v) for v in item.groups()[3:])
+            name, best = max(truth, key=lambda t: box_iou(box, t[1]))
+            if box_iou(box, best) < 0.5:
+                continue
+            counts["matched"] += 1
+            for part, said, true in zip(NAME_PARTS, words, name):
+                counts[part] += said == true
+    matched = counts["matched"]
+    return {**counts, **{part: counts[part] / matched if matched else 0.0 for part in NAME_PARTS}}
 
 
 def reasoner_examples(samples: Sequence[Any], frame: int, thinking: str = "scene") -> list[ReasonerExample]:
