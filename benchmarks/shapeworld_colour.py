@@ -32,6 +32,7 @@ def shape_tokens(reasoner, samples) -> tuple[np.ndarray, np.ndarray]:
     import torch
 
     from segzero.reasoner import reasoner_image
+    from segzero.shapeworld.train_models import frame_box
 
     merged = (
         reasoner.model.config.vision_config.spatial_merge_size
@@ -46,11 +47,10 @@ def shape_tokens(reasoner, samples) -> tuple[np.ndarray, np.ndarray]:
         with torch.inference_mode():
             out = reasoner.model.model.visual(inputs["pixel_values"], grid_thw=inputs["image_grid_thw"])
         tokens = getattr(out, "pooler_output", out)  # (grid * grid, hidden), row-major
-        scale = reasoner.frame / sample.width
         for shape in sample.extra["shapes"]:
-            x1, y1, x2, y2 = shape["box"]
-            col = min(int((x1 + x2) / 2 * scale // merged), grid - 1)
-            row = min(int((y1 + y2) / 2 * scale // merged), grid - 1)
+            x1, y1, x2, y2 = frame_box(sample, shape, reasoner.frame)
+            col = min(int((x1 + x2) / 2 // merged), grid - 1)
+            row = min(int((y1 + y2) / 2 // merged), grid - 1)
             features.append(tokens[row * grid + col].float().numpy())
             colours.append(COLOURS.index(shape["name"].split()[1]))
     return np.array(features), np.array(colours)
@@ -81,7 +81,7 @@ def main() -> None:
     from segzero.hub import read_model_meta
     from segzero.reasoner import Reasoner
     from segzero.shapeworld.generator import make_split
-    from segzero.shapeworld.train_models import MAX_COMPLETION_TOKENS, listing_accuracy
+    from segzero.shapeworld.train_models import generate_answers, listing_accuracy
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("reasoners", nargs="+", help="reasoner folders (with segzero.json)")
@@ -94,13 +94,9 @@ def main() -> None:
     for folder in args.reasoners:
         frame = read_model_meta(folder)["reasoner_frame"]
         reasoner = Reasoner.from_pretrained(folder, device="cpu", dtype="float32", frame=frame)
-        completions = []
-        for start in range(0, len(listing_samples), 32):
-            chunk = listing_samples[start : start + 32]
-            completions += reasoner.generate(
-                [s.image for s in chunk], [s.request for s in chunk], max_new_tokens=MAX_COMPLETION_TOKENS
-            )
-        listing = listing_accuracy(completions, listing_samples, reasoner.frame)
+        listing = listing_accuracy(
+            generate_answers(reasoner, listing_samples), listing_samples, reasoner.frame
+        )
         probe = linear_probe(*shape_tokens(reasoner, probe_samples))
         print(json.dumps({"reasoner": folder, "listing": listing, "vision_colour_probe": probe}), flush=True)
 

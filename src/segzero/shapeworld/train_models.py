@@ -474,6 +474,8 @@ class ReasonerExample:
 
 #: What a warm-up example's ``<think>`` holds (:func:`reasoner_examples`).
 THINKING = ("scene", "explanation", "none")
+#: Words that end a :func:`scene_thinking` listing and introduce the shape the request means.
+MEANS = "the request means"
 
 
 def scene_thinking(sample: Any, frame: int) -> str:
@@ -494,16 +496,17 @@ def scene_thinking(sample: Any, frame: int) -> str:
         raise InputError(f"sample {sample.id} has no shape listing (extra['shapes'] / ['targets'])")
 
     def named(shape: dict[str, Any]) -> str:
-        return f"{shape['name']} [{','.join(map(str, _frame_box(sample, shape, frame)))}]"
+        return f"{shape['name']} [{','.join(map(str, frame_box(sample, shape, frame)))}]"
 
     left_to_right = sorted(range(len(shapes)), key=lambda i: shapes[i]["box"][0] + shapes[i]["box"][2])
     listing = "; ".join(named(shapes[i]) for i in left_to_right)
     meant = " and the ".join(named(shapes[i]) for i in sorted(targets, key=left_to_right.index))
-    return f"<think> {listing}. the request means the {meant}. </think>"
+    return f"<think> {listing}. {MEANS} the {meant}. </think>"
 
 
-def _frame_box(sample: Any, shape: dict[str, Any], frame: int) -> tuple[int, ...]:
-    """A listed shape's box (image frame, ``extra["shapes"]``) in the reasoner ``frame``."""
+def frame_box(sample: Any, shape: dict[str, Any], frame: int) -> tuple[int, ...]:
+    """A shape's box (one of ``sample.extra["shapes"]``, image frame) in the reasoner ``frame``, mapped as
+    ground truth is (:func:`segzero.frames.to_reasoner_frame`)."""
     from segzero.answer import ObjectPrompt
     from segzero.frames import to_reasoner_frame
 
@@ -519,7 +522,7 @@ NAME_PARTS = ("size", "colour", "kind")
 def listing_accuracy(completions: Sequence[str], samples: Sequence[Any], frame: int) -> dict[str, float]:
     """How well completions' scene listings (:func:`scene_thinking`'s form) name the shapes they box.
 
-    Each shape listed before "the request means" is matched to the scene shape whose box (reasoner
+    Each shape listed before :data:`MEANS` is matched to the scene shape whose box (reasoner
     frame) it overlaps most; with box IoU >= 0.5 it counts as matched and its size, colour and kind words
     are compared with that shape's name.
 
@@ -533,11 +536,9 @@ def listing_accuracy(completions: Sequence[str], samples: Sequence[Any], frame: 
         raise ValueError(f"{len(completions)} completions for {len(samples)} samples")
     counts = dict.fromkeys(("shapes", "listed", "matched", *NAME_PARTS), 0)
     for completion, sample in zip(completions, samples):
-        truth = [
-            (shape["name"].split(), _frame_box(sample, shape, frame)) for shape in sample.extra["shapes"]
-        ]
+        truth = [(shape["name"].split(), frame_box(sample, shape, frame)) for shape in sample.extra["shapes"]]
         counts["shapes"] += len(truth)
-        for item in _LISTED.finditer(completion.split("the request means")[0]):
+        for item in _LISTED.finditer(completion.split(MEANS)[0]):
             counts["listed"] += 1
             words, box = item.groups()[:3], tuple(int(v) for v in item.groups()[3:])
             name, best = max(truth, key=lambda t: box_iou(box, t[1]))
@@ -840,18 +841,32 @@ def evaluate_reasoner(
     import torch
 
     repeated = [ex for ex in examples for _ in range(samples_per_prompt if sample else 1)]
-    completions: list[str] = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for start in range(0, len(repeated), batch_size):
-            chunk = repeated[start : start + batch_size]
-            completions += reasoner.generate(
-                [ex.image for ex in chunk],
-                [ex.request for ex in chunk],
-                max_new_tokens=max_new_tokens,
-                do_sample=sample,
-            )
+        completions = generate_answers(reasoner, repeated, batch_size, max_new_tokens, do_sample=sample)
     return score_completions(completions, repeated)
+
+
+def generate_answers(
+    reasoner: Any,
+    items: Sequence[Any],
+    batch_size: int = 32,
+    max_new_tokens: int = MAX_COMPLETION_TOKENS,
+    *,
+    do_sample: bool = False,
+) -> list[str]:
+    """The reasoner's completions for items with ``.image`` and ``.request`` (ShapeWorld samples or
+    :class:`ReasonerExample`), ``batch_size`` per ``generate`` call, in order."""
+    completions: list[str] = []
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        completions += reasoner.generate(
+            [item.image for item in chunk],
+            [item.request for item in chunk],
+            max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
+        )
+    return completions
 
 
 #: Where :func:`answer_image_dependence` reads the reasoner's next-token distribution: before the
