@@ -107,8 +107,9 @@ def main() -> None:
     parser.add_argument("--n-eval", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
-        "--freeze-vision", action="store_true", help="keep the vision tower at its random initial weights"
-    )
+        "--vision-lr-scale", type=float, default=1.0,
+        help="the vision tower's learning rate as a share of --lr; 0 keeps it at its random initial weights",
+    )  # fmt: skip
     args = parser.parse_args()
 
     build = dataclasses.replace(tm.ShapeWorldTrainConfig().reasoner, frame=args.frame)
@@ -138,7 +139,7 @@ def main() -> None:
 
     config = tm.SFTLoopConfig(
         steps=args.steps, lr=args.lr, threads=args.threads, eval_every=args.eval_every, eval_samples=held_out,
-        evaluate=evaluate, freeze_vision=args.freeze_vision,
+        evaluate=evaluate, vision_lr_scale=args.vision_lr_scale,
     )  # fmt: skip
     result = tm.sft_loop(start, train, args.out / "final", config)
     reasoner = Reasoner.from_pretrained(
@@ -156,7 +157,7 @@ def main() -> None:
         "rope_theta": build.rope_theta,
         "mrope_section": build.mrope_section,
         "samples": args.samples,
-        "freeze_vision": args.freeze_vision,
+        "vision_lr_scale": args.vision_lr_scale,
         "n_shapes": args.n_shapes if args.task in ("referring", "scene") else "1,1",
         "steps": result["steps"],
         "seconds": round(result["seconds"], 1),

@@ -56,6 +56,14 @@ def train_models(
     grpo_steps: Annotated[
         int | None, typer.Option(help="GRPO steps (default: the recipe's max_steps).")
     ] = None,
+    vision_lr_scale: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Warm-up learning rate of the reasoner's vision tower, as a share of the rest's "
+            "(0 keeps it fixed; default: the shipped models').",
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda, for the segmenter and the warm-up.")] = "cpu",
 ) -> None:
     """Reproduce the shipped ShapeWorld models: generate data, train SAM2, warm up the reasoner, then GRPO
@@ -75,6 +83,8 @@ def train_models(
         config.segmenter.steps = segmenter_steps
     if warmup_steps is not None:
         config.warmup.steps = warmup_steps
+    if vision_lr_scale is not None:
+        config.warmup.vision_lr_scale = vision_lr_scale
     if grpo_steps is not None:
         config.grpo_overrides.append(f"max_steps={grpo_steps}")
     if device != "cpu":

@@ -649,8 +649,9 @@ class SFTLoopConfig:
     threads: int = 2
     device: str = "cpu"
     max_seconds: float | None = None
-    #: Keep the vision tower (``model.visual``) at its starting weights; train the rest.
-    freeze_vision: bool = False
+    #: The vision tower's (``model.visual``) learning rate as a share of ``lr``; 0 keeps it at its
+    #: starting weights (no gradient through it at all).
+    vision_lr_scale: float = 1.0
     eval_every: int = 0
     eval_samples: Sequence[Any] = field(default_factory=list)
     #: ``(reasoner, eval_samples) -> metrics`` run every ``eval_every`` steps (default: :func:`evaluate_reasoner`).
@@ -737,19 +738,30 @@ def sft_loop(
     from segzero.reasoner import Reasoner
 
     config = config or SFTLoopConfig()
+    if config.vision_lr_scale < 0:
+        raise ValueError(f"vision_lr_scale must be >= 0, got {config.vision_lr_scale}")
     torch.set_num_threads(config.threads)
     frame = read_model_meta(reasoner_dir)["reasoner_frame"]
     if frame is None:
         raise FileNotFoundError(f"{reasoner_dir} has no segzero.json saying its frame")
     reasoner = Reasoner.from_pretrained(str(reasoner_dir), device=config.device, dtype="float32", frame=frame)
     model = reasoner.model
-    if config.freeze_vision:
-        model.model.visual.requires_grad_(False)
-    trained = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in trained if p.ndim > 1]
-    no_decay = [p for p in trained if p.ndim <= 1]
+    vision = model.model.visual
+    if config.vision_lr_scale == 0:
+        vision.requires_grad_(False)
+    in_vision = {id(p) for p in vision.parameters()}
+    groups = []  # (parameters, weight decay, share of lr)
+    for scale, params in (
+        (1.0, [p for p in model.parameters() if id(p) not in in_vision]),
+        (config.vision_lr_scale, list(vision.parameters())),
+    ):
+        trained = [p for p in params if p.requires_grad]
+        groups += [
+            ([p for p in trained if p.ndim > 1], config.weight_decay, scale),
+            ([p for p in trained if p.ndim <= 1], 0.0, scale),
+        ]
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        [{"params": ps, "weight_decay": wd, "lr_scale": scale} for ps, wd, scale in groups if ps],
         lr=config.lr,
         betas=(0.9, 0.98),
     )
@@ -769,7 +781,7 @@ def sft_loop(
             else (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
         )
         for group in optimizer.param_groups:
-            group["lr"] = config.lr * scale
+            group["lr"] = config.lr * scale * group["lr_scale"]
         if len(order) < config.batch_size:
             epoch = list(range(len(examples)))
             rng.shuffle(epoch)

@@ -1,0 +1,59 @@
+"""`segzero shapeworld train-models`: the command that reproduces the shipped ShapeWorld models, run end
+to end at a few steps per stage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from segzero.cli import shapeworld as _shapeworld  # noqa: F401  (registers the shapeworld commands)
+from segzero.cli.app import app
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "shapeworld_grpo.yaml"
+
+
+def train_models(*args: str):
+    return CliRunner().invoke(app, ["shapeworld", "train-models", *args])
+
+
+def test_train_models_runs_every_reasoner_stage_and_keeps_a_fixed_vision_tower_fixed(tmp_path):
+    pytest.importorskip("trl")
+    import torch
+    from safetensors.torch import load_file
+
+    from segzero.hub import read_model_meta
+
+    result = train_models(
+        "--out", str(tmp_path), "--stages", "reasoner", "--recipe", str(RECIPE),
+        "--warmup-steps", "2", "--grpo-steps", "1", "--vision-lr-scale", "0",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    timings = json.loads((tmp_path / "timings.json").read_text())
+    assert list(timings) == ["reasoner-build", "warmup-sft", "grpo-data", "grpo"]
+    assert "Stage times" in result.output
+
+    init = load_file(tmp_path / "reasoner-init" / "model.safetensors")
+    warm = load_file(tmp_path / "reasoner-warmup" / "model.safetensors")
+    assert all(torch.equal(init[k], warm[k]) for k in init if "visual" in k)
+    assert any(not torch.equal(init[k], warm[k]) for k in init if "visual" not in k)
+    final = tmp_path / "reasoner"
+    assert read_model_meta(final)["reasoner_frame"] == 112
+    assert (final / "model.safetensors").is_file() and not (final / "training_args.bin").exists()
+
+
+def test_train_models_names_an_unknown_stage(tmp_path):
+    result = train_models("--out", str(tmp_path), "--stages", "reasoner,sam3")
+    from segzero.errors import InputError
+
+    assert isinstance(result.exception, InputError)
+    assert "sam3" in str(result.exception) and "segmenter, reasoner" in str(result.exception)
+    assert not any(tmp_path.iterdir())
+
+
+def test_train_models_rejects_a_negative_vision_learning_rate(tmp_path):
+    result = train_models("--out", str(tmp_path), "--vision-lr-scale", "-0.5")
+    assert result.exit_code != 0
+    assert "vision-lr-scale" in result.output
