@@ -285,7 +285,7 @@ def test_warmup_sft_scales_or_fixes_the_vision_towers_learning_rate(tiny_models,
     examples = reasoner_examples(list(make_split("train", 2, "referring")), tiny_models.frame)
     before = load_file(start / "model.safetensors")
 
-    def largest_step(scale: float) -> dict[str, float]:  # per part: the largest relative weight change
+    def largest_step(scale: float) -> dict[str, float]:  # per part: the largest absolute weight change
         config = SFTLoopConfig(steps=1, batch_size=2, lr=1e-3, warmup=1, vision_lr_scale=scale)
         sft_loop(start, examples, tmp_path / f"out{scale}", config, log=lambda _: None)
         after = load_file(tmp_path / f"out{scale}" / "model.safetensors")

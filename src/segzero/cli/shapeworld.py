@@ -152,6 +152,5 @@ def export(
     kept = save_prepared(usable, out, frame=frame)
     typer.echo(f"wrote {kept} samples of split {split} to {out} (prepared, frame {frame})")
     if skipped:
-        typer.echo(
-            f"skipped {len(skipped)} samples whose mask gives no box and points: {', '.join(s.id for s in skipped[:10])}"
-        )
+        ids = ", ".join(s.id for s in skipped[:10])
+        typer.echo(f"skipped {len(skipped)} samples whose mask gives no box and points: {ids}")

@@ -177,8 +177,9 @@ class IoUAccumulator:
         Keys: ``n``, ``giou`` (mean per-sample IoU), ``ciou`` (sum of intersections / sum of
         unions; 1.0 when every union is 0), ``intersection`` and ``union`` (exact sums),
         ``hit_rate`` (share of samples whose mask IoU is at least :data:`HIT_IOU`, referring
-        segmentation's Prec@0.5), ``box_accuracy`` over the ``box_n`` samples with a verdict, ``parse_failures``,
-        ``parse_failure_rate``, ``errors`` (samples the pipeline failed on, not parse failures).
+        segmentation's Prec@0.5), ``box_accuracy`` over the ``box_n`` samples with a verdict,
+        ``parse_failures``, ``parse_failure_rate``, ``errors`` (samples the pipeline failed on, not
+        parse failures).
         """
         n = len(self._ious)
         return {

@@ -124,7 +124,8 @@ EVAL_HEADER = f"{'family':<10} {'gIoU':>6} {'cIoU':>6} {'IoU>=0.5':>9} {'unparse
 
 def eval_row(family: str, m: dict[str, Any]) -> str:
     """One row of the evaluation table: gIoU, cIoU, share of masks with IoU >= 0.5, unparsed answers."""
-    return f"{family:<10} {m['giou']:>6.3f} {m['ciou']:>6.3f} {m['hit_rate']:>9.0%} {m['parse_failures']:>5d}/{m['n']}"
+    unparsed = f"{m['parse_failures']:>5d}/{m['n']}"
+    return f"{family:<10} {m['giou']:>6.3f} {m['ciou']:>6.3f} {m['hit_rate']:>9.0%} {unparsed}"
 
 
 def draw_demo(sample: Any, result: Any, path: str | Path, scale: int = OVERLAY_SCALE) -> Path:

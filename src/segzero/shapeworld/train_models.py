@@ -654,7 +654,8 @@ class SFTLoopConfig:
     vision_lr_scale: float = 1.0
     eval_every: int = 0
     eval_samples: Sequence[Any] = field(default_factory=list)
-    #: ``(reasoner, eval_samples) -> metrics`` run every ``eval_every`` steps (default: :func:`evaluate_reasoner`).
+    #: ``(reasoner, eval_samples) -> metrics`` run every ``eval_every`` steps
+    #: (default: :func:`evaluate_reasoner`).
     evaluate: Callable[[Any, Sequence[Any]], dict[str, float]] | None = None
 
 
