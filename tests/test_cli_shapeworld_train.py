@@ -53,7 +53,9 @@ def test_train_models_names_an_unknown_stage(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_train_models_rejects_a_negative_vision_learning_rate(tmp_path):
-    result = train_models("--out", str(tmp_path), "--vision-lr-scale", "-0.5")
+@pytest.mark.parametrize("option", ["--vision-lr-scale", "--vision-full-from"])
+def test_train_models_rejects_a_negative_vision_schedule(tmp_path, option):
+    result = train_models("--out", str(tmp_path), option, "-1")
     assert result.exit_code != 0
-    assert "vision-lr-scale" in result.output
+    assert option.lstrip("-") in result.output
+    assert not any(tmp_path.iterdir())

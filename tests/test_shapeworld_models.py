@@ -303,11 +303,42 @@ def test_warmup_sft_scales_or_fixes_the_vision_towers_learning_rate(tiny_models,
     assert scaled["visual"] == pytest.approx(vision_lr_scale * 1e-3, rel=0.05, abs=1e-9)
 
 
+def test_warmup_sft_trains_a_slow_tower_at_the_full_rate_from_the_given_step(tiny_models, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from segzero.hub import write_model_meta
+    from segzero.shapeworld.generator import make_split
+    from segzero.shapeworld.train_models import SFTLoopConfig, reasoner_examples, sft_loop
+
+    start = shutil.copytree(tiny_models.reasoner, tmp_path / "start")
+    write_model_meta(start, frame=tiny_models.frame, prompt="seg_zero")
+    examples = reasoner_examples(list(make_split("train", 2, "referring")), tiny_models.frame)
+    before = load_file(start / "model.safetensors")
+
+    def tower_step(steps: int, full_from: int | None) -> float:  # the tower's largest weight change
+        config = SFTLoopConfig(
+            steps=steps, batch_size=2, lr=1e-3, warmup=1, vision_lr_scale=0.0, vision_full_from=full_from
+        )
+        out = tmp_path / f"out{steps}-{full_from}"
+        sft_loop(start, examples, out, config, log=lambda _: None)
+        after = load_file(out / "model.safetensors")
+        return max(float((after[k] - before[k]).abs().max()) for k in before if "visual" in k)
+
+    # Fixed before the step, trained at the full rate (Adam: about lr per step) from it on.
+    assert tower_step(2, None) == 0.0
+    assert tower_step(2, 2) == 0.0
+    assert tower_step(2, 1) == pytest.approx(1e-3, rel=0.2)
+
+
 def test_warmup_sft_rejects_a_negative_vision_learning_rate(tiny_models, tmp_path):
     from segzero.shapeworld.train_models import SFTLoopConfig, sft_loop
 
     with pytest.raises(ValueError, match="vision_lr_scale"):
         sft_loop(tiny_models.reasoner, [], tmp_path / "out", SFTLoopConfig(vision_lr_scale=-1))
+    with pytest.raises(ValueError, match="vision_full_from"):
+        sft_loop(tiny_models.reasoner, [], tmp_path / "out", SFTLoopConfig(vision_full_from=-1))
 
 
 def _first_loss(reasoner_dir, examples, frame: int) -> float:

@@ -64,6 +64,14 @@ def train_models(
             "(0 keeps it fixed; default: the shipped models').",
         ),
     ] = None,
+    vision_full_from: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Warm-up step from which the vision tower trains at the full rate (--vision-lr-scale "
+            "before it; default: the shipped models').",
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda, for the segmenter and the warm-up.")] = "cpu",
 ) -> None:
     """Reproduce the shipped ShapeWorld models: generate data, train SAM2, warm up the reasoner, then GRPO
@@ -85,6 +93,8 @@ def train_models(
         config.warmup.steps = warmup_steps
     if vision_lr_scale is not None:
         config.warmup.vision_lr_scale = vision_lr_scale
+    if vision_full_from is not None:
+        config.warmup.vision_full_from = vision_full_from
     if grpo_steps is not None:
         config.grpo_overrides.append(f"max_steps={grpo_steps}")
     if device != "cpu":

@@ -652,6 +652,9 @@ class SFTLoopConfig:
     #: The vision tower's (``model.visual``) learning rate as a share of ``lr``; 0 keeps it at its
     #: starting weights (no gradient through it at all).
     vision_lr_scale: float = 1.0
+    #: The step from which the tower trains at the full rate (``vision_lr_scale`` only before it);
+    #: ``None`` keeps ``vision_lr_scale`` throughout.
+    vision_full_from: int | None = None
     eval_every: int = 0
     eval_samples: Sequence[Any] = field(default_factory=list)
     #: ``(reasoner, eval_samples) -> metrics`` run every ``eval_every`` steps
@@ -741,6 +744,8 @@ def sft_loop(
     config = config or SFTLoopConfig()
     if config.vision_lr_scale < 0:
         raise ValueError(f"vision_lr_scale must be >= 0, got {config.vision_lr_scale}")
+    if config.vision_full_from is not None and config.vision_full_from < 0:
+        raise ValueError(f"vision_full_from must be >= 0, got {config.vision_full_from}")
     torch.set_num_threads(config.threads)
     frame = read_model_meta(reasoner_dir)["reasoner_frame"]
     if frame is None:
@@ -748,21 +753,25 @@ def sft_loop(
     reasoner = Reasoner.from_pretrained(str(reasoner_dir), device=config.device, dtype="float32", frame=frame)
     model = reasoner.model
     vision = model.model.visual
-    if config.vision_lr_scale == 0:
+    if config.vision_lr_scale == 0 and config.vision_full_from is None:
         vision.requires_grad_(False)
     in_vision = {id(p) for p in vision.parameters()}
-    groups = []  # (parameters, weight decay, share of lr)
-    for scale, params in (
-        (1.0, [p for p in model.parameters() if id(p) not in in_vision]),
-        (config.vision_lr_scale, list(vision.parameters())),
+    groups = []  # (parameters, weight decay, share of lr, in the tower)
+    for scale, in_tower, params in (
+        (1.0, False, [p for p in model.parameters() if id(p) not in in_vision]),
+        (config.vision_lr_scale, True, list(vision.parameters())),
     ):
         trained = [p for p in params if p.requires_grad]
         groups += [
-            ([p for p in trained if p.ndim > 1], config.weight_decay, scale),
-            ([p for p in trained if p.ndim <= 1], 0.0, scale),
+            ([p for p in trained if p.ndim > 1], config.weight_decay, scale, in_tower),
+            ([p for p in trained if p.ndim <= 1], 0.0, scale, in_tower),
         ]
     optimizer = torch.optim.AdamW(
-        [{"params": ps, "weight_decay": wd, "lr_scale": scale} for ps, wd, scale in groups if ps],
+        [
+            {"params": ps, "weight_decay": wd, "lr_scale": scale, "tower": in_tower}
+            for ps, wd, scale, in_tower in groups
+            if ps
+        ],
         lr=config.lr,
         betas=(0.9, 0.98),
     )
@@ -781,8 +790,10 @@ def sft_loop(
             if step < config.warmup
             else (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
         )
+        tower_full = config.vision_full_from is not None and step >= config.vision_full_from
         for group in optimizer.param_groups:
-            group["lr"] = config.lr * scale * group["lr_scale"]
+            share = 1.0 if group["tower"] and tower_full else group["lr_scale"]
+            group["lr"] = config.lr * scale * share
         if len(order) < config.batch_size:
             epoch = list(range(len(examples)))
             rng.shuffle(epoch)
