@@ -757,22 +757,18 @@ def sft_loop(
     if config.vision_lr_scale == 0 and not tower_speeds_up:
         vision.requires_grad_(False)
     in_vision = {id(p) for p in vision.parameters()}
-    groups = []  # (parameters, weight decay, share of lr, in the tower)
-    for scale, in_tower, params in (
-        (1.0, False, [p for p in model.parameters() if id(p) not in in_vision]),
-        (config.vision_lr_scale, True, list(vision.parameters())),
+    groups = []  # (parameters, weight decay, in the tower)
+    for in_tower, params in (
+        (False, [p for p in model.parameters() if id(p) not in in_vision]),
+        (True, list(vision.parameters())),
     ):
         trained = [p for p in params if p.requires_grad]
         groups += [
-            ([p for p in trained if p.ndim > 1], config.weight_decay, scale, in_tower),
-            ([p for p in trained if p.ndim <= 1], 0.0, scale, in_tower),
+            ([p for p in trained if p.ndim > 1], config.weight_decay, in_tower),
+            ([p for p in trained if p.ndim <= 1], 0.0, in_tower),
         ]
     optimizer = torch.optim.AdamW(
-        [
-            {"params": ps, "weight_decay": wd, "lr_scale": scale, "tower": in_tower}
-            for ps, wd, scale, in_tower in groups
-            if ps
-        ],
+        [{"params": ps, "weight_decay": wd, "tower": in_tower} for ps, wd, in_tower in groups if ps],
         lr=config.lr,
         betas=(0.9, 0.98),
     )
@@ -792,9 +788,9 @@ def sft_loop(
             else (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
         )
         tower_full = config.vision_full_from is not None and step >= config.vision_full_from
+        tower_share = 1.0 if tower_full else config.vision_lr_scale
         for group in optimizer.param_groups:
-            share = 1.0 if group["tower"] and tower_full else group["lr_scale"]
-            group["lr"] = config.lr * scale * share
+            group["lr"] = config.lr * scale * (tower_share if group["tower"] else 1.0)
         if len(order) < config.batch_size:
             epoch = list(range(len(examples)))
             rng.shuffle(epoch)
