@@ -34,6 +34,10 @@ def test_train_models_runs_every_reasoner_stage_and_keeps_a_fixed_vision_tower_f
     timings = json.loads((tmp_path / "timings.json").read_text())
     assert list(timings) == ["reasoner-build", "warmup-sft", "grpo-data", "grpo"]
     assert "Stage times" in result.output
+    from datasets import load_from_disk
+
+    # One step of 64 completions, 8 per request, reads 8 requests: the data hold those, each once.
+    assert len(load_from_disk(str(tmp_path / "data" / "grpo"))) == 8
 
     init = load_file(tmp_path / "reasoner-init" / "model.safetensors")
     warm = load_file(tmp_path / "reasoner-warmup" / "model.safetensors")
@@ -59,3 +63,15 @@ def test_train_models_rejects_a_negative_vision_schedule(tmp_path, option):
     assert result.exit_code != 0
     assert option.lstrip("-") in result.output
     assert not any(tmp_path.iterdir())
+
+
+def test_grpo_data_are_sized_to_what_the_recipes_steps_read(tmp_path):
+    from segzero.errors import InputError
+    from segzero.shapeworld.train_models import grpo_requests_read
+
+    assert grpo_requests_read(RECIPE) == 20 * 64 // 8
+    assert grpo_requests_read(RECIPE, ["max_steps=50", "gradient_accumulation_steps=2"]) == 50 * 128 // 8
+    broken = tmp_path / "no_steps.yaml"
+    broken.write_text("num_generations: 8\nper_device_train_batch_size: 64\n")
+    with pytest.raises(InputError, match="max_steps"):
+        grpo_requests_read(broken)

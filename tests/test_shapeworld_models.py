@@ -270,33 +270,45 @@ def test_warmup_sft_lowers_the_loss_and_saves_a_loadable_reasoner(tiny_models, t
     Reasoner.from_pretrained(str(tmp_path / "out"), device="cpu", frame=tiny_models.frame)
 
 
-@pytest.mark.parametrize("vision_lr_scale", [0.0, 0.1])
-def test_warmup_sft_scales_or_fixes_the_vision_towers_learning_rate(tiny_models, tmp_path, vision_lr_scale):
+def _largest_weight_steps(tiny_models, tmp_path):
+    """A function of an ``SFTLoopConfig`` giving, per part ("visual", "language"), the largest absolute
+    weight change ``sft_loop`` makes from the tiny reasoner on two referring samples."""
     import shutil
 
     from safetensors.torch import load_file
 
     from segzero.hub import write_model_meta
     from segzero.shapeworld.generator import make_split
-    from segzero.shapeworld.train_models import SFTLoopConfig, reasoner_examples, sft_loop
+    from segzero.shapeworld.train_models import reasoner_examples, sft_loop
 
     start = shutil.copytree(tiny_models.reasoner, tmp_path / "start")
     write_model_meta(start, frame=tiny_models.frame, prompt="seg_zero")
     examples = reasoner_examples(list(make_split("train", 2, "referring")), tiny_models.frame)
     before = load_file(start / "model.safetensors")
+    runs = iter(range(1_000))
 
-    def largest_step(scale: float) -> dict[str, float]:  # per part: the largest absolute weight change
-        config = SFTLoopConfig(steps=1, batch_size=2, lr=1e-3, warmup=1, vision_lr_scale=scale)
-        sft_loop(start, examples, tmp_path / f"out{scale}", config, log=lambda _: None)
-        after = load_file(tmp_path / f"out{scale}" / "model.safetensors")
+    def largest_steps(config) -> dict[str, float]:
+        out = tmp_path / f"out{next(runs)}"
+        sft_loop(start, examples, out, config, log=lambda _: None)
+        after = load_file(out / "model.safetensors")
         steps = {"visual": 0.0, "language": 0.0}
         for k in before:
             part = "visual" if "visual" in k else "language"
-            change = float((after[k] - before[k]).abs().max())
-            steps[part] = max(steps[part], change)
+            steps[part] = max(steps[part], float((after[k] - before[k]).abs().max()))
         return steps
 
-    full, scaled = largest_step(1.0), largest_step(vision_lr_scale)
+    return largest_steps
+
+
+@pytest.mark.parametrize("vision_lr_scale", [0.0, 0.1])
+def test_warmup_sft_scales_or_fixes_the_vision_towers_learning_rate(tiny_models, tmp_path, vision_lr_scale):
+    from segzero.shapeworld.train_models import SFTLoopConfig
+
+    largest_steps = _largest_weight_steps(tiny_models, tmp_path)
+    config = SFTLoopConfig(steps=1, batch_size=2, lr=1e-3, warmup=1)
+    full = largest_steps(config)
+    config.vision_lr_scale = vision_lr_scale
+    scaled = largest_steps(config)
     # Adam's first step moves every weight by about lr, whatever its gradient: a clean read of the rate.
     assert scaled["language"] == pytest.approx(full["language"], rel=1e-3)
     assert full["visual"] == pytest.approx(1e-3, rel=0.05)
@@ -304,27 +316,15 @@ def test_warmup_sft_scales_or_fixes_the_vision_towers_learning_rate(tiny_models,
 
 
 def test_warmup_sft_trains_a_slow_tower_at_the_full_rate_from_the_given_step(tiny_models, tmp_path):
-    import shutil
+    from segzero.shapeworld.train_models import SFTLoopConfig
 
-    from safetensors.torch import load_file
+    largest_steps = _largest_weight_steps(tiny_models, tmp_path)
 
-    from segzero.hub import write_model_meta
-    from segzero.shapeworld.generator import make_split
-    from segzero.shapeworld.train_models import SFTLoopConfig, reasoner_examples, sft_loop
-
-    start = shutil.copytree(tiny_models.reasoner, tmp_path / "start")
-    write_model_meta(start, frame=tiny_models.frame, prompt="seg_zero")
-    examples = reasoner_examples(list(make_split("train", 2, "referring")), tiny_models.frame)
-    before = load_file(start / "model.safetensors")
-
-    def tower_step(steps: int, full_from: int | None) -> float:  # the tower's largest weight change
+    def tower_step(steps: int, full_from: int | None) -> float:
         config = SFTLoopConfig(
             steps=steps, batch_size=2, lr=1e-3, warmup=1, vision_lr_scale=0.0, vision_full_from=full_from
         )
-        out = tmp_path / f"out{steps}-{full_from}"
-        sft_loop(start, examples, out, config, log=lambda _: None)
-        after = load_file(out / "model.safetensors")
-        return max(float((after[k] - before[k]).abs().max()) for k in before if "visual" in k)
+        return largest_steps(config)["visual"]
 
     # Fixed before the step, trained at the full rate (Adam: about lr per step) from it on.
     assert tower_step(2, None) == 0.0

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from segzero.errors import InputError
 from segzero.geometry import mask_prompts
 from segzero.hub import read_model_meta, write_model_meta
 from segzero.prompts import DEFAULT_PROMPT
@@ -979,7 +980,8 @@ class ShapeWorldTrainConfig:
         warmup: the supervised warm-up loop; ``warmup_samples`` referring training samples feed it, on
             scenes of ``warmup_n_shapes`` shapes (one-shape scenes teach *where* before *which*).
         grpo_recipe: the GRPO recipe run through ``segzero train grpo`` (the real training entry point).
-        grpo_samples: referring training samples in the GRPO prepared dataset (disjoint from the warm-up's).
+        grpo_samples: referring training samples in the GRPO prepared dataset (disjoint from the warm-up's);
+            ``None`` gives what the recipe's steps read, each once (:func:`grpo_requests_read`).
         grpo_overrides: extra ``key=value`` recipe overrides (e.g. ``max_steps=4`` for a quick run).
     """
 
@@ -1006,8 +1008,21 @@ class ShapeWorldTrainConfig:
     warmup_samples: int = 8000
     warmup_n_shapes: tuple[int, int] = (1, 4)
     grpo_recipe: str = "recipes/shapeworld_grpo.yaml"
-    grpo_samples: int = 160  # what the recipe's 20 steps x 8 prompts read, each once
+    grpo_samples: int | None = None
     grpo_overrides: list[str] = field(default_factory=list)
+
+
+def grpo_requests_read(recipe: str | Path, overrides: Sequence[str] = ()) -> int:
+    """How many requests a single-process GRPO run of ``recipe`` (with ``overrides``) reads:
+    ``max_steps`` x completions per step / ``num_generations``."""
+    from segzero.train.config import parse_overrides, read_recipe
+
+    values = {**read_recipe(recipe), **parse_overrides(overrides)}
+    try:
+        per_step = values["per_device_train_batch_size"] * values.get("gradient_accumulation_steps", 1)
+        return int(values["max_steps"]) * per_step // int(values["num_generations"])
+    except KeyError as exc:
+        raise InputError(f"The GRPO recipe {recipe} must set {exc.args[0]} to size its data.") from None
 
 
 #: Seed offset of the GRPO training samples inside the train split (the warm-up uses 0..).
@@ -1117,7 +1132,8 @@ def train_all(
                 out / "reasoner-init", examples, out / "reasoner-warmup", config.warmup, log=log
             ),
         )
-        stage("grpo-data", lambda: prepare_grpo_data(out / "data" / "grpo", config.grpo_samples, frame))
+        n_grpo = config.grpo_samples or grpo_requests_read(config.grpo_recipe, config.grpo_overrides)
+        stage("grpo-data", lambda: prepare_grpo_data(out / "data" / "grpo", n_grpo, frame))
         if (out / "grpo").exists():
             shutil.rmtree(out / "grpo")
         final = stage(
