@@ -1,11 +1,13 @@
-"""Does the ShapeWorld reasoner see colour? Two readouts per reasoner folder, on validation scenes.
+"""Does the ShapeWorld reasoner see colour and kind? Two readouts per reasoner folder, on validation scenes.
 
 * **Listing**: greedy answers to referring requests; each shape the thinking lists is matched to a
   scene shape by box (IoU >= 0.5) and its size, colour and kind words are checked
   (:func:`segzero.shapeworld.train_models.listing_accuracy`). Chance for colour is 1/6.
 * **Vision tower**: a linear probe (softmax regression, fit on three quarters of the shapes, scored
   on the rest) reads each shape's colour from the vision tower's output token that holds the shape's
-  centre. It shows whether colour survives the tower, whatever the language model makes of it.
+  centre. It shows whether colour survives the tower, whatever the language model makes of it. A
+  second probe reads each shape's kind (7 classes, chance 1/7) from the mean of the output tokens
+  its box covers.
 
     python benchmarks/shapeworld_colour.py src/segzero/shapeworld/models/reasoner-warmup OUT/reasoner-init
 
@@ -13,6 +15,8 @@
 
 Session 6, the shipped warm-up: listing size 1.00, colour 0.17, kind 0.58 (64 scenes); probe 0.50,
 against 0.92 for the same architecture at its random initial weights (240 scenes).
+Session 10, the shipped warm-up (120 probe scenes): colour probe 0.95, kind probe 0.17; its random
+initial weights read kind at 0.15, a frame-224 warm-up at 0.39 (docs/shapeworld.md).
 """
 
 from __future__ import annotations
@@ -22,13 +26,15 @@ import json
 
 import numpy as np
 
-from segzero.shapeworld.generator import PALETTE
+from segzero.shapeworld.generator import KINDS, PALETTE
 
 COLOURS = tuple(PALETTE)
+KIND_NAMES = tuple(sorted(KINDS))
 
 
-def shape_tokens(reasoner, samples) -> tuple[np.ndarray, np.ndarray]:
-    """(vision-tower output token at each shape's centre, the shape's colour index) over samples."""
+def shape_tokens(reasoner, samples) -> dict[str, np.ndarray]:
+    """Per scene shape over samples: ``centre`` (the vision-tower output token at its centre), ``box``
+    (the mean of the output tokens its box covers), and its ``colour`` and ``kind`` indices."""
     import torch
 
     from segzero.reasoner import reasoner_image
@@ -39,21 +45,25 @@ def shape_tokens(reasoner, samples) -> tuple[np.ndarray, np.ndarray]:
         * reasoner.model.config.vision_config.patch_size
     )
     grid = reasoner.frame // merged
-    features, colours = [], []
+    rows: dict[str, list] = {"centre": [], "box": [], "colour": [], "kind": []}
     for sample in samples:
         inputs = reasoner.processor.image_processor(
             images=[reasoner_image(sample.image, reasoner.frame)], return_tensors="pt"
         )
         with torch.inference_mode():
             out = reasoner.model.model.visual(inputs["pixel_values"], grid_thw=inputs["image_grid_thw"])
-        tokens = getattr(out, "pooler_output", out)  # (grid * grid, hidden), row-major
+        tokens = getattr(out, "pooler_output", out).reshape(grid, grid, -1)  # row-major token grid
         for shape in sample.extra["shapes"]:
             x1, y1, x2, y2 = frame_box(sample, shape, reasoner.frame)
-            col = min(int((x1 + x2) / 2 // merged), grid - 1)
-            row = min(int((y1 + y2) / 2 // merged), grid - 1)
-            features.append(tokens[row * grid + col].float().numpy())
-            colours.append(COLOURS.index(shape["name"].split()[1]))
-    return np.array(features), np.array(colours)
+            cols = [min(int(v // merged), grid - 1) for v in (x1, (x1 + x2) / 2, x2)]
+            rows_ = [min(int(v // merged), grid - 1) for v in (y1, (y1 + y2) / 2, y2)]
+            rows["centre"].append(tokens[rows_[1], cols[1]].float().numpy())
+            covered = tokens[rows_[0] : rows_[2] + 1, cols[0] : cols[2] + 1]
+            rows["box"].append(covered.float().mean(dim=(0, 1)).numpy())
+            _size, colour, kind = shape["name"].split()
+            rows["colour"].append(COLOURS.index(colour))
+            rows["kind"].append(KIND_NAMES.index(kind))
+    return {k: np.array(v) for k, v in rows.items()}
 
 
 def linear_probe(features: np.ndarray, labels: np.ndarray, fit_share: float = 0.75, seed: int = 0) -> float:
@@ -65,8 +75,9 @@ def linear_probe(features: np.ndarray, labels: np.ndarray, fit_share: float = 0.
     x = (x - x[:n].mean(0)) / (x[:n].std(0) + 1e-6)
     y = torch.tensor(labels)
     torch.manual_seed(seed)
-    weight = torch.zeros(x.shape[1], len(COLOURS), requires_grad=True)
-    bias = torch.zeros(len(COLOURS), requires_grad=True)
+    classes = int(labels.max()) + 1
+    weight = torch.zeros(x.shape[1], classes, requires_grad=True)
+    bias = torch.zeros(classes, requires_grad=True)
     optimizer = torch.optim.Adam([weight, bias], lr=0.05)
     for _ in range(500):
         optimizer.zero_grad()
@@ -97,8 +108,12 @@ def main() -> None:
         listing = listing_accuracy(
             generate_answers(reasoner, listing_samples), listing_samples, reasoner.frame
         )
-        probe = linear_probe(*shape_tokens(reasoner, probe_samples))
-        print(json.dumps({"reasoner": folder, "listing": listing, "vision_colour_probe": probe}), flush=True)
+        shapes = shape_tokens(reasoner, probe_samples)
+        probes = {
+            "vision_colour_probe": linear_probe(shapes["centre"], shapes["colour"]),
+            "vision_kind_probe": linear_probe(shapes["box"], shapes["kind"]),
+        }
+        print(json.dumps({"reasoner": folder, "listing": listing, **probes}), flush=True)
 
 
 if __name__ == "__main__":
