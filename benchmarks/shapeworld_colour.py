@@ -45,7 +45,7 @@ def shape_tokens(reasoner, samples) -> dict[str, np.ndarray]:
         * reasoner.model.config.vision_config.patch_size
     )
     grid = reasoner.frame // merged
-    rows: dict[str, list] = {"centre": [], "box": [], "colour": [], "kind": []}
+    found: dict[str, list] = {"centre": [], "box": [], "colour": [], "kind": []}
     for sample in samples:
         inputs = reasoner.processor.image_processor(
             images=[reasoner_image(sample.image, reasoner.frame)], return_tensors="pt"
@@ -56,14 +56,14 @@ def shape_tokens(reasoner, samples) -> dict[str, np.ndarray]:
         for shape in sample.extra["shapes"]:
             x1, y1, x2, y2 = frame_box(sample, shape, reasoner.frame)
             cols = [min(int(v // merged), grid - 1) for v in (x1, (x1 + x2) / 2, x2)]
-            rows_ = [min(int(v // merged), grid - 1) for v in (y1, (y1 + y2) / 2, y2)]
-            rows["centre"].append(tokens[rows_[1], cols[1]].float().numpy())
-            covered = tokens[rows_[0] : rows_[2] + 1, cols[0] : cols[2] + 1]
-            rows["box"].append(covered.float().mean(dim=(0, 1)).numpy())
+            rows = [min(int(v // merged), grid - 1) for v in (y1, (y1 + y2) / 2, y2)]
+            found["centre"].append(tokens[rows[1], cols[1]].float().numpy())
+            covered = tokens[rows[0] : rows[2] + 1, cols[0] : cols[2] + 1]
+            found["box"].append(covered.float().mean(dim=(0, 1)).numpy())
             _size, colour, kind = shape["name"].split()
-            rows["colour"].append(COLOURS.index(colour))
-            rows["kind"].append(KIND_NAMES.index(kind))
-    return {k: np.array(v) for k, v in rows.items()}
+            found["colour"].append(COLOURS.index(colour))
+            found["kind"].append(KIND_NAMES.index(kind))
+    return {k: np.array(v) for k, v in found.items()}
 
 
 def linear_probe(features: np.ndarray, labels: np.ndarray, fit_share: float = 0.75, seed: int = 0) -> float:

@@ -9,12 +9,12 @@ validation scenes, before and after.
 Not met by the shipped models, so marked as an expected failure (strict: it fails the suite the day it
 passes, so that the mark is removed). From the shipped warm-up (vision tower slow, then at the full
 rate): 2.250 -> 2.172 after 8 steps (recipe rate 1e-5, and 2e-5 alike). From the earlier full-rate
-warm-up, greedy accuracy on these 64 scenes: 2.047 -> 2.109 after 8 steps, 2.109 after 16, 1.984 after 24 (recipe rate 2e-5); 8 steps at
-1e-4: 1.812; 5e-5: 1.922; 4 PPO iterations per batch: 1.953. No step count a CI run affords gives a
-gain above the measure's noise (about 0.06 here); the full 40-step recipe reads 2.141 on these scenes
-and does not beat the warm-up on 200 test scenes (docs/shapeworld.md, Table 1). With the earlier,
-image-blind warm-up the test passed (0.490 -> 0.771 in 8 steps at 1e-4, sampled answers) and failed
-with ``learning_rate=0`` (0.490 -> 0.490).
+warm-up, greedy accuracy on these 64 scenes: 2.047 -> 2.109 after 8 steps, 2.109 after 16, 1.984
+after 24 (recipe rate 2e-5); 8 steps at 1e-4: 1.812; 5e-5: 1.922; 4 PPO iterations per batch: 1.953.
+No step count a CI run affords gives a gain above the measure's noise (about 0.06 here); the full
+40-step recipe reads 2.141 on these scenes and does not beat the warm-up on 200 test scenes
+(docs/shapeworld.md, Table 1). With the earlier, image-blind warm-up the test passed (0.490 -> 0.771
+in 8 steps at 1e-4, sampled answers) and failed with ``learning_rate=0`` (0.490 -> 0.490).
 """
 
 from __future__ import annotations

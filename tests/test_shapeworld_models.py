@@ -273,6 +273,7 @@ def test_warmup_sft_lowers_the_loss_and_saves_a_loadable_reasoner(tiny_models, t
 def _largest_weight_steps(tiny_models, tmp_path):
     """A function of an ``SFTLoopConfig`` giving, per part ("visual", "language"), the largest absolute
     weight change ``sft_loop`` makes from the tiny reasoner on two referring samples."""
+    import itertools
     import shutil
 
     from safetensors.torch import load_file
@@ -285,7 +286,7 @@ def _largest_weight_steps(tiny_models, tmp_path):
     write_model_meta(start, frame=tiny_models.frame, prompt="seg_zero")
     examples = reasoner_examples(list(make_split("train", 2, "referring")), tiny_models.frame)
     before = load_file(start / "model.safetensors")
-    runs = iter(range(1_000))
+    runs = itertools.count()
 
     def largest_steps(config) -> dict[str, float]:
         out = tmp_path / f"out{next(runs)}"
