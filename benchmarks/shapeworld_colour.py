@@ -38,12 +38,9 @@ def shape_tokens(reasoner, samples) -> dict[str, np.ndarray]:
     import torch
 
     from segzero.reasoner import reasoner_image
-    from segzero.shapeworld.train_models import frame_box
+    from segzero.shapeworld.train_models import box_token_span, frame_box, tower_token_px
 
-    merged = (
-        reasoner.model.config.vision_config.spatial_merge_size
-        * reasoner.model.config.vision_config.patch_size
-    )
+    merged = tower_token_px(reasoner.model)
     grid = reasoner.frame // merged
     found: dict[str, list] = {"centre": [], "box": [], "colour": [], "kind": []}
     for sample in samples:
@@ -54,9 +51,7 @@ def shape_tokens(reasoner, samples) -> dict[str, np.ndarray]:
             out = reasoner.model.model.visual(inputs["pixel_values"], grid_thw=inputs["image_grid_thw"])
         tokens = getattr(out, "pooler_output", out).reshape(grid, grid, -1)  # row-major token grid
         for shape in sample.extra["shapes"]:
-            x1, y1, x2, y2 = frame_box(sample, shape, reasoner.frame)
-            cols = [min(int(v // merged), grid - 1) for v in (x1, (x1 + x2) / 2, x2)]
-            rows = [min(int(v // merged), grid - 1) for v in (y1, (y1 + y2) / 2, y2)]
+            rows, cols = box_token_span(frame_box(sample, shape, reasoner.frame), merged, grid)
             found["centre"].append(tokens[rows[1], cols[1]].float().numpy())
             covered = tokens[rows[0] : rows[2] + 1, cols[0] : cols[2] + 1]
             found["box"].append(covered.float().mean(dim=(0, 1)).numpy())

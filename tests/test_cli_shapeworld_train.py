@@ -66,12 +66,25 @@ def test_train_models_rejects_a_negative_vision_schedule(tmp_path, option):
 
 
 def test_grpo_data_are_sized_to_what_the_recipes_steps_read(tmp_path):
+    pytest.importorskip("trl")
     from segzero.errors import InputError
     from segzero.shapeworld.train_models import grpo_requests_read
 
     assert grpo_requests_read(RECIPE) == 20 * 64 // 8
     assert grpo_requests_read(RECIPE, ["max_steps=50", "gradient_accumulation_steps=2"]) == 50 * 128 // 8
-    broken = tmp_path / "no_steps.yaml"
-    broken.write_text("num_generations: 8\nper_device_train_batch_size: 64\n")
     with pytest.raises(InputError, match="max_steps"):
-        grpo_requests_read(broken)
+        grpo_requests_read(RECIPE, ["max_steps=-1"])
+
+
+def test_train_models_checks_the_grpo_recipe_before_the_warmup(tmp_path):
+    """A recipe that `segzero train grpo` would refuse stops the run before its first reasoner stage."""
+    pytest.importorskip("trl")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(RECIPE.read_text() + "num_generatoins: 4\n")
+    out = tmp_path / "out"
+    result = train_models("--out", str(out), "--stages", "reasoner", "--recipe", str(broken))
+    from segzero.errors import InputError
+
+    assert isinstance(result.exception, InputError)
+    assert "num_generatoins" in str(result.exception) and "num_generations" in str(result.exception)
+    assert not out.exists()

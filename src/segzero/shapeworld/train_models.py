@@ -35,7 +35,14 @@ from segzero.errors import InputError
 from segzero.geometry import mask_prompts
 from segzero.hub import read_model_meta, write_model_meta
 from segzero.prompts import DEFAULT_PROMPT
-from segzero.shapeworld.generator import DEFAULT_SIZE, SCENES_PER_SEED, SPLIT_SEEDS, generate_scene
+from segzero.shapeworld.generator import (
+    DEFAULT_SIZE,
+    KINDS,
+    PALETTE,
+    SCENES_PER_SEED,
+    SPLIT_SEEDS,
+    generate_scene,
+)
 from segzero.tiny import QWEN_ROPE_THETA
 
 #: Folder inside the package that holds the shipped checkpoints (``reasoner/`` and ``segmenter/``).
@@ -656,6 +663,13 @@ class SFTLoopConfig:
     #: The step from which the tower trains at the full rate (``vision_lr_scale`` only before it);
     #: ``None`` keeps ``vision_lr_scale`` throughout.
     vision_full_from: int | None = None
+    #: Shape attributes (of :data:`SHAPE_ATTRIBUTES`) that an auxiliary linear head must read from
+    #: the tower: for every scene shape, from the mean of the tower's output tokens under its box
+    #: (:func:`box_token_span`). The head is dropped after the warm-up; it only gives the tower a
+    #: direct gradient for what the language model must name. ``()`` turns it off.
+    shape_loss: tuple[str, ...] = ()
+    #: The auxiliary loss's weight beside the completion cross-entropy.
+    shape_loss_weight: float = 1.0
     eval_every: int = 0
     eval_samples: Sequence[Any] = field(default_factory=list)
     #: ``(reasoner, eval_samples) -> metrics`` run every ``eval_every`` steps
@@ -674,6 +688,45 @@ class _EncodedExample:
     mm_token_type_ids: Any  # 1-D IntTensor like input_ids: 1 on image tokens (the model's M-RoPE needs it)
     image: Any  # PIL image, reasoner frame
     completion_tokens: int
+    #: Per scene shape: the token rows and columns its box covers (``(r0, r1, c0, c1)``, inclusive) and
+    #: its index in each of :data:`SHAPE_ATTRIBUTES`; empty for a sample without a shape listing.
+    shapes: list[tuple[tuple[int, int, int, int], dict[str, int]]] = field(default_factory=list)
+
+
+#: What each shape attribute's auxiliary head chooses from (:attr:`SFTLoopConfig.shape_loss`).
+SHAPE_ATTRIBUTES: dict[str, tuple[str, ...]] = {"kind": tuple(sorted(KINDS)), "colour": tuple(PALETTE)}
+
+
+def box_token_span(box: Sequence[float], merged: int, grid: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Rows and columns of a ``grid x grid`` vision-tower token grid (``merged`` px per token) under a box
+    in the reasoner frame: ``((first, centre, last) row, (first, centre, last) column)``."""
+    x1, y1, x2, y2 = box
+    rows = tuple(min(int(v // merged), grid - 1) for v in (y1, (y1 + y2) / 2, y2))
+    cols = tuple(min(int(v // merged), grid - 1) for v in (x1, (x1 + x2) / 2, x2))
+    return rows, cols
+
+
+def shape_labels(
+    sample: Any, frame: int, merged: int
+) -> list[tuple[tuple[int, int, int, int], dict[str, int]]]:
+    """Every shape of a ShapeWorld sample: the tokens its box covers and its attribute indices."""
+    grid = frame // merged
+    out = []
+    for shape in sample.extra.get("shapes") or []:
+        rows, cols = box_token_span(frame_box(sample, shape, frame), merged, grid)
+        _size, colour, kind = shape["name"].split()
+        labels = {
+            "kind": SHAPE_ATTRIBUTES["kind"].index(kind),
+            "colour": SHAPE_ATTRIBUTES["colour"].index(colour),
+        }
+        out.append(((rows[0], rows[2], cols[0], cols[2]), labels))
+    return out
+
+
+def tower_token_px(model: Any) -> int:
+    """Pixels of the reasoner frame per vision-tower output token (patch size x spatial merge)."""
+    vision = model.config.vision_config
+    return vision.patch_size * vision.spatial_merge_size
 
 
 def _encode_examples(reasoner: Any, examples: Sequence[ReasonerExample]) -> list[_EncodedExample]:
@@ -690,8 +743,32 @@ def _encode_examples(reasoner: Any, examples: Sequence[ReasonerExample]) -> list
         inputs = processor(text=[text], images=[image], return_tensors="pt")
         # The prompt ends with "assistant\n" and the completion starts with "<": no merge across the cut.
         n = len(tokenizer(ex.completion + eos, add_special_tokens=False)["input_ids"])
-        out.append(_EncodedExample(inputs["input_ids"][0], inputs["mm_token_type_ids"][0], image, n))
+        shapes = shape_labels(ex.sample, reasoner.frame, tower_token_px(reasoner.model)) if ex.sample else []
+        out.append(_EncodedExample(inputs["input_ids"][0], inputs["mm_token_type_ids"][0], image, n, shapes))
     return out
+
+
+def _shape_loss(tokens: Any, batch: Sequence[_EncodedExample], heads: Any, grid: int) -> Any:
+    """Mean cross-entropy of the auxiliary heads on every shape of the batch (:attr:`SFTLoopConfig.shape_loss`).
+
+    ``tokens``: the tower's merged output for the batch's images, ``grid * grid`` row-major tokens each.
+    """
+    import torch
+
+    tokens = tokens.reshape(len(batch), grid, grid, -1)
+    features, labels = [], []
+    for row, ex in enumerate(batch):
+        for (r0, r1, c0, c1), attributes in ex.shapes:
+            features.append(tokens[row, r0 : r1 + 1, c0 : c1 + 1].mean(dim=(0, 1)))
+            labels.append(attributes)
+    if not features:
+        raise InputError("the shape loss needs examples of ShapeWorld samples with a shape listing")
+    stacked = torch.stack(features)
+    losses = [
+        torch.nn.functional.cross_entropy(head(stacked), torch.tensor([lab[name] for lab in labels]))
+        for name, head in heads.items()
+    ]
+    return sum(losses) / len(losses)
 
 
 def _sft_batch(batch: Sequence[_EncodedExample], processor: Any) -> dict[str, Any]:
@@ -736,7 +813,8 @@ def sft_loop(
     """Supervised warm-up of a reasoner folder on ``examples``, saved (with ``segzero.json``) to ``out_dir``.
 
     Returns:
-        ``{"seconds", "steps", "final_loss", "evals": [(step, metrics), ...]}``.
+        ``{"seconds", "steps", "final_loss", "final_shape_loss", "evals": [(step, metrics), ...]}``
+        (``final_shape_loss``: the auxiliary loss, ``None`` without one).
     """
     import torch
 
@@ -747,6 +825,9 @@ def sft_loop(
         raise ValueError(f"vision_lr_scale must be >= 0, got {config.vision_lr_scale}")
     if config.vision_full_from is not None and config.vision_full_from < 0:
         raise ValueError(f"vision_full_from must be >= 0, got {config.vision_full_from}")
+    unknown = sorted(set(config.shape_loss) - set(SHAPE_ATTRIBUTES))
+    if unknown:
+        raise ValueError(f"shape_loss names unknown attributes {unknown}; known: {sorted(SHAPE_ATTRIBUTES)}")
     torch.set_num_threads(config.threads)
     frame = read_model_meta(reasoner_dir)["reasoner_frame"]
     if frame is None:
@@ -768,6 +849,17 @@ def sft_loop(
             ([p for p in trained if p.ndim > 1], config.weight_decay, in_tower),
             ([p for p in trained if p.ndim <= 1], 0.0, in_tower),
         ]
+    merged = tower_token_px(model)
+    heads = torch.nn.ModuleDict(
+        {
+            name: torch.nn.Linear(model.config.vision_config.out_hidden_size, len(SHAPE_ATTRIBUTES[name]))
+            for name in config.shape_loss
+        }
+    )
+    groups.append((list(heads.parameters()), 0.0, False))
+    tower_out: dict[str, Any] = {}
+    if heads:
+        vision.register_forward_hook(lambda _m, _i, out: tower_out.update(tokens=out.pooler_output))
     optimizer = torch.optim.AdamW(
         [{"params": ps, "weight_decay": wd, "tower": in_tower} for ps, wd, in_tower in groups if ps],
         lr=config.lr,
@@ -781,6 +873,7 @@ def sft_loop(
     evals = []
     loss_value = float("nan")
     recent: list[float] = []
+    recent_shape: list[float] = []
     for step in range(config.steps):
         progress = min(1.0, max(0.0, (step - config.warmup) / max(1, config.steps - config.warmup)))
         scale = (
@@ -804,15 +897,25 @@ def sft_loop(
         batch = _sft_batch([encoded[i] for i in chosen], reasoner.processor)
         inputs = {k: v.to(config.device) for k, v in batch.items()}
         loss = model(**inputs).loss
+        total = loss
+        if heads:
+            shape_loss = _shape_loss(
+                tower_out.pop("tokens"), [encoded[i] for i in chosen], heads, reasoner.frame // merged
+            )
+            total = loss + config.shape_loss_weight * shape_loss
+            recent_shape = (recent_shape + [float(shape_loss.detach())])[-50:]
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         loss_value = float(loss.detach())
         recent = (recent + [loss_value])[-50:]
         if (step + 1) % 50 == 0 or step + 1 == config.steps:
             elapsed = time.perf_counter() - t0
-            log(f"  sft step {step + 1}/{config.steps}: loss {np.mean(recent):.4f}, {elapsed:.0f}s")
+            shape_part = f", shape loss {np.mean(recent_shape):.4f}" if heads else ""
+            log(
+                f"  sft step {step + 1}/{config.steps}: loss {np.mean(recent):.4f}{shape_part}, {elapsed:.0f}s"
+            )
         if config.eval_every and config.eval_samples and (step + 1) % config.eval_every == 0:
             model.eval()
             metrics = (config.evaluate or evaluate_reasoner)(reasoner, config.eval_samples)
@@ -830,6 +933,7 @@ def sft_loop(
         "seconds": time.perf_counter() - t0,
         "steps": step + 1,
         "final_loss": float(np.mean(recent)),
+        "final_shape_loss": float(np.mean(recent_shape)) if heads else None,
         "evals": evals,
     }
 
@@ -1014,15 +1118,18 @@ class ShapeWorldTrainConfig:
 
 def grpo_requests_read(recipe: str | Path, overrides: Sequence[str] = ()) -> int:
     """How many requests a single-process GRPO run of ``recipe`` (with ``overrides``) reads:
-    ``max_steps`` x completions per step / ``num_generations``."""
-    from segzero.train.config import parse_overrides, read_recipe
+    ``max_steps`` x completions per step / ``num_generations``.
 
-    values = {**read_recipe(recipe), **parse_overrides(overrides)}
-    try:
-        per_step = values["per_device_train_batch_size"] * values.get("gradient_accumulation_steps", 1)
-        return int(values["max_steps"]) * per_step // int(values["num_generations"])
-    except KeyError as exc:
-        raise InputError(f"The GRPO recipe {recipe} must set {exc.args[0]} to size its data.") from None
+    The recipe is read and checked as ``segzero train grpo`` reads it (:func:`segzero.train.config.load_config`),
+    so a recipe that run would refuse fails here too.
+    """
+    from segzero.train.config import load_config
+
+    training = load_config("grpo", recipe, list(overrides)).training
+    if training.max_steps <= 0:
+        raise InputError(f"The GRPO recipe {recipe} must set max_steps (> 0) to size its data.")
+    per_step = training.per_device_train_batch_size * training.gradient_accumulation_steps
+    return training.max_steps * per_step // training.num_generations
 
 
 #: Seed offset of the GRPO training samples inside the train split (the warm-up uses 0..).
@@ -1106,6 +1213,16 @@ def train_all(
 
     config = config or ShapeWorldTrainConfig()
     out = Path(out_dir)
+    if "reasoner" in stages:
+        # Read (and checked) first, so a recipe GRPO would refuse fails before
+        # hours of the other stages.
+        grpo_overrides = [
+            f"model_name_or_path={out / 'reasoner-warmup'}",
+            f"dataset_path={out / 'data' / 'grpo'}",
+            f"output_dir={out / 'grpo'}",
+            *config.grpo_overrides,
+        ]
+        n_grpo = config.grpo_samples or grpo_requests_read(config.grpo_recipe, grpo_overrides)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 
@@ -1132,7 +1249,6 @@ def train_all(
                 out / "reasoner-init", examples, out / "reasoner-warmup", config.warmup, log=log
             ),
         )
-        n_grpo = config.grpo_samples or grpo_requests_read(config.grpo_recipe, config.grpo_overrides)
         stage("grpo-data", lambda: prepare_grpo_data(out / "data" / "grpo", n_grpo, frame))
         if (out / "grpo").exists():
             shutil.rmtree(out / "grpo")
