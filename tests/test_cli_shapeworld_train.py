@@ -28,12 +28,13 @@ def test_train_models_runs_every_reasoner_stage_and_keeps_a_fixed_vision_tower_f
 
     result = train_models(
         "--out", str(tmp_path), "--stages", "reasoner", "--recipe", str(RECIPE),
-        "--warmup-steps", "2", "--grpo-steps", "1", "--vision-lr-scale", "0",
+        "--warmup-steps", "2", "--grpo-steps", "1", "--vision-lr-scale", "0", "--shape-loss", "kind",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     timings = json.loads((tmp_path / "timings.json").read_text())
     assert list(timings) == ["reasoner-build", "warmup-sft", "grpo-data", "grpo"]
     assert "Stage times" in result.output
+    assert "shape loss" in result.output  # the warm-up's auxiliary kind head ran
     from datasets import load_from_disk
 
     # One step of 64 completions, 8 per request, reads 8 requests: the data hold those, each once.
@@ -62,6 +63,15 @@ def test_train_models_rejects_a_negative_vision_schedule(tmp_path, option):
     result = train_models("--out", str(tmp_path), option, "-1")
     assert result.exit_code != 0
     assert option.lstrip("-") in result.output
+    assert not any(tmp_path.iterdir())
+
+
+def test_train_models_names_an_unknown_shape_attribute(tmp_path):
+    result = train_models("--out", str(tmp_path), "--stages", "reasoner", "--shape-loss", "kind,texture")
+    from segzero.errors import InputError
+
+    assert isinstance(result.exception, InputError)
+    assert "texture" in str(result.exception) and "colour" in str(result.exception)
     assert not any(tmp_path.iterdir())
 
 

@@ -72,12 +72,19 @@ def train_models(
             "before it; default: the shipped models').",
         ),
     ] = None,
+    shape_loss: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated shape attributes (kind, colour) that auxiliary heads read from the "
+            "vision tower during the warm-up (default: none, as shipped; docs/shapeworld.md).",
+        ),
+    ] = "",
     device: Annotated[str, typer.Option(help="cpu or cuda, for the segmenter and the warm-up.")] = "cpu",
 ) -> None:
     """Reproduce the shipped ShapeWorld models: generate data, train SAM2, warm up the reasoner, then GRPO
     through `segzero train grpo`; prints the time of each stage."""
     from segzero.errors import InputError
-    from segzero.shapeworld.train_models import ShapeWorldTrainConfig, train_all
+    from segzero.shapeworld.train_models import ShapeWorldTrainConfig, check_shape_loss, train_all
 
     chosen = [s.strip() for s in stages.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in ("segmenter", "reasoner")]
@@ -95,6 +102,7 @@ def train_models(
         config.warmup.vision_lr_scale = vision_lr_scale
     if vision_full_from is not None:
         config.warmup.vision_full_from = vision_full_from
+    config.warmup.shape_loss = check_shape_loss([a.strip() for a in shape_loss.split(",") if a.strip()])
     if grpo_steps is not None:
         config.grpo_overrides.append(f"max_steps={grpo_steps}")
     if device != "cpu":

@@ -697,6 +697,14 @@ class _EncodedExample:
 SHAPE_ATTRIBUTES: dict[str, tuple[str, ...]] = {"kind": tuple(sorted(KINDS)), "colour": tuple(PALETTE)}
 
 
+def check_shape_loss(names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` as a tuple if each is one of :data:`SHAPE_ATTRIBUTES`, else an :class:`InputError`."""
+    unknown = sorted(set(names) - set(SHAPE_ATTRIBUTES))
+    if unknown:
+        raise InputError(f"shape_loss names unknown attributes {unknown}; known: {sorted(SHAPE_ATTRIBUTES)}")
+    return tuple(names)
+
+
 def box_token_span(box: Sequence[float], merged: int, grid: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Rows and columns of a ``grid x grid`` vision-tower token grid (``merged`` px per token) under a box
     in the reasoner frame: ``((first, centre, last) row, (first, centre, last) column)``."""
@@ -825,9 +833,7 @@ def sft_loop(
         raise ValueError(f"vision_lr_scale must be >= 0, got {config.vision_lr_scale}")
     if config.vision_full_from is not None and config.vision_full_from < 0:
         raise ValueError(f"vision_full_from must be >= 0, got {config.vision_full_from}")
-    unknown = sorted(set(config.shape_loss) - set(SHAPE_ATTRIBUTES))
-    if unknown:
-        raise ValueError(f"shape_loss names unknown attributes {unknown}; known: {sorted(SHAPE_ATTRIBUTES)}")
+    check_shape_loss(config.shape_loss)
     torch.set_num_threads(config.threads)
     frame = read_model_meta(reasoner_dir)["reasoner_frame"]
     if frame is None:
