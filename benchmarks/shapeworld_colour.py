@@ -26,11 +26,6 @@ import json
 
 import numpy as np
 
-from segzero.shapeworld.generator import KINDS, PALETTE
-
-COLOURS = tuple(PALETTE)
-KIND_NAMES = tuple(sorted(KINDS))
-
 
 def shape_tokens(reasoner, samples) -> dict[str, np.ndarray]:
     """Per scene shape over samples: ``centre`` (the vision-tower output token at its centre), ``box``
@@ -38,7 +33,7 @@ def shape_tokens(reasoner, samples) -> dict[str, np.ndarray]:
     import torch
 
     from segzero.reasoner import reasoner_image
-    from segzero.shapeworld.train_models import box_token_span, frame_box, tower_token_px
+    from segzero.shapeworld.train_models import shape_labels, tower_token_px
 
     merged = tower_token_px(reasoner.model)
     grid = reasoner.frame // merged
@@ -50,14 +45,12 @@ def shape_tokens(reasoner, samples) -> dict[str, np.ndarray]:
         with torch.inference_mode():
             out = reasoner.model.model.visual(inputs["pixel_values"], grid_thw=inputs["image_grid_thw"])
         tokens = getattr(out, "pooler_output", out).reshape(grid, grid, -1)  # row-major token grid
-        for shape in sample.extra["shapes"]:
-            rows, cols = box_token_span(frame_box(sample, shape, reasoner.frame), merged, grid)
+        for (rows, cols), attributes in shape_labels(sample, reasoner.frame, merged):
             found["centre"].append(tokens[rows[1], cols[1]].float().numpy())
             covered = tokens[rows[0] : rows[2] + 1, cols[0] : cols[2] + 1]
             found["box"].append(covered.float().mean(dim=(0, 1)).numpy())
-            _size, colour, kind = shape["name"].split()
-            found["colour"].append(COLOURS.index(colour))
-            found["kind"].append(KIND_NAMES.index(kind))
+            found["colour"].append(attributes["colour"])
+            found["kind"].append(attributes["kind"])
     return {k: np.array(v) for k, v in found.items()}
 
 

@@ -357,8 +357,9 @@ def test_shape_labels_name_every_shape_under_its_box():
     (sample,) = make_split("train", 1, "referring", n_shapes=(3, 3))
     labels = shape_labels(sample, 112, 28)
     assert len(labels) == len(sample.extra["shapes"]) == 3
-    for shape, ((r0, r1, c0, c1), attributes) in zip(sample.extra["shapes"], labels):
+    for shape, ((rows, cols), attributes) in zip(sample.extra["shapes"], labels):
         x1, y1, x2, y2 = frame_box(sample, shape, 112)
+        (r0, _, r1), (c0, _, c1) = rows, cols
         assert r0 * 28 <= y1 and y2 < (r1 + 1) * 28 + 1 and c0 * 28 <= x1 and x2 < (c1 + 1) * 28 + 1
         _size, colour, kind = shape["name"].split()
         assert SHAPE_ATTRIBUTES["kind"][attributes["kind"]] == kind

@@ -688,9 +688,8 @@ class _EncodedExample:
     mm_token_type_ids: Any  # 1-D IntTensor like input_ids: 1 on image tokens (the model's M-RoPE needs it)
     image: Any  # PIL image, reasoner frame
     completion_tokens: int
-    #: Per scene shape: the token rows and columns its box covers (``(r0, r1, c0, c1)``, inclusive) and
-    #: its index in each of :data:`SHAPE_ATTRIBUTES`; empty for a sample without a shape listing.
-    shapes: list[tuple[tuple[int, int, int, int], dict[str, int]]] = field(default_factory=list)
+    #: :func:`shape_labels` of the example's sample; empty for a sample without a shape listing.
+    shapes: list[tuple[TokenSpan, dict[str, int]]] = field(default_factory=list)
 
 
 #: What each shape attribute's auxiliary head chooses from (:attr:`SFTLoopConfig.shape_loss`).
@@ -705,7 +704,11 @@ def check_shape_loss(names: Sequence[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def box_token_span(box: Sequence[float], merged: int, grid: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+#: ``((first, centre, last) row, (first, centre, last) column)`` of a token grid (:func:`box_token_span`).
+TokenSpan = tuple[tuple[int, ...], tuple[int, ...]]
+
+
+def box_token_span(box: Sequence[float], merged: int, grid: int) -> TokenSpan:
     """Rows and columns of a ``grid x grid`` vision-tower token grid (``merged`` px per token) under a box
     in the reasoner frame: ``((first, centre, last) row, (first, centre, last) column)``."""
     x1, y1, x2, y2 = box
@@ -714,10 +717,9 @@ def box_token_span(box: Sequence[float], merged: int, grid: int) -> tuple[tuple[
     return rows, cols
 
 
-def shape_labels(
-    sample: Any, frame: int, merged: int
-) -> list[tuple[tuple[int, int, int, int], dict[str, int]]]:
-    """Every shape of a ShapeWorld sample: the tokens its box covers and its attribute indices."""
+def shape_labels(sample: Any, frame: int, merged: int) -> list[tuple[TokenSpan, dict[str, int]]]:
+    """Every shape of a ShapeWorld sample: the tokens its box covers (:func:`box_token_span`) and its
+    index in each of :data:`SHAPE_ATTRIBUTES`."""
     grid = frame // merged
     out = []
     for shape in sample.extra.get("shapes") or []:
@@ -727,7 +729,7 @@ def shape_labels(
             "kind": SHAPE_ATTRIBUTES["kind"].index(kind),
             "colour": SHAPE_ATTRIBUTES["colour"].index(colour),
         }
-        out.append(((rows[0], rows[2], cols[0], cols[2]), labels))
+        out.append(((rows, cols), labels))
     return out
 
 
@@ -766,8 +768,8 @@ def _shape_loss(tokens: Any, batch: Sequence[_EncodedExample], heads: Any, grid:
     tokens = tokens.reshape(len(batch), grid, grid, -1)
     features, labels = [], []
     for row, ex in enumerate(batch):
-        for (r0, r1, c0, c1), attributes in ex.shapes:
-            features.append(tokens[row, r0 : r1 + 1, c0 : c1 + 1].mean(dim=(0, 1)))
+        for (rows, cols), attributes in ex.shapes:
+            features.append(tokens[row, rows[0] : rows[2] + 1, cols[0] : cols[2] + 1].mean(dim=(0, 1)))
             labels.append(attributes)
     if not features:
         raise InputError("the shape loss needs examples of ShapeWorld samples with a shape listing")
@@ -1219,13 +1221,14 @@ def train_all(
 
     config = config or ShapeWorldTrainConfig()
     out = Path(out_dir)
+    warm, grpo_data, grpo_run = out / "reasoner-warmup", out / "data" / "grpo", out / "grpo"
     if "reasoner" in stages:
         # Read (and checked) first, so a recipe GRPO would refuse fails before
         # hours of the other stages.
         grpo_overrides = [
-            f"model_name_or_path={out / 'reasoner-warmup'}",
-            f"dataset_path={out / 'data' / 'grpo'}",
-            f"output_dir={out / 'grpo'}",
+            f"model_name_or_path={warm}",
+            f"dataset_path={grpo_data}",
+            f"output_dir={grpo_run}",
             *config.grpo_overrides,
         ]
         n_grpo = config.grpo_samples or grpo_requests_read(config.grpo_recipe, grpo_overrides)
@@ -1251,20 +1254,18 @@ def train_all(
         )
         stage(
             "warmup-sft",
-            lambda: sft_loop(
-                out / "reasoner-init", examples, out / "reasoner-warmup", config.warmup, log=log
-            ),
+            lambda: sft_loop(out / "reasoner-init", examples, warm, config.warmup, log=log),
         )
-        stage("grpo-data", lambda: prepare_grpo_data(out / "data" / "grpo", n_grpo, frame))
-        if (out / "grpo").exists():
-            shutil.rmtree(out / "grpo")
+        stage("grpo-data", lambda: prepare_grpo_data(grpo_data, n_grpo, frame))
+        if grpo_run.exists():
+            shutil.rmtree(grpo_run)
         final = stage(
             "grpo",
             lambda: run_grpo(
                 config.grpo_recipe,
-                out / "reasoner-warmup",
-                out / "data" / "grpo",
-                out / "grpo",
+                warm,
+                grpo_data,
+                grpo_run,
                 config.grpo_overrides,
                 log=log,
             ),
