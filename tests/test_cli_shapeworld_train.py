@@ -28,11 +28,12 @@ def test_train_models_runs_every_reasoner_stage_and_keeps_a_fixed_vision_tower_f
 
     result = train_models(
         "--out", str(tmp_path), "--stages", "reasoner", "--recipe", str(RECIPE),
-        "--warmup-steps", "2", "--grpo-steps", "1", "--vision-lr-scale", "0", "--shape-loss", "kind",
+        "--tower-steps", "2", "--warmup-steps", "2", "--grpo-steps", "1", "--vision-lr-scale", "0",
+        "--shape-loss", "kind",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     timings = json.loads((tmp_path / "timings.json").read_text())
-    assert list(timings) == ["reasoner-build", "warmup-sft", "grpo-data", "grpo"]
+    assert list(timings) == ["reasoner-build", "tower", "warmup-sft", "grpo-data", "grpo"]
     assert "Stage times" in result.output
     assert "shape loss" in result.output  # the warm-up's auxiliary kind head ran
     from datasets import load_from_disk
@@ -40,7 +41,9 @@ def test_train_models_runs_every_reasoner_stage_and_keeps_a_fixed_vision_tower_f
     # One step of 64 completions, 8 per request, reads 8 requests: the data hold those, each once.
     assert len(load_from_disk(str(tmp_path / "data" / "grpo"))) == 8
 
-    init = load_file(tmp_path / "reasoner-init" / "model.safetensors")
+    built = load_file(tmp_path / "reasoner-init" / "model.safetensors")
+    init = load_file(tmp_path / "reasoner-tower" / "model.safetensors")  # where the warm-up starts
+    assert any(not torch.equal(built[k], init[k]) for k in built if "visual" in k)
     warm = load_file(tmp_path / "reasoner-warmup" / "model.safetensors")
     assert all(torch.equal(init[k], warm[k]) for k in init if "visual" in k)
     assert any(not torch.equal(init[k], warm[k]) for k in init if "visual" not in k)

@@ -72,6 +72,14 @@ def train_models(
             "before it; default: the shipped models').",
         ),
     ] = None,
+    tower_steps: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Steps of the vision tower's dense pretraining before the warm-up (0 skips it; "
+            "default: the shipped models').",
+        ),
+    ] = None,
     shape_loss: Annotated[
         str,
         typer.Option(
@@ -83,8 +91,15 @@ def train_models(
 ) -> None:
     """Reproduce the shipped ShapeWorld models: generate data, train SAM2, warm up the reasoner, then GRPO
     through `segzero train grpo`; prints the time of each stage."""
+    from dataclasses import replace
+
     from segzero.errors import InputError
-    from segzero.shapeworld.train_models import ShapeWorldTrainConfig, check_shape_loss, train_all
+    from segzero.shapeworld.train_models import (
+        ShapeWorldTrainConfig,
+        TowerPretrainConfig,
+        check_shape_loss,
+        train_all,
+    )
 
     chosen = [s.strip() for s in stages.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in ("segmenter", "reasoner")]
@@ -102,6 +117,12 @@ def train_models(
         config.warmup.vision_lr_scale = vision_lr_scale
     if vision_full_from is not None:
         config.warmup.vision_full_from = vision_full_from
+    if tower_steps == 0:
+        config.tower = None
+    elif tower_steps is not None:
+        config.tower = replace(config.tower or TowerPretrainConfig(), steps=tower_steps)
+    if config.tower is not None:
+        config.tower.device = device
     config.warmup.shape_loss = check_shape_loss([a.strip() for a in shape_loss.split(",") if a.strip()])
     if grpo_steps is not None:
         config.grpo_overrides.append(f"max_steps={grpo_steps}")

@@ -8,7 +8,8 @@ Stages, each a function that reads and writes Hugging Face folders:
 
 1. :func:`train_segmenter`: SAM2 learns masks from box and point prompts (its own short loop, since
    the paper's SAM2 is pretrained and frozen; here it must first be made).
-2. :func:`build_shapeworld_reasoner`: a random reasoner whose tokenizer knows the ShapeWorld words.
+2. :func:`build_shapeworld_reasoner`: a random reasoner whose tokenizer knows the ShapeWorld words;
+   :func:`pretrain_tower` then teaches its vision tower what is where (the toy's pretrained ViT).
 3. Warm-up SFT of the reasoner on the answer format (referring requests; the thinking lists every
    shape with its box, :func:`scene_thinking`), then GRPO on the Seg-Zero rewards through
    ``segzero train grpo``.
@@ -40,6 +41,7 @@ from segzero.shapeworld.generator import (
     KINDS,
     PALETTE,
     SCENES_PER_SEED,
+    SIZE_CLASSES,
     SPLIT_SEEDS,
     generate_scene,
 )
@@ -693,7 +695,11 @@ class _EncodedExample:
 
 
 #: What each shape attribute's auxiliary head chooses from (:attr:`SFTLoopConfig.shape_loss`).
-SHAPE_ATTRIBUTES: dict[str, tuple[str, ...]] = {"kind": tuple(sorted(KINDS)), "colour": tuple(PALETTE)}
+SHAPE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "kind": tuple(sorted(KINDS)),
+    "colour": tuple(PALETTE),
+    "size": SIZE_CLASSES,
+}
 
 
 def check_shape_loss(names: Sequence[str]) -> tuple[str, ...]:
@@ -724,10 +730,11 @@ def shape_labels(sample: Any, frame: int, merged: int) -> list[tuple[TokenSpan, 
     out = []
     for shape in sample.extra.get("shapes") or []:
         rows, cols = box_token_span(frame_box(sample, shape, frame), merged, grid)
-        _size, colour, kind = shape["name"].split()
+        size, colour, kind = shape["name"].split()
         labels = {
             "kind": SHAPE_ATTRIBUTES["kind"].index(kind),
             "colour": SHAPE_ATTRIBUTES["colour"].index(colour),
+            "size": SHAPE_ATTRIBUTES["size"].index(size),
         }
         out.append(((rows, cols), labels))
     return out
@@ -1079,6 +1086,218 @@ def score_completions(completions: Sequence[str], examples: Sequence[ReasonerExa
     return out
 
 
+# --------------------------------------------------------------------------- vision tower
+
+
+#: Seed offset of the tower-pretraining scenes inside the train split (warm-up 0.., GRPO 5,000,000..).
+TOWER_SEED_OFFSET = 7_000_000
+#: Seed offset of its validation scenes in the val split (evaluations read val from 0).
+TOWER_VAL_OFFSET = 50_000
+
+
+@dataclass
+class TowerPretrainConfig:
+    """Dense pretraining of the reasoner's vision tower, before the warm-up (:func:`pretrain_tower`).
+
+    The toy's stand-in for the pretrained vision tower a released Qwen2.5-VL starts from: through the
+    warm-up's language loss alone the tiny tower learns colours and places in minutes but the kinds
+    of shapes hardly at all (docs/shapeworld.md).
+
+    Attributes:
+        steps / batch_size: optimiser steps, scenes per step.
+        lr / weight_decay / warmup: AdamW, linear warm-up over ``warmup`` steps then cosine to 5%.
+        scenes: training scenes (split ``train`` from :data:`TOWER_SEED_OFFSET`), ``n_shapes`` shapes
+            each; every fifth lets its shapes overlap.
+        eval_scenes: validation scenes measured at the end (and every ``eval_every`` steps if > 0).
+        seed / threads / device: as in :class:`SFTLoopConfig`.
+    """
+
+    steps: int = 5000
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup: int = 100
+    scenes: int = 16000
+    n_shapes: tuple[int, int] = (1, 4)
+    eval_scenes: int = 300
+    eval_every: int = 0
+    seed: int = 0
+    threads: int = 2
+    device: str = "cpu"
+
+
+#: What :func:`pretrain_tower`'s heads read from each output token of the tower.
+TOWER_TARGETS = ("object", *SHAPE_ATTRIBUTES, "box")
+
+
+@dataclass
+class _TowerTargets:
+    """Per-token targets of a batch (``B * grid * grid`` rows, row-major tokens per image)."""
+
+    present: Any  # bool: a shape's box centre lies in the token
+    attributes: dict[str, Any]  # name -> long, that shape's index (0 where none)
+    boxes: Any  # float (n, 4): that shape's box, reasoner frame, divided by the frame
+
+
+def _box_area(box: Sequence[int]) -> int:
+    return (box[2] - box[0] + 1) * (box[3] - box[1] + 1)
+
+
+def tower_targets(samples: Sequence[Any], frame: int, merged: int) -> _TowerTargets:
+    """Which shape each tower token holds: the one whose box centre lies under it (:func:`shape_labels`),
+    the smaller box where two centres share a token, with its attributes and box."""
+    import torch
+
+    grid = frame // merged
+    present = torch.zeros(len(samples), grid, grid, dtype=torch.bool)
+    attributes = {name: torch.zeros(len(samples), grid, grid, dtype=torch.long) for name in SHAPE_ATTRIBUTES}
+    boxes = torch.zeros(len(samples), grid, grid, 4)
+    for i, sample in enumerate(samples):
+        shapes = sample.extra["shapes"]
+        labels = shape_labels(sample, frame, merged)
+        # Largest box first, so that a smaller shape sharing a token overwrites it (the harder one).
+        for k in sorted(range(len(shapes)), key=lambda k: -_box_area(shapes[k]["box"])):
+            (rows, cols), shape_attributes = labels[k]
+            row, col = rows[1], cols[1]
+            present[i, row, col] = True
+            for name, value in shape_attributes.items():
+                attributes[name][i, row, col] = value
+            boxes[i, row, col] = (
+                torch.tensor(frame_box(sample, shapes[k], frame), dtype=torch.float32) / frame
+            )
+    return _TowerTargets(
+        present.flatten(), {k: v.flatten() for k, v in attributes.items()}, boxes.reshape(-1, 4)
+    )
+
+
+def _tower_loss(tokens: Any, targets: _TowerTargets, heads: Any) -> tuple[Any, dict[str, float]]:
+    """Sum of the heads' losses on a batch's tokens, and their accuracies (box: mean L1 in frame px / frame)."""
+    import torch.nn.functional as F
+
+    present = targets.present.to(tokens.device)
+    on = tokens[present]
+    object_logits = heads["object"](tokens)
+    loss = F.cross_entropy(object_logits, present.long())
+    metrics = {"object": float((object_logits.detach().argmax(-1) == present.long()).float().mean())}
+    for name, labels in targets.attributes.items():
+        logits, truth = heads[name](on), labels.to(tokens.device)[present]
+        loss = loss + F.cross_entropy(logits, truth)
+        metrics[name] = float((logits.argmax(-1) == truth).float().mean())
+    box_error = F.l1_loss(heads["box"](on).sigmoid(), targets.boxes.to(tokens.device)[present])
+    metrics["box"] = float(box_error.detach())
+    return loss + 10 * box_error, metrics
+
+
+def pretrain_tower(
+    reasoner_dir: str | Path,
+    out_dir: str | Path,
+    config: TowerPretrainConfig | None = None,
+    *,
+    log: Log = _print,
+) -> dict[str, Any]:
+    """Teach a reasoner's vision tower what is where, then save the whole reasoner to ``out_dir``.
+
+    For every merged output token of ``model.visual`` (what the language model reads), linear heads
+    say whether a shape's box centre lies under it and, if so, that shape's kind, colour, size
+    (:data:`SHAPE_ATTRIBUTES`) and box: a dense detection task, as a detector or a grounding model's
+    tower would have learnt before it met language. Only the tower trains; the heads are dropped.
+
+    Returns:
+        ``{"seconds", "steps", "final_loss", "val", "out"}`` (``out``: the saved folder); ``val`` holds, on ``eval_scenes`` validation
+        scenes, the share of tokens whose ``object`` is right, the share of shapes whose kind / colour /
+        size is right, and ``box_px``, the mean box-corner error in frame pixels.
+    """
+    import torch
+
+    from segzero.reasoner import Reasoner, reasoner_image
+    from segzero.shapeworld.generator import make_split
+
+    config = config or TowerPretrainConfig()
+    if config.steps < 1 or config.batch_size < 1 or config.scenes < 1 or config.eval_scenes < 1:
+        raise InputError("steps, batch_size, scenes and eval_scenes must all be at least 1")
+    torch.set_num_threads(config.threads)
+    frame = read_model_meta(reasoner_dir)["reasoner_frame"]
+    if frame is None:
+        raise FileNotFoundError(f"{reasoner_dir} has no segzero.json saying its frame")
+    reasoner = Reasoner.from_pretrained(str(reasoner_dir), device=config.device, dtype="float32", frame=frame)
+    vision = reasoner.model.model.visual
+    merged = tower_token_px(reasoner.model)
+    width = reasoner.model.config.vision_config.out_hidden_size
+    torch.manual_seed(config.seed)
+    heads = torch.nn.ModuleDict(
+        {"object": torch.nn.Linear(width, 2), "box": torch.nn.Linear(width, 4)}
+        | {name: torch.nn.Linear(width, len(values)) for name, values in SHAPE_ATTRIBUTES.items()}
+    ).to(config.device)
+    params = list(vision.parameters()) + list(heads.parameters())
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+    def scenes(split: str, n: int, offset: int) -> list[Any]:
+        options = {"n_shapes": config.n_shapes}
+        return [
+            next(
+                make_split(split, 1, "referring", seed_offset=offset + i, allow_overlap=i % 5 == 0, **options)
+            )
+            for i in range(n)
+        ]
+
+    def tokens(batch: Sequence[Any]) -> Any:
+        patches = reasoner.processor.image_processor(
+            images=[reasoner_image(sample.image, frame) for sample in batch], return_tensors="pt"
+        )
+        out = vision(
+            patches["pixel_values"].to(config.device), grid_thw=patches["image_grid_thw"].to(config.device)
+        )
+        return out.pooler_output
+
+    t0 = time.perf_counter()
+    # No more scenes than the steps read (a short run need not draw thousands).
+    train = scenes("train", min(config.scenes, config.steps * config.batch_size), TOWER_SEED_OFFSET)
+    val = scenes("val", config.eval_scenes, TOWER_VAL_OFFSET)
+    val_targets = tower_targets(val, frame, merged)
+    log(f"  tower: {len(train)} training scenes ({time.perf_counter() - t0:.0f}s)")
+
+    def evaluate() -> dict[str, float]:
+        vision.eval()
+        with torch.no_grad():
+            _, metrics = _tower_loss(tokens(val), val_targets, heads)
+        metrics["box_px"] = metrics.pop("box") * frame
+        return metrics
+
+    rng = random.Random(config.seed)
+    recent: list[float] = []
+    for step in range(config.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(step, config.steps, config.lr, config.warmup)
+        batch = [train[rng.randrange(len(train))] for _ in range(config.batch_size)]
+        vision.train()
+        loss, _ = _tower_loss(tokens(batch), tower_targets(batch, frame, merged), heads)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        recent = (recent + [float(loss.detach())])[-50:]
+        if (step + 1) % 250 == 0 or step + 1 == config.steps:
+            log(
+                f"  tower step {step + 1}/{config.steps}: loss {np.mean(recent):.3f}, "
+                f"{time.perf_counter() - t0:.0f}s"
+            )
+        if config.eval_every and (step + 1) % config.eval_every == 0:
+            log("  tower eval: " + ", ".join(f"{k} {v:.3f}" for k, v in evaluate().items()))
+    val_metrics = evaluate()
+    log("  tower eval: " + ", ".join(f"{k} {v:.3f}" for k, v in val_metrics.items()))
+    out = Path(out_dir)
+    reasoner.model.eval().cpu().save_pretrained(out)
+    reasoner.processor.save_pretrained(out)
+    write_model_meta(out, frame=frame, prompt=DEFAULT_PROMPT, method="tower-pretrained")
+    return {
+        "seconds": time.perf_counter() - t0,
+        "steps": config.steps,
+        "final_loss": float(np.mean(recent)),
+        "val": val_metrics,
+        "out": out,
+    }
+
+
 # --------------------------------------------------------------------------- all stages
 
 
@@ -1117,6 +1336,8 @@ class ShapeWorldTrainConfig:
     warmup: SFTLoopConfig = field(
         default_factory=lambda: SFTLoopConfig(steps=4000, vision_lr_scale=0.1, vision_full_from=1500)
     )
+    #: Dense pretraining of the vision tower before the warm-up (:func:`pretrain_tower`); ``None`` skips it.
+    tower: TowerPretrainConfig | None = None
     warmup_samples: int = 8000
     warmup_n_shapes: tuple[int, int] = (1, 4)
     grpo_recipe: str = "recipes/shapeworld_grpo.yaml"
@@ -1214,8 +1435,10 @@ def train_all(
 ) -> dict[str, float]:
     """Reproduce the ShapeWorld models end to end into ``out_dir``; returns seconds per stage.
 
-    Writes ``segmenter/``, ``reasoner-warmup/`` (after the supervised warm-up), ``reasoner/`` (after
-    GRPO), the GRPO run in ``grpo/`` and its data in ``data/grpo``, and ``timings.json``.
+    Writes ``segmenter/``, ``reasoner-init/`` (random), ``reasoner-tower/`` (after the tower's
+    pretraining, when ``config.tower`` is set), ``reasoner-warmup/`` (after the supervised warm-up),
+    ``reasoner/`` (after GRPO), the GRPO run in ``grpo/`` and its data in ``data/grpo``, and
+    ``timings.json``.
     """
     import shutil
 
@@ -1247,14 +1470,21 @@ def train_all(
         stage("segmenter", lambda: train_segmenter(out / "segmenter", config.segmenter, log=log))
     if "reasoner" in stages:
         frame = config.reasoner.frame
-        stage("reasoner-build", lambda: build_shapeworld_reasoner(out / "reasoner-init", config.reasoner))
+        start = stage(
+            "reasoner-build", lambda: build_shapeworld_reasoner(out / "reasoner-init", config.reasoner)
+        )
+        if config.tower is not None:
+            tower = config.tower
+            start = stage("tower", lambda: pretrain_tower(start, out / "reasoner-tower", tower, log=log))[
+                "out"
+            ]
         # Made as the warm-up reads them (a few ms each), so their time is part of that stage's.
         examples = ShapeWorldExamples(
             "train", config.warmup_samples, "referring", frame, n_shapes=config.warmup_n_shapes
         )
         stage(
             "warmup-sft",
-            lambda: sft_loop(out / "reasoner-init", examples, warm, config.warmup, log=log),
+            lambda: sft_loop(start, examples, warm, config.warmup, log=log),
         )
         stage("grpo-data", lambda: prepare_grpo_data(grpo_data, n_grpo, frame))
         if grpo_run.exists():
