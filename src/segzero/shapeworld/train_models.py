@@ -819,6 +819,25 @@ def _sft_batch(batch: Sequence[_EncodedExample], processor: Any) -> dict[str, An
     }
 
 
+def _load_reasoner(reasoner_dir: str | Path, device: str) -> Any:
+    """A reasoner folder to train, in float32, in the frame its ``segzero.json`` records."""
+    from segzero.reasoner import Reasoner
+
+    frame = read_model_meta(reasoner_dir)["reasoner_frame"]
+    if frame is None:
+        raise FileNotFoundError(f"{reasoner_dir} has no segzero.json saying its frame")
+    return Reasoner.from_pretrained(str(reasoner_dir), device=device, dtype="float32", frame=frame)
+
+
+def _save_reasoner(reasoner: Any, out_dir: str | Path, method: str) -> Path:
+    """Save a trained reasoner (model in eval mode, processor, ``segzero.json``) to ``out_dir``."""
+    out = Path(out_dir)
+    reasoner.model.eval().save_pretrained(out)
+    reasoner.processor.save_pretrained(out)
+    write_model_meta(out, frame=reasoner.frame, prompt=DEFAULT_PROMPT, method=method)
+    return out
+
+
 def sft_loop(
     reasoner_dir: str | Path,
     examples: Sequence[ReasonerExample],
@@ -835,8 +854,6 @@ def sft_loop(
     """
     import torch
 
-    from segzero.reasoner import Reasoner
-
     config = config or SFTLoopConfig()
     if config.vision_lr_scale < 0:
         raise ValueError(f"vision_lr_scale must be >= 0, got {config.vision_lr_scale}")
@@ -844,10 +861,7 @@ def sft_loop(
         raise ValueError(f"vision_full_from must be >= 0, got {config.vision_full_from}")
     check_shape_loss(config.shape_loss)
     torch.set_num_threads(config.threads)
-    frame = read_model_meta(reasoner_dir)["reasoner_frame"]
-    if frame is None:
-        raise FileNotFoundError(f"{reasoner_dir} has no segzero.json saying its frame")
-    reasoner = Reasoner.from_pretrained(str(reasoner_dir), device=config.device, dtype="float32", frame=frame)
+    reasoner = _load_reasoner(reasoner_dir, config.device)
     model = reasoner.model
     vision = model.model.visual
     tower_speeds_up = config.vision_full_from is not None and config.vision_full_from < config.steps
@@ -939,11 +953,7 @@ def sft_loop(
         if config.max_seconds is not None and time.perf_counter() - t0 > config.max_seconds:
             log(f"  sft: time budget of {config.max_seconds:.0f}s reached at step {step + 1}")
             break
-    model.eval()
-    out = Path(out_dir)
-    model.save_pretrained(out)
-    reasoner.processor.save_pretrained(out)
-    write_model_meta(out, frame=frame, prompt=DEFAULT_PROMPT, method="sft-warmup")
+    _save_reasoner(reasoner, out_dir, "sft-warmup")
     return {
         "seconds": time.perf_counter() - t0,
         "steps": step + 1,
@@ -1126,10 +1136,6 @@ class TowerPretrainConfig:
     device: str = "cpu"
 
 
-#: What :func:`pretrain_tower`'s heads read from each output token of the tower.
-TOWER_TARGETS = ("object", *SHAPE_ATTRIBUTES, "box")
-
-
 @dataclass
 class _TowerTargets:
     """Per-token targets of a batch (``B * grid * grid`` rows, row-major tokens per image)."""
@@ -1203,23 +1209,22 @@ def pretrain_tower(
     tower would have learnt before it met language. Only the tower trains; the heads are dropped.
 
     Returns:
-        ``{"seconds", "steps", "final_loss", "val", "out"}`` (``out``: the saved folder); ``val`` holds, on ``eval_scenes`` validation
-        scenes, the share of tokens whose ``object`` is right, the share of shapes whose kind / colour /
-        size is right, and ``box_px``, the mean box-corner error in frame pixels.
+        ``{"seconds", "steps", "final_loss", "val", "out"}`` (``out``: the saved folder). ``val`` holds,
+        on ``eval_scenes`` validation scenes, the share of tokens whose ``object`` is right, the share
+        of shapes whose kind / colour / size is right, and ``box_px``, the mean box-corner error in
+        frame pixels.
     """
     import torch
 
-    from segzero.reasoner import Reasoner, reasoner_image
+    from segzero.reasoner import reasoner_image
     from segzero.shapeworld.generator import make_split
 
     config = config or TowerPretrainConfig()
     if config.steps < 1 or config.batch_size < 1 or config.scenes < 1 or config.eval_scenes < 1:
         raise InputError("steps, batch_size, scenes and eval_scenes must all be at least 1")
     torch.set_num_threads(config.threads)
-    frame = read_model_meta(reasoner_dir)["reasoner_frame"]
-    if frame is None:
-        raise FileNotFoundError(f"{reasoner_dir} has no segzero.json saying its frame")
-    reasoner = Reasoner.from_pretrained(str(reasoner_dir), device=config.device, dtype="float32", frame=frame)
+    reasoner = _load_reasoner(reasoner_dir, config.device)
+    frame = reasoner.frame
     vision = reasoner.model.model.visual
     merged = tower_token_px(reasoner.model)
     width = reasoner.model.config.vision_config.out_hidden_size
@@ -1285,10 +1290,7 @@ def pretrain_tower(
             log("  tower eval: " + ", ".join(f"{k} {v:.3f}" for k, v in evaluate().items()))
     val_metrics = evaluate()
     log("  tower eval: " + ", ".join(f"{k} {v:.3f}" for k, v in val_metrics.items()))
-    out = Path(out_dir)
-    reasoner.model.eval().cpu().save_pretrained(out)
-    reasoner.processor.save_pretrained(out)
-    write_model_meta(out, frame=frame, prompt=DEFAULT_PROMPT, method="tower-pretrained")
+    out = _save_reasoner(reasoner, out_dir, "tower-pretrained")
     return {
         "seconds": time.perf_counter() - t0,
         "steps": config.steps,
