@@ -152,6 +152,28 @@ def test_listing_accuracy_scores_each_named_part_of_the_listed_shapes():
         listing_accuracy(truth[:2], samples, 112)
 
 
+def test_choice_outcome_judges_the_chosen_box_against_the_target_and_the_listing():
+    from segzero.shapeworld.generator import make_split
+    from segzero.shapeworld.train_models import MEANS, choice_outcome, frame_box, scene_thinking
+
+    sample = next(s for s in make_split("val", 20, "referring") if len(s.extra["shapes"]) >= 3)
+    shapes, target = sample.extra["shapes"], sample.extra["targets"][0]
+    other = next(i for i in range(len(shapes)) if i != target)
+
+    def named(i: int) -> str:
+        return f"{shapes[i]['name']} [{','.join(map(str, frame_box(sample, shapes[i], 112)))}]"
+
+    truth = scene_thinking(sample, 112)
+    listing = truth.split(MEANS)[0]
+    assert choice_outcome(truth, sample, 112) == "right"
+    assert choice_outcome(f"{listing}{MEANS} the {named(other)}. </think>", sample, 112) == "wrong"
+    # The target left out of the listing: choosing another shape is the listing's failure.
+    unlisted = f"<think> {named(other)}. {MEANS} the {named(other)}. </think>"
+    assert choice_outcome(unlisted, sample, 112) == "unlisted"
+    assert choice_outcome(listing + "</think>", sample, 112) == "none"
+    assert choice_outcome("<answer>{}</answer>", sample, 112) == "none"
+
+
 def test_lazy_examples_are_the_split_s_examples():
     from segzero.errors import InputError
     from segzero.shapeworld.generator import make_split

@@ -561,6 +561,34 @@ def listing_accuracy(completions: Sequence[str], samples: Sequence[Any], frame: 
     return {**counts, **{part: counts[part] / matched if matched else 0.0 for part in NAME_PARTS}}
 
 
+#: What :func:`choice_outcome` says of a completion's choice of the meant shape.
+CHOICE_OUTCOMES = ("right", "wrong", "unlisted", "none")
+_CHOSEN = re.compile(MEANS + r" the \w+ \w+ \w+ \[(\d+),(\d+),(\d+),(\d+)\]")
+
+
+def choice_outcome(completion: str, sample: Any, frame: int) -> str:
+    """Which listed shape a completion in :func:`scene_thinking`'s form chose, judged by box (reasoner frame).
+
+    ``"right"``: the box after :data:`MEANS` has IoU >= 0.5 with a target's; ``"wrong"``: it does not,
+    though the listing before it boxes a target so (the choice failed, not the listing); ``"unlisted"``:
+    no listed box matches a target (the listing failed); ``"none"``: no choice could be read.
+    """
+    from segzero.geometry import box_iou
+
+    targets = [frame_box(sample, sample.extra["shapes"][i], frame) for i in sample.extra["targets"]]
+    chosen = _CHOSEN.search(completion)
+    if chosen is None:
+        return "none"
+
+    def hits(box: Sequence[int]) -> bool:
+        return any(box_iou(box, target) >= 0.5 for target in targets)
+
+    if hits(tuple(int(v) for v in chosen.groups())):
+        return "right"
+    listed = _LISTED.finditer(completion[: chosen.start()])
+    return "wrong" if any(hits(tuple(int(v) for v in item.groups()[3:])) for item in listed) else "unlisted"
+
+
 def reasoner_examples(samples: Sequence[Any], frame: int, thinking: str = "scene") -> list[ReasonerExample]:
     """Targets for ShapeWorld samples: ``<think> ... </think><answer>{json}</answer>``.
 
