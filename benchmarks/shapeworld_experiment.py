@@ -67,6 +67,7 @@ def main() -> None:
         GRPO_SEED_OFFSET,
         SHIPPED_MODELS,
         SFTLoopConfig,
+        ShapeWorldTrainConfig,
         prepare_grpo_data,
         reasoner_examples,
         run_grpo,
@@ -118,7 +119,8 @@ def main() -> None:
     config = SFTLoopConfig(
         steps=args.steps, batch_size=args.prompts_per_step, lr=args.sft_lr, warmup=1, min_lr_ratio=1.0
     )
-    sft_loop(warm, reasoner_examples(samples, 112), sft_dir, config)
+    # The targets in the warm-up's own form (its thinking), continued on the GRPO stage's requests.
+    sft_loop(warm, reasoner_examples(samples, 112, ShapeWorldTrainConfig().warmup_thinking), sft_dir, config)
     seconds["sft"] = time.perf_counter() - t
 
     results = {}

@@ -122,6 +122,11 @@ def test_scene_thinking_lists_every_shape_left_to_right_and_names_the_answer_s_b
         assert lefts == sorted(lefts)
         meant_box = [int(v) for v in re.search(r"\[([\d,]+)\]", meant).group(1).split(",")]
         assert meant_box == example.boxes[0]  # the answer copies the box the thinking names
+        (echoed,) = reasoner_examples([sample], 112, thinking="scene-echo")
+        said = f"the request is '{sample.request}'; "
+        assert echoed.completion == example.completion.replace(
+            "the request means", said + "the request means"
+        )
     with pytest.raises(InputError, match="shape listing"):
         bare = dataclasses.replace(sample, extra={"explanation": "x"})
         reasoner_examples([bare], 112)

@@ -52,7 +52,7 @@ def train_models(
         "recipes/shapeworld_grpo.yaml"
     ),
     segmenter_steps: Annotated[int | None, typer.Option(help="SAM2 training steps (default 3000).")] = None,
-    warmup_steps: Annotated[int | None, typer.Option(help="Warm-up SFT steps (default 4000).")] = None,
+    warmup_steps: Annotated[int | None, typer.Option(help="Warm-up SFT steps (default 7000).")] = None,
     grpo_steps: Annotated[
         int | None, typer.Option(help="GRPO steps (default: the recipe's max_steps).")
     ] = None,
@@ -78,6 +78,13 @@ def train_models(
             min=0,
             help="Steps of the vision tower's dense pretraining before the warm-up (0 skips it; "
             "default: the shipped models').",
+        ),
+    ] = None,
+    thinking: Annotated[
+        str | None,
+        typer.Option(
+            help="The warm-up target's thinking: scene-echo (the scene listing, then the request repeated "
+            "before the choice; the default) or scene (the listing without it).",
         ),
     ] = None,
     shape_loss: Annotated[
@@ -117,6 +124,10 @@ def train_models(
         config.warmup.vision_lr_scale = vision_lr_scale
     if vision_full_from is not None:
         config.warmup.vision_full_from = vision_full_from
+    if thinking is not None:
+        if thinking not in ("scene", "scene-echo"):
+            raise InputError(f"--thinking must be scene or scene-echo, got {thinking!r}")
+        config.warmup_thinking = thinking
     if tower_steps == 0:
         config.tower = None
     elif tower_steps is not None:

@@ -483,12 +483,12 @@ class ReasonerExample:
 
 
 #: What a warm-up example's ``<think>`` holds (:func:`reasoner_examples`).
-THINKING = ("scene", "explanation", "none")
+THINKING = ("scene", "scene-echo", "explanation", "none")
 #: Words that end a :func:`scene_thinking` listing and introduce the shape the request means.
 MEANS = "the request means"
 
 
-def scene_thinking(sample: Any, frame: int) -> str:
+def scene_thinking(sample: Any, frame: int, echo: bool = False) -> str:
     """The warm-up's thinking: every shape with its box (reasoner frame), left to right, then the target::
 
         <think> small red triangle [x1,y1,x2,y2]; large blue circle [...]. the request means the small
@@ -498,6 +498,10 @@ def scene_thinking(sample: Any, frame: int) -> str:
     pretrained), and the answer's box is a copy of one the thinking listed. With the one-line
     explanation as thinking no probe passed box IoU 0.14 on multi-shape scenes within 2500 steps; this
     target reached 0.28 in 3000 (docs/shapeworld.md).
+
+    With ``echo`` the request is repeated just before the choice (``... . the request is 'the red
+    shape'; the request means the ...``): the choice then reads the request's words a few tokens back
+    instead of about 200, across the prompt's instructions (docs/shapeworld.md, session 13).
     """
     from segzero.errors import InputError
 
@@ -511,7 +515,8 @@ def scene_thinking(sample: Any, frame: int) -> str:
     left_to_right = sorted(range(len(shapes)), key=lambda i: shapes[i]["box"][0] + shapes[i]["box"][2])
     listing = "; ".join(named(shapes[i]) for i in left_to_right)
     meant = " and the ".join(named(shapes[i]) for i in sorted(targets, key=left_to_right.index))
-    return f"<think> {listing}. {MEANS} the {meant}. </think>"
+    said = f"the request is '{sample.request}'; " if echo else ""
+    return f"<think> {listing}. {said}{MEANS} the {meant}. </think>"
 
 
 def frame_box(sample: Any, shape: dict[str, Any], frame: int) -> tuple[int, ...]:
@@ -597,7 +602,8 @@ def reasoner_examples(samples: Sequence[Any], frame: int, thinking: str = "scene
 
     Args:
         thinking: one of :data:`THINKING`: ``"scene"`` (:func:`scene_thinking`, the warm-up's),
-            ``"explanation"`` (the generator's one-line explanation) or ``"none"`` (answer only).
+            ``"scene-echo"`` (the same with the request repeated before the choice), ``"explanation"``
+            (the generator's one-line explanation) or ``"none"`` (answer only).
     """
     from segzero.answer import ObjectPrompt
     from segzero.data.common import add_mask_prompts
@@ -619,8 +625,8 @@ def reasoner_examples(samples: Sequence[Any], frame: int, thinking: str = "scene
         boxes = [list(mapped.box)]
         points = [[list(p) for p in mapped.points]]
         answer = f"<answer>{build_solution(boxes, points, 'single')}</answer>"
-        if thinking == "scene":
-            think = scene_thinking(sample, frame)
+        if thinking in ("scene", "scene-echo"):
+            think = scene_thinking(sample, frame, echo=thinking == "scene-echo")
         elif thinking == "explanation":
             think = f"<think> {sample.extra['explanation']} </think>"
         else:
@@ -1339,7 +1345,8 @@ class ShapeWorldTrainConfig:
         segmenter: the SAM2 stage.
         reasoner: the reasoner's size and tokenizer.
         warmup: the supervised warm-up loop; ``warmup_samples`` referring training samples feed it, on
-            scenes of ``warmup_n_shapes`` shapes (one-shape scenes teach *where* before *which*).
+            scenes of ``warmup_n_shapes`` shapes (one-shape scenes teach *where* before *which*), with
+            ``warmup_thinking`` as the target's thinking.
         grpo_recipe: the GRPO recipe run through ``segzero train grpo`` (the real training entry point).
         grpo_samples: referring training samples in the GRPO prepared dataset (disjoint from the warm-up's);
             ``None`` gives what the recipe's steps read, each once (:func:`grpo_requests_read`).
@@ -1350,24 +1357,26 @@ class ShapeWorldTrainConfig:
     reasoner: ReasonerBuildConfig = field(
         # Rotary: theta 1e4 with no time bands, 2 row bands and 14 column bands (the released 1e6 and
         # [4, 6, 6] turn a column step by at most 1.8e-4 rad in a 32-wide head; docs/shapeworld.md).
+        # The vision tower is 4 x 128 (4 heads), the size its dense pretraining was run at (session 12).
         default_factory=lambda: ReasonerBuildConfig(
             frame=112,
             hidden_size=128,
             num_heads=4,
-            vision_depth=2,
-            vision_hidden=64,
+            vision_depth=4,
+            vision_hidden=128,
+            vision_heads=4,
             rope_theta=1e4,
             mrope_section=(0, 2, 14),
         )
     )
-    # The tower at a tenth of the rate for 1500 steps, then the full rate: at the full rate from the
-    # start the warm-up wipes colour out of the tower, at 0.1x throughout it localises worse
-    # (docs/shapeworld.md, "A slow-then-full tower").
-    warmup: SFTLoopConfig = field(
-        default_factory=lambda: SFTLoopConfig(steps=4000, vision_lr_scale=0.1, vision_full_from=1500)
-    )
+    # The tower, pretrained (``tower``), stays fixed through the warm-up: 7000 steps at 0 lift referring
+    # gIoU to 0.549 where 4000 at 0.1x reach 0.515 (docs/shapeworld.md, sessions 12-13).
+    warmup: SFTLoopConfig = field(default_factory=lambda: SFTLoopConfig(steps=7000, vision_lr_scale=0.0))
     #: Dense pretraining of the vision tower before the warm-up (:func:`pretrain_tower`); ``None`` skips it.
-    tower: TowerPretrainConfig | None = None
+    tower: TowerPretrainConfig | None = field(default_factory=TowerPretrainConfig)
+    #: The warm-up's thinking (:data:`THINKING`): the scene listing with the request repeated before the
+    #: choice, which lets the language model read it there (session 13).
+    warmup_thinking: str = "scene-echo"
     warmup_samples: int = 8000
     warmup_n_shapes: tuple[int, int] = (1, 4)
     grpo_recipe: str = "recipes/shapeworld_grpo.yaml"
@@ -1395,8 +1404,13 @@ def grpo_requests_read(recipe: str | Path, overrides: Sequence[str] = ()) -> int
 GRPO_SEED_OFFSET = 5_000_000
 
 
-def prepare_grpo_data(path: str | Path, n: int, frame: int) -> Path:
-    """Write ``n`` referring training samples as a prepared dataset (prompts in the reasoner ``frame``)."""
+def prepare_grpo_data(
+    path: str | Path, n: int, frame: int, family: str = "referring", templates: Sequence[str] = ()
+) -> Path:
+    """Write ``n`` training samples of ``family`` as a prepared dataset (prompts in the reasoner ``frame``).
+
+    With ``templates`` sample ``i`` uses ``templates[i % len(templates)]``; otherwise each draws its own.
+    """
     import shutil
 
     from segzero.data.prepared import save_prepared
@@ -1405,7 +1419,22 @@ def prepare_grpo_data(path: str | Path, n: int, frame: int) -> Path:
     path = Path(path)
     if path.exists():
         shutil.rmtree(path)
-    save_prepared(make_split("train", n, "referring", seed_offset=GRPO_SEED_OFFSET), path, frame=frame)
+    if templates:
+        samples = (
+            next(
+                make_split(
+                    "train",
+                    1,
+                    family,
+                    seed_offset=GRPO_SEED_OFFSET + i,
+                    template=templates[i % len(templates)],
+                )
+            )
+            for i in range(n)
+        )
+    else:
+        samples = make_split("train", n, family, seed_offset=GRPO_SEED_OFFSET)
+    save_prepared(samples, path, frame=frame)
     return path
 
 
@@ -1472,7 +1501,11 @@ def train_all(
     """
     import shutil
 
+    from segzero.errors import InputError
+
     config = config or ShapeWorldTrainConfig()
+    if config.warmup_thinking not in THINKING:
+        raise InputError(f"warmup_thinking must be one of {THINKING}, got {config.warmup_thinking!r}")
     out = Path(out_dir)
     warm, grpo_data, grpo_run = out / "reasoner-warmup", out / "data" / "grpo", out / "grpo"
     if "reasoner" in stages:
@@ -1510,7 +1543,12 @@ def train_all(
             ]
         # Made as the warm-up reads them (a few ms each), so their time is part of that stage's.
         examples = ShapeWorldExamples(
-            "train", config.warmup_samples, "referring", frame, n_shapes=config.warmup_n_shapes
+            "train",
+            config.warmup_samples,
+            "referring",
+            frame,
+            thinking=config.warmup_thinking,
+            n_shapes=config.warmup_n_shapes,
         )
         stage(
             "warmup-sft",
