@@ -101,3 +101,15 @@ def test_train_models_checks_the_grpo_recipe_before_the_warmup(tmp_path):
     assert isinstance(result.exception, InputError)
     assert "num_generatoins" in str(result.exception) and "num_generations" in str(result.exception)
     assert not out.exists()
+
+
+def test_train_models_names_an_unknown_thinking_before_any_stage(tmp_path):
+    from segzero.errors import InputError
+    from segzero.shapeworld.train_models import ShapeWorldTrainConfig, train_all
+
+    result = train_models("--out", str(tmp_path), "--stages", "reasoner", "--thinking", "long")
+    assert isinstance(result.exception, InputError)
+    assert "scene-echo" in str(result.exception)
+    with pytest.raises(InputError, match="warmup_thinking must be one of"):
+        train_all(tmp_path / "out", ShapeWorldTrainConfig(warmup_thinking="long"), stages=("segmenter",))
+    assert not any(tmp_path.iterdir())

@@ -41,6 +41,22 @@ def test_shipped_reasoner_records_its_frame():
     assert meta["reasoner_frame"] == 112
 
 
+def test_train_models_defaults_describe_the_shipped_reasoner():
+    """What `segzero shapeworld train-models` builds by default is the shipped reasoner's architecture."""
+    from segzero.shapeworld.train_models import ShapeWorldTrainConfig
+
+    built = ShapeWorldTrainConfig().reasoner
+    for name in ("reasoner-warmup", "reasoner"):
+        config = json.loads((SHIPPED_MODELS / name / "config.json").read_text())
+        vision, text = config["vision_config"], config["text_config"]
+        assert (vision["depth"], vision["hidden_size"], vision["num_heads"]) == (
+            built.vision_depth,
+            built.vision_hidden,
+            built.vision_heads,
+        )
+        assert (text["hidden_size"], text["num_attention_heads"]) == (built.hidden_size, built.num_heads)
+
+
 def test_pipeline_loads_shipped_models_through_from_pretrained(pipe):
     from segzero.pipeline import ReasoningSegmenter
 
