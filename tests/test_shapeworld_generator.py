@@ -284,6 +284,17 @@ def test_sample_fields():
 # Splits
 
 
+def test_split_templates_cycle_and_match_one_template_per_seed():
+    templates = ("closest_to_kind", "could_roll")
+    cycled = list(make_split("val", 4, "reasoning", seed_offset=7, templates=templates))
+    assert [s.extra["template"] for s in cycled] == ["closest_to_kind", "could_roll"] * 2
+    for i, sample in enumerate(cycled):
+        (alone,) = make_split("val", 1, "reasoning", seed_offset=7 + i, template=templates[i % 2])
+        assert (sample.id, sample.request, _digest(sample)) == (alone.id, alone.request, _digest(alone))
+    with pytest.raises(InputError, match="either template or templates"):
+        list(make_split("val", 1, "reasoning", template="could_roll", templates=templates))
+
+
 def test_split_seed_ranges_are_disjoint_and_scenes_too():
     ranges = sorted(SPLIT_SEEDS.values(), key=lambda r: r.start)
     for a, b in zip(ranges, ranges[1:]):

@@ -44,10 +44,7 @@ def held_out_accuracy(reasoner_dir: Path) -> float:
     from segzero.shapeworld.train_models import evaluate_reasoner, reasoner_examples
 
     reasoner = Reasoner.from_pretrained(str(reasoner_dir), device="cpu", dtype="float32", frame=112)
-    samples = [
-        next(make_split("val", 1, "reasoning", seed_offset=i, template=TEMPLATES[i % len(TEMPLATES)]))
-        for i in range(N_HELD_OUT)
-    ]
+    samples = list(make_split("val", N_HELD_OUT, "reasoning", templates=TEMPLATES))
     # Greedy answers, as the demo and `segzero eval` decode: the same weights give the same figure.
     return evaluate_reasoner(reasoner, reasoner_examples(samples, 112))["accuracy"]
 

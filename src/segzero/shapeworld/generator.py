@@ -21,7 +21,7 @@ import json
 import math
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -822,13 +822,14 @@ def make_split(
     family: str,
     size: int = DEFAULT_SIZE,
     seed_offset: int = 0,
+    templates: Sequence[str] = (),
     **options,
 ) -> Iterator[Sample]:
     """Yield ``n`` samples of split ``name`` with seeds ``SPLIT_SEEDS[name].start + seed_offset + 0..n-1``.
 
     ``options`` go to :func:`make_sample` (``n_shapes``, ``allow_overlap``, ``textured_background``,
-    ``template``). Each sample's ``extra["split"]`` is set and its id becomes
-    ``shapeworld-{split}-{family}-{seed}``.
+    ``template``). With ``templates`` sample ``i`` uses template ``templates[i % len(templates)]``.
+    Each sample's ``extra["split"]`` is set and its id becomes ``shapeworld-{split}-{family}-{seed}``.
     """
     if name not in SPLIT_SEEDS:
         raise InputError(f"unknown ShapeWorld split {name!r}; choose one of {sorted(SPLIT_SEEDS)}.")
@@ -837,7 +838,11 @@ def make_split(
         raise InputError(f"split {name!r} holds seeds {seeds.start}..{seeds.stop - 1}; n={n} with "
                          f"seed_offset={seed_offset} does not fit, use a smaller n or offset.")
     _family(family)
-    for seed in range(seeds.start + seed_offset, seeds.start + seed_offset + n):
+    if templates and "template" in options:
+        raise InputError("give make_split either template or templates, not both")
+    for i, seed in enumerate(range(seeds.start + seed_offset, seeds.start + seed_offset + n)):
+        if templates:
+            options["template"] = templates[i % len(templates)]
         sample = make_sample(seed, family, size=size, **options)
         sample.id = f"shapeworld-{name}-{family}-{seed:08d}"
         sample.extra["split"] = name

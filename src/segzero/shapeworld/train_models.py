@@ -1419,21 +1419,7 @@ def prepare_grpo_data(
     path = Path(path)
     if path.exists():
         shutil.rmtree(path)
-    if templates:
-        samples = (
-            next(
-                make_split(
-                    "train",
-                    1,
-                    family,
-                    seed_offset=GRPO_SEED_OFFSET + i,
-                    template=templates[i % len(templates)],
-                )
-            )
-            for i in range(n)
-        )
-    else:
-        samples = make_split("train", n, family, seed_offset=GRPO_SEED_OFFSET)
+    samples = make_split("train", n, family, seed_offset=GRPO_SEED_OFFSET, templates=templates)
     save_prepared(samples, path, frame=frame)
     return path
 
@@ -1500,8 +1486,6 @@ def train_all(
     ``timings.json``.
     """
     import shutil
-
-    from segzero.errors import InputError
 
     config = config or ShapeWorldTrainConfig()
     if config.warmup_thinking not in THINKING:
