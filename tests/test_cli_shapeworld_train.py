@@ -28,12 +28,12 @@ def test_train_models_runs_every_reasoner_stage_and_keeps_a_fixed_vision_tower_f
 
     result = train_models(
         "--out", str(tmp_path), "--stages", "reasoner", "--recipe", str(RECIPE),
-        "--tower-steps", "2", "--warmup-steps", "2", "--grpo-steps", "1", "--vision-lr-scale", "0",
-        "--shape-loss", "kind",
+        "--tower-steps", "2", "--warmup-steps", "2", "--knowledge-steps", "2", "--grpo-steps", "1",
+        "--vision-lr-scale", "0", "--shape-loss", "kind",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     timings = json.loads((tmp_path / "timings.json").read_text())
-    assert list(timings) == ["reasoner-build", "tower", "warmup-sft", "grpo-data", "grpo"]
+    assert list(timings) == ["reasoner-build", "tower", "warmup-sft", "knowledge-sft", "grpo-data", "grpo"]
     assert "Stage times" in result.output
     assert "shape loss" in result.output  # the warm-up's auxiliary kind head ran
     from datasets import load_from_disk
@@ -44,9 +44,11 @@ def test_train_models_runs_every_reasoner_stage_and_keeps_a_fixed_vision_tower_f
     built = load_file(tmp_path / "reasoner-init" / "model.safetensors")
     init = load_file(tmp_path / "reasoner-tower" / "model.safetensors")  # where the warm-up starts
     assert any(not torch.equal(built[k], init[k]) for k in built if "visual" in k)
-    warm = load_file(tmp_path / "reasoner-warmup" / "model.safetensors")
-    assert all(torch.equal(init[k], warm[k]) for k in init if "visual" in k)
-    assert any(not torch.equal(init[k], warm[k]) for k in init if "visual" not in k)
+    referring = load_file(tmp_path / "reasoner-referring" / "model.safetensors")
+    warm = load_file(tmp_path / "reasoner-warmup" / "model.safetensors")  # after the knowledge stage
+    for before, after in ((init, referring), (referring, warm)):
+        assert all(torch.equal(before[k], after[k]) for k in before if "visual" in k)
+        assert any(not torch.equal(before[k], after[k]) for k in before if "visual" not in k)
     final = tmp_path / "reasoner"
     assert read_model_meta(final)["reasoner_frame"] == 112
     assert (final / "model.safetensors").is_file() and not (final / "training_args.bin").exists()
@@ -113,3 +115,32 @@ def test_train_models_names_an_unknown_thinking_before_any_stage(tmp_path):
     with pytest.raises(InputError, match="warmup_thinking must be one of"):
         train_all(tmp_path / "out", ShapeWorldTrainConfig(warmup_thinking="long"), stages=("segmenter",))
     assert not any(tmp_path.iterdir())
+
+
+def test_train_all_names_an_unknown_knowledge_template_before_any_stage(tmp_path):
+    from segzero.errors import InputError
+    from segzero.shapeworld.train_models import ShapeWorldTrainConfig, train_all
+
+    config = ShapeWorldTrainConfig(knowledge_templates=("could_roll", "could_fly"))
+    with pytest.raises(InputError, match="could_fly"):
+        train_all(tmp_path / "out", config, stages=("segmenter",))
+    assert not any(tmp_path.iterdir())
+
+
+def test_knowledge_stage_teaches_reasoning_but_keeps_the_held_out_templates_out():
+    from segzero.shapeworld.train_models import (
+        HELD_OUT_TEMPLATES,
+        MEANS,
+        ShapeWorldTrainConfig,
+        knowledge_examples,
+    )
+
+    config = ShapeWorldTrainConfig(knowledge_samples=(40, 60))
+    examples = knowledge_examples(config)
+    assert len(examples) == 100
+    families = [e.sample.extra["family"] for e in examples]
+    assert families[:5] == ["referring"] * 2 + ["reasoning"] * 3
+    templates = {e.sample.extra["template"] for e in examples if e.sample.extra["family"] == "reasoning"}
+    assert templates == set(config.knowledge_templates) and not templates & set(HELD_OUT_TEMPLATES)
+    for example in examples:  # the reasoning is written out before the choice
+        assert f"{example.sample.extra['explanation']} {MEANS}" in example.completion

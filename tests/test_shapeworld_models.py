@@ -143,6 +143,10 @@ def test_scene_thinking_lists_every_shape_left_to_right_and_names_the_answer_s_b
         assert echoed.completion == example.completion.replace(
             "the request means", said + "the request means"
         )
+        (explained,) = reasoner_examples([sample], 112, thinking="scene-explain")
+        assert explained.completion == example.completion.replace(
+            "the request means", f"{said}{sample.extra['explanation']} the request means"
+        )
     with pytest.raises(InputError, match="shape listing"):
         bare = dataclasses.replace(sample, extra={"explanation": "x"})
         reasoner_examples([bare], 112)
@@ -214,6 +218,30 @@ def test_lazy_examples_are_the_split_s_examples():
         lazy[3]
     with pytest.raises(InputError):
         ShapeWorldExamples("val", 200_000, "referring", 112)
+
+    templates = ("could_roll", "world_colour")
+    cycled = ShapeWorldExamples("val", 3, "reasoning", 112, seed_offset=5, templates=templates)
+    eager = list(make_split("val", 3, "reasoning", seed_offset=5, templates=templates))
+    assert [cycled[i].sample.extra["template"] for i in range(3)] == [templates[i % 2] for i in range(3)]
+    assert [e.request for e in cycled] == [s.request for s in eager]
+    with pytest.raises(InputError, match="not both"):
+        ShapeWorldExamples("val", 3, "reasoning", 112, template="could_roll", templates=templates)
+
+
+def test_interleaved_examples_follow_the_cycle_and_read_each_item_once():
+    from segzero.errors import InputError
+    from segzero.shapeworld.train_models import InterleavedExamples
+
+    a, b = [f"a{i}" for i in range(5)], [f"b{i}" for i in range(7)]
+    mixed = InterleavedExamples([a, b], [1, 2])
+    # 3 whole cycles: b (7 // 2 = 3) runs out first.
+    assert list(mixed) == ["a0", "b0", "b1", "a1", "b2", "b3", "a2", "b4", "b5"]
+    assert mixed[-1] == "b5"
+    with pytest.raises(IndexError):
+        mixed[9]
+    for parts, counts in (([a, b], [1]), ([a, b], [1, 0]), ([], [])):
+        with pytest.raises(InputError, match="one count"):
+            InterleavedExamples(parts, counts)
 
 
 def test_segmenter_prompt_and_image_positional_bases_are_tied(tmp_path):

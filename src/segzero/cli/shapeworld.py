@@ -80,6 +80,14 @@ def train_models(
             "default: the shipped models').",
         ),
     ] = None,
+    knowledge_steps: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Steps of the knowledge stage after the warm-up (referring and reasoning requests with "
+            "their reasoning written out; 0 skips it; default 3000).",
+        ),
+    ] = None,
     thinking: Annotated[
         str | None,
         typer.Option(
@@ -96,8 +104,9 @@ def train_models(
     ] = "",
     device: Annotated[str, typer.Option(help="cpu or cuda, for the segmenter and the warm-up.")] = "cpu",
 ) -> None:
-    """Reproduce the shipped ShapeWorld models: generate data, train SAM2, warm up the reasoner, then GRPO
-    through `segzero train grpo`; prints the time of each stage."""
+    """Reproduce the shipped ShapeWorld models: generate data, train SAM2, pretrain the reasoner's vision
+    tower, warm it up on referring requests, teach it the reasoning family's knowledge, then GRPO through
+    `segzero train grpo`; prints the time of each stage."""
     from dataclasses import replace
 
     from segzero.errors import InputError
@@ -128,6 +137,12 @@ def train_models(
         if thinking not in ("scene", "scene-echo"):
             raise InputError(f"--thinking must be scene or scene-echo, got {thinking!r}")
         config.warmup_thinking = thinking
+    if knowledge_steps == 0:
+        config.knowledge = None
+    elif knowledge_steps is not None and config.knowledge is not None:
+        config.knowledge.steps = knowledge_steps
+    if config.knowledge is not None:
+        config.knowledge.device = device
     if tower_steps == 0:
         config.tower = None
     elif tower_steps is not None:

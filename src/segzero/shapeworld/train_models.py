@@ -43,6 +43,7 @@ from segzero.shapeworld.generator import (
     SCENES_PER_SEED,
     SIZE_CLASSES,
     SPLIT_SEEDS,
+    TEMPLATES,
     generate_scene,
 )
 from segzero.tiny import QWEN_ROPE_THETA
@@ -483,12 +484,12 @@ class ReasonerExample:
 
 
 #: What a warm-up example's ``<think>`` holds (:func:`reasoner_examples`).
-THINKING = ("scene", "scene-echo", "explanation", "none")
+THINKING = ("scene", "scene-echo", "scene-explain", "explanation", "none")
 #: Words that end a :func:`scene_thinking` listing and introduce the shape the request means.
 MEANS = "the request means"
 
 
-def scene_thinking(sample: Any, frame: int, echo: bool = False) -> str:
+def scene_thinking(sample: Any, frame: int, echo: bool = False, explain: bool = False) -> str:
     """The warm-up's thinking: every shape with its box (reasoner frame), left to right, then the target::
 
         <think> small red triangle [x1,y1,x2,y2]; large blue circle [...]. the request means the small
@@ -502,6 +503,12 @@ def scene_thinking(sample: Any, frame: int, echo: bool = False) -> str:
     With ``echo`` the request is repeated just before the choice (``... . the request is 'the red
     shape'; the request means the ...``): the choice then reads the request's words a few tokens back
     instead of about 200, across the prompt's instructions (docs/shapeworld.md, session 13).
+
+    With ``explain`` the generator's explanation follows the repeated request (``... the request is
+    'the shape that has the most corners'; Counting corners: the red square has 4, the blue triangle has
+    3. The square has the most. the request means the ...``): the reasoning written out, with the facts it
+    needs (corner counts, what rolls, what colour a lemon is), so the choice copies a shape the text just
+    named (session 15).
     """
     from segzero.errors import InputError
 
@@ -515,7 +522,9 @@ def scene_thinking(sample: Any, frame: int, echo: bool = False) -> str:
     left_to_right = sorted(range(len(shapes)), key=lambda i: shapes[i]["box"][0] + shapes[i]["box"][2])
     listing = "; ".join(named(shapes[i]) for i in left_to_right)
     meant = " and the ".join(named(shapes[i]) for i in sorted(targets, key=left_to_right.index))
-    said = f"the request is '{sample.request}'; " if echo else ""
+    said = f"the request is '{sample.request}'; " if echo or explain else ""
+    if explain:
+        said += sample.extra["explanation"] + " "
     return f"<think> {listing}. {said}{MEANS} the {meant}. </think>"
 
 
@@ -602,7 +611,8 @@ def reasoner_examples(samples: Sequence[Any], frame: int, thinking: str = "scene
 
     Args:
         thinking: one of :data:`THINKING`: ``"scene"`` (:func:`scene_thinking`, the warm-up's),
-            ``"scene-echo"`` (the same with the request repeated before the choice), ``"explanation"``
+            ``"scene-echo"`` (the same with the request repeated before the choice), ``"scene-explain"``
+            (the request and the generator's explanation before the choice), ``"explanation"``
             (the generator's one-line explanation) or ``"none"`` (answer only).
     """
     from segzero.answer import ObjectPrompt
@@ -625,8 +635,10 @@ def reasoner_examples(samples: Sequence[Any], frame: int, thinking: str = "scene
         boxes = [list(mapped.box)]
         points = [[list(p) for p in mapped.points]]
         answer = f"<answer>{build_solution(boxes, points, 'single')}</answer>"
-        if thinking in ("scene", "scene-echo"):
-            think = scene_thinking(sample, frame, echo=thinking == "scene-echo")
+        if thinking in ("scene", "scene-echo", "scene-explain"):
+            think = scene_thinking(
+                sample, frame, echo=thinking == "scene-echo", explain=thinking == "scene-explain"
+            )
         elif thinking == "explanation":
             think = f"<think> {sample.extra['explanation']} </think>"
         else:
@@ -652,11 +664,15 @@ class ShapeWorldExamples(Sequence[ReasonerExample]):
         *,
         thinking: str = "scene",
         seed_offset: int = 0,
+        templates: Sequence[str] = (),
         **options: Any,
     ) -> None:
-        """``options`` go to :func:`~segzero.shapeworld.generator.make_split` (e.g. ``n_shapes``)."""
+        """``options`` go to :func:`~segzero.shapeworld.generator.make_split` (e.g. ``n_shapes``); with
+        ``templates`` item ``i`` uses ``templates[i % len(templates)]``."""
         from segzero.errors import InputError
 
+        if templates and "template" in options:
+            raise InputError("give ShapeWorldExamples either template or templates, not both")
         seeds = SPLIT_SEEDS[split]
         if n < 0 or seed_offset < 0 or seeds.start + seed_offset + n > seeds.stop:
             raise InputError(
@@ -664,6 +680,7 @@ class ShapeWorldExamples(Sequence[ReasonerExample]):
             )
         self.split, self.n, self.family, self.frame = split, n, family, frame
         self.thinking, self.seed_offset, self.options = thinking, seed_offset, options
+        self.templates = tuple(templates)
 
     def __len__(self) -> int:
         return self.n
@@ -673,10 +690,43 @@ class ShapeWorldExamples(Sequence[ReasonerExample]):
 
         if not -self.n <= i < self.n:
             raise IndexError(i)
-        (sample,) = make_split(
-            self.split, 1, self.family, seed_offset=self.seed_offset + i % self.n, **self.options
-        )
+        i %= self.n
+        options = dict(self.options)
+        if self.templates:
+            options["template"] = self.templates[i % len(self.templates)]
+        (sample,) = make_split(self.split, 1, self.family, seed_offset=self.seed_offset + i, **options)
         return reasoner_examples([sample], self.frame, self.thinking)[0]
+
+
+class InterleavedExamples(Sequence[ReasonerExample]):
+    """Several example sequences in a fixed cycle: of every ``sum(counts)`` items, the first ``counts[0]``
+    come from ``parts[0]``, the next ``counts[1]`` from ``parts[1]``, and so on, each part read in order.
+
+    The length is as many whole cycles as the parts fill, so no item is read twice in one pass.
+    """
+
+    def __init__(self, parts: Sequence[Sequence[ReasonerExample]], counts: Sequence[int]) -> None:
+        from segzero.errors import InputError
+
+        if not parts or len(parts) != len(counts) or any(c < 1 for c in counts):
+            raise InputError(
+                f"give one count >= 1 per part; got {len(parts)} parts and counts {list(counts)}"
+            )
+        self.parts, self.counts = list(parts), list(counts)
+        self.n = min(len(part) // c for part, c in zip(parts, counts)) * sum(counts)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> ReasonerExample:  # type: ignore[override]
+        if not -self.n <= i < self.n:
+            raise IndexError(i)
+        cycle, j = divmod(i % self.n, sum(self.counts))
+        for part, count in zip(self.parts, self.counts):
+            if j < count:
+                return part[cycle * count + j]
+            j -= count
+        raise AssertionError("unreachable: j < sum(counts)")
 
 
 @dataclass
@@ -1337,6 +1387,15 @@ def pretrain_tower(
 # --------------------------------------------------------------------------- all stages
 
 
+#: Reasoning templates that no training stage sees, so that they stay out of domain: the three that name
+#: one shape and mean another (the GRPO learning test's, tests/test_shapeworld_learning.py).
+HELD_OUT_TEMPLATES = ("closest_to_kind", "furthest_from_kind", "same_colour_as_kind")
+#: The reasoning templates the knowledge stage teaches (:attr:`ShapeWorldTrainConfig.knowledge`).
+KNOWLEDGE_TEMPLATES = tuple(t for t in sorted(TEMPLATES["reasoning"]) if t not in HELD_OUT_TEMPLATES)
+#: Seed offset of the knowledge stage's reasoning samples inside the train split.
+KNOWLEDGE_SEED_OFFSET = 2_000_000
+
+
 @dataclass
 class ShapeWorldTrainConfig:
     """Everything ``segzero shapeworld train-models`` does, stage by stage.
@@ -1379,6 +1438,17 @@ class ShapeWorldTrainConfig:
     warmup_thinking: str = "scene-echo"
     warmup_samples: int = 8000
     warmup_n_shapes: tuple[int, int] = (1, 4)
+    #: A second supervised stage after the warm-up, on referring and reasoning requests with their
+    #: reasoning written out (``"scene-explain"``): the toy's stand-in for the world knowledge a
+    #: pretrained language model brings (which shapes roll, what colour a lemon is); ``None`` skips it.
+    knowledge: SFTLoopConfig | None = field(
+        default_factory=lambda: SFTLoopConfig(steps=3000, lr=5e-4, vision_lr_scale=0.0)
+    )
+    #: The reasoning templates the knowledge stage teaches; the rest stay out of domain for every stage.
+    knowledge_templates: tuple[str, ...] = KNOWLEDGE_TEMPLATES
+    #: Of every ``sum(knowledge_mix)`` knowledge examples, this many referring, then this many reasoning.
+    knowledge_mix: tuple[int, int] = (2, 3)
+    knowledge_samples: tuple[int, int] = (8000, 12000)
     grpo_recipe: str = "recipes/shapeworld_grpo.yaml"
     grpo_samples: int | None = None
     grpo_overrides: list[str] = field(default_factory=list)
@@ -1471,6 +1541,33 @@ def run_grpo(
     return Path(output_dir) / "final"
 
 
+def knowledge_examples(config: ShapeWorldTrainConfig) -> InterleavedExamples:
+    """The knowledge stage's examples: referring requests on the warm-up's scenes and reasoning requests
+    of ``config.knowledge_templates`` (cycled) on scenes of their own, interleaved by
+    ``config.knowledge_mix``, all with the ``"scene-explain"`` thinking."""
+    unknown = sorted(set(config.knowledge_templates) - set(TEMPLATES["reasoning"]))
+    if unknown or not config.knowledge_templates:
+        raise InputError(
+            f"knowledge_templates must be reasoning templates ({sorted(TEMPLATES['reasoning'])}); "
+            f"got {list(config.knowledge_templates)}"
+        )
+    n_referring, n_reasoning = config.knowledge_samples
+    frame = config.reasoner.frame
+    referring = ShapeWorldExamples(
+        "train", n_referring, "referring", frame, thinking="scene-explain", n_shapes=config.warmup_n_shapes
+    )
+    reasoning = ShapeWorldExamples(
+        "train",
+        n_reasoning,
+        "reasoning",
+        frame,
+        thinking="scene-explain",
+        seed_offset=KNOWLEDGE_SEED_OFFSET,
+        templates=config.knowledge_templates,
+    )
+    return InterleavedExamples([referring, reasoning], config.knowledge_mix)
+
+
 def train_all(
     out_dir: str | Path,
     config: ShapeWorldTrainConfig | None = None,
@@ -1481,7 +1578,8 @@ def train_all(
     """Reproduce the ShapeWorld models end to end into ``out_dir``; returns seconds per stage.
 
     Writes ``segmenter/``, ``reasoner-init/`` (random), ``reasoner-tower/`` (after the tower's
-    pretraining, when ``config.tower`` is set), ``reasoner-warmup/`` (after the supervised warm-up),
+    pretraining, when ``config.tower`` is set), ``reasoner-referring/`` (after the referring warm-up, when
+    ``config.knowledge`` is set), ``reasoner-warmup/`` (after the supervised stages: the one GRPO starts from),
     ``reasoner/`` (after GRPO), the GRPO run in ``grpo/`` and its data in ``data/grpo``, and
     ``timings.json``.
     """
@@ -1490,6 +1588,8 @@ def train_all(
     config = config or ShapeWorldTrainConfig()
     if config.warmup_thinking not in THINKING:
         raise InputError(f"warmup_thinking must be one of {THINKING}, got {config.warmup_thinking!r}")
+    if config.knowledge is not None:
+        knowledge_examples(config)  # checks the templates and the mix before any stage runs
     out = Path(out_dir)
     warm, grpo_data, grpo_run = out / "reasoner-warmup", out / "data" / "grpo", out / "grpo"
     if "reasoner" in stages:
@@ -1534,10 +1634,17 @@ def train_all(
             thinking=config.warmup_thinking,
             n_shapes=config.warmup_n_shapes,
         )
+        knowledge = config.knowledge
+        referring_warm = out / "reasoner-referring" if knowledge is not None else warm
         stage(
             "warmup-sft",
-            lambda: sft_loop(start, examples, warm, config.warmup, log=log),
+            lambda: sft_loop(start, examples, referring_warm, config.warmup, log=log),
         )
+        if knowledge is not None:
+            stage(
+                "knowledge-sft",
+                lambda: sft_loop(referring_warm, knowledge_examples(config), warm, knowledge, log=log),
+            )
         stage("grpo-data", lambda: prepare_grpo_data(grpo_data, n_grpo, frame))
         if grpo_run.exists():
             shutil.rmtree(grpo_run)
