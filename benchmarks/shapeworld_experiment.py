@@ -30,12 +30,21 @@ import yaml
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "shapeworld_grpo.yaml"
 
 
-def evaluate(reasoner_dir: Path, segmenter_dir: Path, n: int) -> dict[str, dict[str, float]]:
-    """Per family: pipeline gIoU/cIoU plus the mean rewards of the same answers."""
+def eval_sets(n: int) -> dict[str, list]:
+    """The held-out test sets: both families, and the reasoning templates no stage trains on."""
+    from segzero.shapeworld.generator import FAMILIES, make_split
+    from segzero.shapeworld.train_models import HELD_OUT_TEMPLATES
+
+    sets = {family: list(make_split("test", n, family)) for family in FAMILIES}
+    sets["held-out reasoning"] = list(make_split("test", n, "reasoning", templates=HELD_OUT_TEMPLATES))
+    return sets
+
+
+def evaluate(reasoner_dir: Path, segmenter_dir: Path, sets: dict[str, list]) -> dict[str, dict[str, float]]:
+    """Per test set: pipeline gIoU/cIoU plus the mean rewards of the same answers."""
     from segzero.evaluation.results import summarize
     from segzero.pipeline import ReasoningSegmenter
     from segzero.shapeworld.demo import score_samples
-    from segzero.shapeworld.generator import FAMILIES, make_split
     from segzero.shapeworld.train_models import MAX_COMPLETION_TOKENS, reasoner_examples, score_completions
 
     pipe = ReasoningSegmenter.from_pretrained(
@@ -47,12 +56,11 @@ def evaluate(reasoner_dir: Path, segmenter_dir: Path, n: int) -> dict[str, dict[
         max_new_tokens=MAX_COMPLETION_TOKENS,
     )
     out = {}
-    for family in FAMILIES:
-        samples = list(make_split("test", n, family))
+    for name, samples in sets.items():
         records = score_samples(pipe, samples)
         summary = summarize(records)["overall"]
         rewards = score_completions([r.answer for r in records], reasoner_examples(samples, pipe.frame))
-        out[family] = {
+        out[name] = {
             "giou": summary["giou"],
             "ciou": summary["ciou"],
             "hit_rate": summary["hit_rate"],
@@ -119,32 +127,32 @@ def main() -> None:
     config = SFTLoopConfig(
         steps=args.steps, batch_size=args.prompts_per_step, lr=args.sft_lr, warmup=1, min_lr_ratio=1.0
     )
-    # The targets in the warm-up's own form (its thinking), continued on the GRPO stage's requests.
-    sft_loop(warm, reasoner_examples(samples, 112, ShapeWorldTrainConfig().warmup_thinking), sft_dir, config)
+    # The targets in the warm-up's own form (the thinking of its last supervised stage), continued on the
+    # GRPO stage's requests.
+    shipped = ShapeWorldTrainConfig()
+    thinking = "scene-explain" if shipped.knowledge is not None else shipped.warmup_thinking
+    sft_loop(warm, reasoner_examples(samples, 112, thinking), sft_dir, config)
     seconds["sft"] = time.perf_counter() - t
 
+    sets = eval_sets(args.n_eval)
     results = {}
     for name, path in (("warm-up", warm), ("SFT", sft_dir), ("GRPO", grpo)):
         t = time.perf_counter()
-        results[name] = evaluate(path, segmenter, args.n_eval)
+        results[name] = evaluate(path, segmenter, sets)
         seconds[f"eval {name}"] = time.perf_counter() - t
         print(name, json.dumps(results[name]), flush=True)
 
-    header = (
-        "| reasoner | referring gIoU | referring cIoU | referring acc. reward | reasoning gIoU "
-        "| reasoning cIoU | reasoning acc. reward | format (ref/rsn) |"
-    )
     lines = [
-        header,
-        "|---|---|---|---|---|---|---|---|",
+        "| reasoner | " + " | ".join(sets) + " | format |",
+        "|---|" + "---|" * (len(sets) + 1),
     ]
     for name, r in results.items():
-        ref, rsn = r["referring"], r["reasoning"]
-        fmt = f"{ref['seg_format_strict']:.2f} / {rsn['seg_format_strict']:.2f}"
-        lines.append(
-            f"| {name} | {ref['giou']:.3f} | {ref['ciou']:.3f} | {ref['accuracy']:.3f} | {rsn['giou']:.3f} "
-            f"| {rsn['ciou']:.3f} | {rsn['accuracy']:.3f} | {fmt} |"
-        )
+        cells = [
+            f"{m['giou']:.3f} / {m['ciou']:.3f} / {m['accuracy']:.3f} ({m['hit_rate']:.1%})"
+            for m in r.values()
+        ]
+        fmt = min(m["seg_format_strict"] for m in r.values())
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {fmt:.3f} |")
     table = "\n".join(lines)
     print(table)
     (args.out / "results.json").write_text(

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from segzero.shapeworld.train_models import SHIPPED_MODELS
+from segzero.shapeworld.train_models import HELD_OUT_TEMPLATES, SHIPPED_MODELS
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "shapeworld_grpo.yaml"
-#: Reasoning templates that name one shape and mean another.
-TEMPLATES = ("closest_to_kind", "furthest_from_kind", "same_colour_as_kind")
+#: Reasoning templates that name one shape and mean another, which no supervised stage trains on.
+TEMPLATES = HELD_OUT_TEMPLATES
 #: GRPO steps (the recipe's 8 prompts x 8 samples each) and their learning rate.
 K_STEPS = 20
 LEARNING_RATE = 5e-5

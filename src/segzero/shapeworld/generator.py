@@ -622,14 +622,21 @@ def _rsn_largest_not_colour(scene: Scene, rng: random.Random) -> Request | None:
                    f"the {scene.shapes[i].name} is clearly the largest of them.", "largest_not_colour")
 
 
+def _twin_story(scene: Scene, key: Callable[[Shape], str], word: str) -> str:
+    """Shape by shape, whether another shape shares its ``key`` (a step at a time, as corners are counted)."""
+    counts = _count(scene, key)
+    return f"Looking for a twin {word}: " + ", ".join(
+        f"the {s.colour} {s.kind} has {'one' if counts[key(s)] > 1 else 'none'}" for s in scene.shapes) + "."
+
+
 def _rsn_odd_colour_out(scene: Scene, rng: random.Random) -> Request | None:
     options = _unique(scene, lambda s: s.colour)
     if len(scene.shapes) < 3 or len(options) != 1:
         return None
     i = options[0]
     return Request("the shape whose colour no other shape shares", (i,),
-                   f"Every colour appears at least twice except {scene.shapes[i].colour}, which only the "
-                   f"{scene.shapes[i].kind} has.", "odd_colour_out")
+                   _twin_story(scene, lambda s: s.colour, "colour")
+                   + f" Only the {scene.shapes[i].kind} is {scene.shapes[i].colour}.", "odd_colour_out")
 
 
 def _rsn_odd_kind_out(scene: Scene, rng: random.Random) -> Request | None:
@@ -638,7 +645,8 @@ def _rsn_odd_kind_out(scene: Scene, rng: random.Random) -> Request | None:
         return None
     i = options[0]
     return Request("the only shape whose form no other shape shares", (i,),
-                   f"Every form appears at least twice except the {scene.shapes[i].kind}.", "odd_kind_out")
+                   _twin_story(scene, lambda s: s.kind, "form")
+                   + f" Only the {scene.shapes[i].kind} has no twin.", "odd_kind_out")
 
 
 def _rsn_world_colour(scene: Scene, rng: random.Random) -> Request | None:
