@@ -73,7 +73,9 @@ def main() -> None:
     from segzero.shapeworld.generator import make_split
     from segzero.shapeworld.train_models import (
         GRPO_SEED_OFFSET,
+        KNOWLEDGE_THINKING,
         SHIPPED_MODELS,
+        THINKING,
         SFTLoopConfig,
         ShapeWorldTrainConfig,
         prepare_grpo_data,
@@ -102,6 +104,13 @@ def main() -> None:
     parser.add_argument(
         "--grpo", type=Path, default=None, help="reuse this GRPO reasoner instead of training"
     )
+    parser.add_argument(
+        "--sft-thinking",
+        choices=THINKING,
+        default=ShapeWorldTrainConfig().warmup_thinking,
+        help="the SFT targets' thinking: the form the warm-up was last trained on (default: the shipped "
+        f"warm-up's; {KNOWLEDGE_THINKING} for one that went through the knowledge stage)",
+    )
     parser.add_argument("--n-eval", type=int, default=64, help="held-out test scenes per family")
     args = parser.parse_args()
 
@@ -129,9 +138,7 @@ def main() -> None:
     )
     # The targets in the warm-up's own form (the thinking of its last supervised stage), continued on the
     # GRPO stage's requests.
-    shipped = ShapeWorldTrainConfig()
-    thinking = "scene-explain" if shipped.knowledge is not None else shipped.warmup_thinking
-    sft_loop(warm, reasoner_examples(samples, 112, thinking), sft_dir, config)
+    sft_loop(warm, reasoner_examples(samples, 112, args.sft_thinking), sft_dir, config)
     seconds["sft"] = time.perf_counter() - t
 
     sets = eval_sets(args.n_eval)

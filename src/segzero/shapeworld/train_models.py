@@ -1394,6 +1394,8 @@ HELD_OUT_TEMPLATES = ("closest_to_kind", "furthest_from_kind", "same_colour_as_k
 KNOWLEDGE_TEMPLATES = tuple(t for t in sorted(TEMPLATES["reasoning"]) if t not in HELD_OUT_TEMPLATES)
 #: Seed offset of the knowledge stage's reasoning samples inside the train split.
 KNOWLEDGE_SEED_OFFSET = 2_000_000
+#: The knowledge stage's thinking (:data:`THINKING`): the reasoning written out before the choice.
+KNOWLEDGE_THINKING = "scene-explain"
 
 
 @dataclass
@@ -1544,7 +1546,7 @@ def run_grpo(
 def knowledge_examples(config: ShapeWorldTrainConfig) -> InterleavedExamples:
     """The knowledge stage's examples: referring requests on the warm-up's scenes and reasoning requests
     of ``config.knowledge_templates`` (cycled) on scenes of their own, interleaved by
-    ``config.knowledge_mix``, all with the ``"scene-explain"`` thinking."""
+    ``config.knowledge_mix``, all with the :data:`KNOWLEDGE_THINKING` thinking."""
     unknown = sorted(set(config.knowledge_templates) - set(TEMPLATES["reasoning"]))
     if unknown or not config.knowledge_templates:
         raise InputError(
@@ -1554,14 +1556,14 @@ def knowledge_examples(config: ShapeWorldTrainConfig) -> InterleavedExamples:
     n_referring, n_reasoning = config.knowledge_samples
     frame = config.reasoner.frame
     referring = ShapeWorldExamples(
-        "train", n_referring, "referring", frame, thinking="scene-explain", n_shapes=config.warmup_n_shapes
+        "train", n_referring, "referring", frame, thinking=KNOWLEDGE_THINKING, n_shapes=config.warmup_n_shapes
     )
     reasoning = ShapeWorldExamples(
         "train",
         n_reasoning,
         "reasoning",
         frame,
-        thinking="scene-explain",
+        thinking=KNOWLEDGE_THINKING,
         seed_offset=KNOWLEDGE_SEED_OFFSET,
         templates=config.knowledge_templates,
     )
@@ -1588,8 +1590,8 @@ def train_all(
     config = config or ShapeWorldTrainConfig()
     if config.warmup_thinking not in THINKING:
         raise InputError(f"warmup_thinking must be one of {THINKING}, got {config.warmup_thinking!r}")
-    if config.knowledge is not None:
-        knowledge_examples(config)  # checks the templates and the mix before any stage runs
+    # Made (lazily, so at no cost) and so checked before any stage runs.
+    knowledge_set = knowledge_examples(config) if config.knowledge is not None else None
     out = Path(out_dir)
     warm, grpo_data, grpo_run = out / "reasoner-warmup", out / "data" / "grpo", out / "grpo"
     if "reasoner" in stages:
@@ -1643,7 +1645,7 @@ def train_all(
         if knowledge is not None:
             stage(
                 "knowledge-sft",
-                lambda: sft_loop(referring_warm, knowledge_examples(config), warm, knowledge, log=log),
+                lambda: sft_loop(referring_warm, knowledge_set, warm, knowledge, log=log),
             )
         stage("grpo-data", lambda: prepare_grpo_data(grpo_data, n_grpo, frame))
         if grpo_run.exists():
