@@ -85,7 +85,7 @@ def train_models(
         typer.Option(
             min=0,
             help="Steps of the knowledge stage after the warm-up (referring and reasoning requests with "
-            "their reasoning written out; 0 skips it; default 3000).",
+            "their reasoning written out; 0 skips it; default 4000).",
         ),
     ] = None,
     thinking: Annotated[

@@ -1444,7 +1444,7 @@ class ShapeWorldTrainConfig:
     #: reasoning written out (``"scene-explain"``): the toy's stand-in for the world knowledge a
     #: pretrained language model brings (which shapes roll, what colour a lemon is); ``None`` skips it.
     knowledge: SFTLoopConfig | None = field(
-        default_factory=lambda: SFTLoopConfig(steps=3000, lr=5e-4, vision_lr_scale=0.0)
+        default_factory=lambda: SFTLoopConfig(steps=4000, lr=5e-4, vision_lr_scale=0.0)
     )
     #: The reasoning templates the knowledge stage teaches; the rest stay out of domain for every stage.
     knowledge_templates: tuple[str, ...] = KNOWLEDGE_TEMPLATES
