@@ -8,8 +8,10 @@ Three reasoners, all starting from the same supervised warm-up checkpoint:
 * ``GRPO``: ``segzero train grpo --config recipes/shapeworld_grpo.yaml`` from the warm-up.
 
 Each is run through the full pipeline (with the same shipped SAM2) on held-out test scenes of the
-``referring`` family (in-domain: the family every stage trained on) and the ``reasoning`` family
-(out-of-domain, never trained on, like ReasonSeg for a RefCOCOg-trained model). Reported: gIoU, cIoU,
+``referring`` family (in-domain: the family SFT and GRPO train on here) and the ``reasoning`` family
+(out-of-domain for this stage, like ReasonSeg for a RefCOCOg-trained model; the warm-up's knowledge
+stage taught nine of its twelve templates, as a pretrained language model brings world knowledge),
+plus the ``held-out reasoning`` set: the three templates no stage ever trains on. Reported: gIoU, cIoU,
 the mean Seg-Zero accuracy reward (bbox_iou + bbox_l1 + points_l1, in [0, 3]) and the format rewards.
 
     python benchmarks/shapeworld_experiment.py --out runs/shapeworld_experiment --steps 40 --n-eval 64
@@ -107,9 +109,11 @@ def main() -> None:
     parser.add_argument(
         "--sft-thinking",
         choices=THINKING,
-        default=ShapeWorldTrainConfig().warmup_thinking,
+        default=KNOWLEDGE_THINKING
+        if ShapeWorldTrainConfig().knowledge
+        else ShapeWorldTrainConfig().warmup_thinking,
         help="the SFT targets' thinking: the form the warm-up was last trained on (default: the shipped "
-        f"warm-up's; {KNOWLEDGE_THINKING} for one that went through the knowledge stage)",
+        f"warm-up's, {KNOWLEDGE_THINKING}, from its knowledge stage; scene-echo for one without it)",
     )
     parser.add_argument("--n-eval", type=int, default=64, help="held-out test scenes per family")
     args = parser.parse_args()

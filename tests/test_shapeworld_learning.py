@@ -1,6 +1,7 @@
 """GRPO learns: a few steps through `segzero train grpo` raise the accuracy reward on held-out scenes.
 
-Start: the shipped warm-up reasoner (``models/reasoner-warmup``), trained on referring requests only.
+Start: the shipped warm-up reasoner (``models/reasoner-warmup``), trained on referring requests and, in
+its knowledge stage, on nine reasoning templates, never on the three this test trains and measures on.
 Train: ``K_STEPS`` GRPO steps with ``recipes/shapeworld_grpo.yaml``, the recipe ``segzero shapeworld
 train-models`` uses, run as a child process exactly as a user types it (``max_steps`` and
 ``learning_rate`` overridden), on reasoning requests of the three templates that name one shape and

@@ -554,9 +554,11 @@ def test_mean_pairwise_tv_by_hand():
 
 def test_warmup_reasoner_reads_the_image_and_the_request():
     """The warm-up reasoner's listing starts from the image (the leftmost shape), and after the listing
-    the shape it names depends on the request. Measured on these scenes: image 0.57 at ``<think>`` (the
-    image-blind reasoner shipped before the position fix: 0.04), request 0.67 after the listing. The same
-    image under every request (or one request under every image) gives exactly no dependence on it."""
+    what it writes depends on the request: it repeats it before choosing. Measured on these scenes: image
+    0.67 at ``<think>`` (the image-blind reasoner shipped before the position fix: 0.04), request 1.00
+    where the repeat starts (at ``the request means the`` without the repeat, a form the knowledge-stage
+    warm-up never writes, 0.18). The same image under every request (or one request under every image)
+    gives exactly no dependence on it."""
     from segzero.reasoner import Reasoner
     from segzero.shapeworld.generator import make_split
     from segzero.shapeworld.train_models import answer_image_dependence, scene_thinking
@@ -567,10 +569,11 @@ def test_warmup_reasoner_reads_the_image_and_the_request():
     samples = list(make_split("val", 3, "referring"))
     requests = ["the small red triangle", "the large blue circle", "the green shape on the left"]
     listing = scene_thinking(samples[0], 112)
-    choosing = listing[: listing.index("the request means the") + len("the request means the")]
-    one_image = answer_image_dependence(reasoner, [samples[0].image] * 3, requests, prefix=choosing)
+    # The listing, then the opening of the repeated request: the next word is the request's own.
+    repeating = listing[: listing.index("the request means the")] + "the request is 'the"
+    one_image = answer_image_dependence(reasoner, [samples[0].image] * 3, requests, prefix=repeating)
     assert one_image["image"] < 1e-5
-    assert one_image["request"] > 0.3
+    assert one_image["request"] > 0.5
     one_request = answer_image_dependence(reasoner, [s.image for s in samples], [requests[0]] * 2, "<think>")
     assert one_request["request"] < 1e-5
     assert one_request["image"] > 0.3
