@@ -109,9 +109,7 @@ def main() -> None:
     parser.add_argument(
         "--sft-thinking",
         choices=THINKING,
-        default=KNOWLEDGE_THINKING
-        if ShapeWorldTrainConfig().knowledge
-        else ShapeWorldTrainConfig().warmup_thinking,
+        default=ShapeWorldTrainConfig().final_thinking,
         help="the SFT targets' thinking: the form the warm-up was last trained on (default: the shipped "
         f"warm-up's, {KNOWLEDGE_THINKING}, from its knowledge stage; scene-echo for one without it)",
     )

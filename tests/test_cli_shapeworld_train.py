@@ -144,3 +144,10 @@ def test_knowledge_stage_teaches_reasoning_but_keeps_the_held_out_templates_out(
     assert templates == set(config.knowledge_templates) and not templates & set(HELD_OUT_TEMPLATES)
     for example in examples:  # the reasoning is written out before the choice
         assert f"{example.sample.extra['explanation']} {MEANS}" in example.completion
+
+
+def test_final_thinking_is_the_last_supervised_stage_s():
+    from segzero.shapeworld.train_models import ShapeWorldTrainConfig
+
+    assert ShapeWorldTrainConfig().final_thinking == "scene-explain"
+    assert ShapeWorldTrainConfig(knowledge=None, warmup_thinking="scene").final_thinking == "scene"

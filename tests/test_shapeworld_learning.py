@@ -13,10 +13,10 @@ answers the shape they name; only the reward says otherwise. Measure: the mean a
 
 Measured (session 16, the shipped knowledge-stage warm-up): 1.125 -> 1.240 after 20 steps at 5e-5
 (96 scenes; the same on one thread and two); the same run with ``learning_rate=0`` leaves it at 1.125
-(docs/shapeworld.md). Session 13's warm-up, without the knowledge stage: 1.042 -> 1.240, and 1.042. Earlier warm-ups, which did
-not read the request from where they choose, gained nothing in any CI-sized run (1.406 -> 1.417 for
-the tower-pretrained warm-up without the request echoed; 2.250 -> 2.172 on referring requests for the
-warm-up shipped before session 13).
+(docs/shapeworld.md). Session 13's warm-up, without the knowledge stage: 1.042 -> 1.240, and 1.042.
+Earlier warm-ups, which did not read the request from where they choose, gained nothing in any
+CI-sized run (1.406 -> 1.417 for the tower-pretrained warm-up without the request echoed; 2.250 ->
+2.172 on referring requests for the warm-up shipped before session 13).
 """
 
 from __future__ import annotations

@@ -568,9 +568,10 @@ def test_warmup_reasoner_reads_the_image_and_the_request():
     )
     samples = list(make_split("val", 3, "referring"))
     requests = ["the small red triangle", "the large blue circle", "the green shape on the left"]
-    listing = scene_thinking(samples[0], 112)
-    # The listing, then the opening of the repeated request: the next word is the request's own.
-    repeating = listing[: listing.index("the request means the")] + "the request is 'the"
+    # The listing, then the repeat's opening quote and first word ("the", as every request here starts):
+    # the next word is the request's own.
+    echoed = scene_thinking(samples[0], 112, echo=True)
+    repeating = echoed[: echoed.index("'") + len("'the")]
     one_image = answer_image_dependence(reasoner, [samples[0].image] * 3, requests, prefix=repeating)
     assert one_image["image"] < 1e-5
     assert one_image["request"] > 0.5

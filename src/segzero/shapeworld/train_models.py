@@ -1455,6 +1455,11 @@ class ShapeWorldTrainConfig:
     grpo_samples: int | None = None
     grpo_overrides: list[str] = field(default_factory=list)
 
+    @property
+    def final_thinking(self) -> str:
+        """The thinking of the last supervised stage: the form the checkpoint GRPO starts from writes."""
+        return KNOWLEDGE_THINKING if self.knowledge is not None else self.warmup_thinking
+
 
 def grpo_requests_read(recipe: str | Path, overrides: Sequence[str] = ()) -> int:
     """How many requests a single-process GRPO run of ``recipe`` (with ``overrides``) reads:
