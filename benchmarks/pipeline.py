@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from segzero.answer import ObjectPrompt
+from segzero.frames import Frame, ObjectPrompt
 from segzero.pipeline import ReasoningSegmenter
 from segzero.tiny import build_reasoner, build_segmenter
 
@@ -84,8 +84,14 @@ def run_config(name: str, args) -> dict:
         for img, req in pairs:
             pipe.segment(img.copy(), req, **gen)  # a copy: nothing cached between requests
 
-    w, h = images[0].size
-    prompts = [[ObjectPrompt((w * 0.2, h * 0.2, w * 0.6, h * 0.7), ((w * 0.4, h * 0.4), (w * 0.45, h * 0.5)))]] * n
+    def answer_shaped(w: int, h: int) -> ObjectPrompt:
+        return ObjectPrompt(
+            box=(w * 0.2, h * 0.2, w * 0.6, h * 0.7),
+            points=((w * 0.4, h * 0.4), (w * 0.45, h * 0.5)),
+            frame=Frame.image((w, h)),
+        )
+
+    prompts = [[answer_shaped(*img.size)] for img, _ in pairs]
 
     def seg_batched():
         pipe.segmenter.segment_many([p[0] for p in pairs], prompts)

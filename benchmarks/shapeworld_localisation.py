@@ -41,9 +41,8 @@ def one_shape_examples(split: str, n: int, task: str, frame: int) -> list:
     """``n`` one-shape scenes of a split (disjoint scene seeds), asked :data:`THE_SHAPE`."""
     from PIL import Image
 
-    from segzero.answer import ObjectPrompt
     from segzero.data.prepared import build_solution
-    from segzero.frames import to_reasoner_frame
+    from segzero.frames import Frame, ObjectPrompt, to_reasoner_frame
     from segzero.geometry import mask_prompts
     from segzero.shapeworld.generator import SCENES_PER_SEED, SPLIT_SEEDS, generate_scene
 
@@ -59,9 +58,8 @@ def one_shape_examples(split: str, n: int, task: str, frame: int) -> list:
             out.append(tm.ReasonerExample(image, THE_SHAPE, f"<answer>{word}</answer>", [], []))
             continue
         box, points = mask_prompts(shape.mask)
-        mapped = to_reasoner_frame(
-            ObjectPrompt(box=tuple(box), points=tuple(points)), (scene.size, scene.size), frame
-        )
+        image_frame = Frame.image((scene.size, scene.size))
+        mapped = to_reasoner_frame(ObjectPrompt.from_lists(box, points, image_frame), frame)
         boxes, points = [list(mapped.box)], [[list(p) for p in mapped.points]]
         answer = f"<answer>{build_solution(boxes, points, 'single')}</answer>"
         out.append(tm.ReasonerExample(image, THE_SHAPE, answer, boxes, points))

@@ -4,7 +4,8 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segzero.answer import ObjectPrompt, ParseStatus, parse_answer
+from segzero.answer import ParseStatus, parse_answer
+from segzero.frames import Frame, ObjectPrompt
 
 SEG_ZERO = "<think>The knife is on the left.</think><answer>{'bbox': [10,100,200,210], 'points_1': [30,110], 'points_2': [35,180]}</answer>"
 
@@ -13,7 +14,7 @@ def test_seg_zero_python_literal_answer():
     a = parse_answer(SEG_ZERO)
     assert a.status is ParseStatus.OK and a.ok
     assert a.thinking == "The knife is on the left."
-    assert a.objects == (ObjectPrompt((10, 100, 200, 210), ((30, 110), (35, 180))),)
+    assert a.objects == (ObjectPrompt(box=(10, 100, 200, 210), points=((30, 110), (35, 180)), frame=Frame.reasoner(840)),)
 
 
 def test_json_answer_without_think_and_text_around():
@@ -71,8 +72,11 @@ def test_partial_multi_object_keeps_the_good_ones():
 
 
 def test_box_only_and_points_only_answers():
-    assert parse_answer("{'bbox': [1,2,3,4]}").objects == (ObjectPrompt((1, 2, 3, 4), ()),)
-    assert parse_answer("{'points_1': [1,2], 'points_2': [3,4]}").objects == (ObjectPrompt(None, ((1, 2), (3, 4))),)
+    r840 = Frame.reasoner(840)
+    assert parse_answer("{'bbox': [1,2,3,4]}").objects == (ObjectPrompt(box=(1, 2, 3, 4), frame=r840),)
+    assert parse_answer("{'points_1': [1,2], 'points_2': [3,4]}").objects == (
+        ObjectPrompt(box=None, points=((1, 2), (3, 4)), frame=r840),
+    )
 
 
 def test_failures_are_statuses_not_exceptions():

@@ -8,7 +8,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from segzero.data import SkipLog, iter_samples, load_prepared
-from segzero.data.filter import agreement_iou
+from segzero.geometry import ground_truth_planes, mask_iou
 from tests.test_data_fixtures import make_reasonseg, make_refer
 
 
@@ -38,11 +38,11 @@ class OracleSegmenter:
         return outs
 
 
-def test_agreement_iou_leaves_ignore_out():
+def test_mask_iou_leaves_ignore_out():
     gt = np.array([[1, 1, 255, 0]], dtype=np.uint8)
-    assert agreement_iou(np.array([[1, 1, 1, 0]], bool), gt) == 1.0
-    assert agreement_iou(np.array([[1, 0, 0, 1]], bool), gt) == 1 / 3
-    assert agreement_iou(np.zeros((1, 4), bool), np.zeros((1, 4), np.uint8)) == 1.0
+    assert mask_iou(np.array([[1, 1, 1, 0]], bool), *ground_truth_planes(gt)) == 1.0
+    assert mask_iou(np.array([[1, 0, 0, 1]], bool), *ground_truth_planes(gt)) == 1 / 3
+    assert mask_iou(np.zeros((1, 4), bool), *ground_truth_planes(np.zeros((1, 4), np.uint8))) == 1.0
 
 
 def test_filter_keeps_what_the_segmenter_reproduces(tmp_path):

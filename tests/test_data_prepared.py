@@ -18,7 +18,8 @@ from segzero.data import (
     sample_to_row,
     save_prepared,
 )
-from segzero.data.prepared import build_solution, decode_rle, encode_rle
+from segzero.data.prepared import build_solution
+from segzero.masks import decode_rle, encode_rle
 from segzero.errors import DatasetError
 from tests.test_data_fixtures import make_reasonseg, reasonseg_expected_a, rect
 

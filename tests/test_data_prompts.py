@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segzero.answer import ObjectPrompt
-from segzero.frames import to_reasoner_frame
+from segzero.frames import Frame, ObjectPrompt, to_reasoner_frame
 from segzero.geometry import (
     component_prompts,
     distance_to_background,
@@ -57,7 +56,7 @@ def brute_prompts(mask: np.ndarray, method: str):
 
 
 def to_840(box, points, size):
-    mapped = to_reasoner_frame(ObjectPrompt(box=box, points=tuple(points)), size)
+    mapped = to_reasoner_frame(ObjectPrompt(box=box, points=tuple(points), frame=Frame.image(size)))
     return mapped.box, mapped.points
 
 

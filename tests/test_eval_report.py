@@ -33,7 +33,7 @@ from segzero.evaluation.results import ResultsWriter, RunConfig, summarize_run
 
 def _run(path, benchmark="ReasonSeg", split="test", reasoner=DEFAULT_REASONER, records=None, subset=None):
     extra = {"subset": subset} if subset else {}
-    config = RunConfig(benchmark=benchmark, split=split, reasoner=reasoner, dataset="/data/rs", extra=extra)
+    config = RunConfig(benchmark=benchmark, split=split, pipeline={"reasoner": reasoner}, dataset="/data/rs", extra=extra)
     records = records or [
         {"id": "a", "request": "r", "intersection": 1, "union": 2, "iou": 0.5, "parse_status": "ok",
          "box_hit": True, "extra": {"subset": "short"}},

@@ -8,7 +8,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from segzero.answer import ObjectPrompt, ParseStatus
+from segzero.answer import ParseStatus
+from segzero.config import PipelineConfig
+from segzero.frames import Frame, ObjectPrompt
 from segzero.errors import DatasetError, InputError
 from segzero.evaluation import results as R
 
@@ -26,8 +28,12 @@ def _rec(sample_id: str, inter: int = 1, union: int = 2, status: str = "ok", **e
     }
 
 
+PIPELINE_KEYS = set(PipelineConfig().run_settings())
+
+
 def _config(**kw) -> R.RunConfig:
-    return R.RunConfig(**{"benchmark": "reasonseg", "split": "val", "dataset": "/data/reasonseg", **kw})
+    pipeline = {**PipelineConfig().resolved().run_settings(), **{k: kw.pop(k) for k in PIPELINE_KEYS & kw.keys()}}
+    return R.RunConfig(**{"benchmark": "reasonseg", "split": "val", "dataset": "/data/reasonseg", **kw}, pipeline=pipeline)
 
 
 def _write(run, records, config=None) -> None:
@@ -235,7 +241,7 @@ def test_record_from_result_scores_and_keeps_the_mask():
     mask = np.zeros((4, 5), bool)
     mask[1:3, 1:3] = True
     mask[0, 0] = True  # on ignore
-    result = _result(mask, objects=[ObjectPrompt((1, 1, 2, 2), ((1, 1),))])
+    result = _result(mask, objects=[ObjectPrompt(box=(1, 1, 2, 2), points=((1, 1),), frame=Frame.image((5, 4)))])
     rec = R.record_from_result("s", result, gt, [(1, 1, 3, 2)])
     assert (rec.intersection, rec.union, rec.iou) == (4, 6, 4 / 6)
     assert rec.box_iou == pytest.approx(4 / 6) and rec.box_hit is True

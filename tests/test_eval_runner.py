@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segzero.answer import ObjectPrompt, ParseStatus
+from segzero.answer import ParseStatus
+from segzero.config import PipelineConfig
+from segzero.frames import Frame, ObjectPrompt
 from segzero.errors import DatasetError, InputError
 from segzero.evaluation.results import RESULTS_FILE, SUMMARY_FILE, load_results, read_config
 from segzero.evaluation.runner import (
@@ -87,7 +89,8 @@ class FakePipe:
             mask[:10, :10] = True
             out.append(SimpleNamespace(
                 request=request, thinking="t", completion="c", mask=mask, status=ParseStatus.OK,
-                objects=[ObjectPrompt(box=(0, 0, 9, 9), points=((2, 2),))], timings={},
+                objects=[ObjectPrompt(box=(0, 0, 9, 9), points=((2, 2),), frame=Frame.image(img.size))],
+                timings={},
             ))  # fmt: skip
         return out
 
@@ -175,7 +178,7 @@ def test_bad_image_is_isolated_and_recorded(tmp_path):
 
 def test_evaluate_counts_every_sample_resumes_and_shards(tmp_path):
     spec = BenchmarkSpec("reasonseg", "val", make_reasonseg(tmp_path / "rs", 5, truncated={3}))
-    config = make_config(spec, reasoner="fake", segmenter="fake")
+    config = make_config(spec, PipelineConfig(reasoner="fake", segmenter="fake"))
     pipe = FakePipe()
     outcome = evaluate(spec, tmp_path / "run", config, lambda: pipe)
     records = load_results(tmp_path / "run")
@@ -185,7 +188,7 @@ def test_evaluate_counts_every_sample_resumes_and_shards(tmp_path):
     assert overall["n"] == 5 and overall["errors"] == 1 and outcome.summary["complete"]
     assert overall["intersection"] == 4 * inter and overall["union"] == 4 * union + area
     assert overall["giou"] == pytest.approx(4 * inter / union / 5)
-    assert read_config(tmp_path / "run").frame == 112  # taken from the loaded pipeline
+    assert read_config(tmp_path / "run").pipeline["frame"] == 840  # no segzero.json: the default
     assert outcome.summary["paper"][0]["method"] == "LISA-7B-LLaVA1.5"
 
     def no_model():
@@ -211,16 +214,16 @@ def test_evaluate_counts_every_sample_resumes_and_shards(tmp_path):
 
 def test_resume_refuses_other_settings_before_loading(tmp_path):
     spec = BenchmarkSpec("reasonseg", "val", make_reasonseg(tmp_path / "rs", 2))
-    evaluate(spec, tmp_path / "run", make_config(spec, reasoner="fake"), lambda: FakePipe())
+    evaluate(spec, tmp_path / "run", make_config(spec, PipelineConfig(reasoner="fake")), lambda: FakePipe())
     with pytest.raises(InputError, match="segmenter_mode"):
-        evaluate(spec, tmp_path / "run", make_config(spec, reasoner="fake", segmenter_mode="box"), None)
+        evaluate(spec, tmp_path / "run", make_config(spec, PipelineConfig(reasoner="fake", segmenter_mode="box")), None)
     with pytest.raises(InputError, match="frame"):
-        evaluate(spec, tmp_path / "run", make_config(spec, reasoner="fake", frame=840), None)
+        evaluate(spec, tmp_path / "run", make_config(spec, PipelineConfig(reasoner="fake", frame=112)), None)
 
 
 def test_a_broken_pipeline_stops_the_run(tmp_path):
     spec = BenchmarkSpec("reasonseg", "val", make_reasonseg(tmp_path / "rs", 5))
-    config = make_config(spec, reasoner="fake")
+    config = make_config(spec, PipelineConfig(reasoner="fake"))
     with pytest.raises(EvaluationAborted, match="4 samples in a row.*--retry-errors"):
         evaluate(spec, tmp_path / "run", config, lambda: FakePipe(RuntimeError("CUDA error")),
                  max_failures_in_row=4)  # fmt: skip
@@ -229,7 +232,7 @@ def test_a_broken_pipeline_stops_the_run(tmp_path):
 
 def test_merge_refuses_missing_and_overlapping_shards(tmp_path):
     spec = BenchmarkSpec("reasonseg", "val", make_reasonseg(tmp_path / "rs", 4))
-    config = make_config(spec, reasoner="fake")
+    config = make_config(spec, PipelineConfig(reasoner="fake"))
     run = tmp_path / "run"
     evaluate(spec, run, config, lambda: FakePipe(), shard=(0, 2))
     with pytest.raises(InputError, match="Shard 1/2 is missing"):

@@ -94,17 +94,31 @@ def test_from_pretrained_runs_a_model_with_its_saved_frame_and_prompt(tmp_path, 
 def test_from_pretrained_defaults_without_a_saved_file(tmp_path, no_models):
     pipe = P.ReasoningSegmenter.from_pretrained(str(tmp_path), "sam")
     assert pipe.prompt == "seg_zero" and pipe.frame == 840
-    with pytest.raises(InputError, match="Unknown prompt variant"):
+    with pytest.raises(InputError, match="--prompt 'nope' is not known"):
         P.ReasoningSegmenter.from_pretrained(str(tmp_path), "sam", prompt="nope")
+    with pytest.raises(InputError, match="Unknown pipeline setting 'frames'"):
+        P.ReasoningSegmenter.from_pretrained(str(tmp_path), "sam", frames=840)
 
 
 def test_cli_model_options_leave_the_prompt_to_the_model(tmp_path, no_models):
-    from segzero.cli.options import ModelOptions
+    from segzero.cli.options import load_pipeline
+    from segzero.config import PipelineConfig
 
     write_model_meta(tmp_path, frame=224, prompt="box_only")
-    assert ModelOptions(reasoner=str(tmp_path), segmenter="sam").load().prompt == "box_only"
-    explicit = ModelOptions(reasoner=str(tmp_path), segmenter="sam", prompt="seg_zero")
-    assert explicit.load().prompt == "seg_zero"
+    assert load_pipeline(PipelineConfig(reasoner=str(tmp_path), segmenter="sam")).prompt == "box_only"
+    explicit = PipelineConfig(reasoner=str(tmp_path), segmenter="sam", prompt="seg_zero")
+    assert load_pipeline(explicit).prompt == "seg_zero"
+
+
+def test_the_model_default_rule_lives_in_one_function(tmp_path):
+    from segzero.config import PipelineConfig, model_settings
+
+    assert model_settings(str(tmp_path)) == {"prompt": "seg_zero", "frame": 840}
+    write_model_meta(tmp_path, frame=224, prompt="box_only")
+    assert model_settings(str(tmp_path)) == {"prompt": "box_only", "frame": 224}
+    given = PipelineConfig(reasoner=str(tmp_path), frame=112)
+    assert model_settings(str(tmp_path), given) == {"prompt": "box_only", "frame": 112}
+    assert given.resolved().frame == 112 and given.resolved().prompt == "box_only"
 
 
 def test_eval_config_records_the_prompt_the_model_runs_with(tmp_path):
@@ -116,7 +130,12 @@ def test_eval_config_records_the_prompt_the_model_runs_with(tmp_path):
     spec = BenchmarkSpec("reasonseg", "val", data)
     model = tmp_path / "model"
     model.mkdir()
-    assert make_config(spec, reasoner=str(model)).prompt == "seg_zero"
+    from segzero.config import PipelineConfig
+
+    def recorded(**settings):
+        return make_config(spec, PipelineConfig(reasoner=str(model), **settings)).pipeline
+
+    assert recorded()["prompt"] == "seg_zero" and recorded()["frame"] == 840
     write_model_meta(model, frame=224, prompt="no_think")
-    assert make_config(spec, reasoner=str(model)).prompt == "no_think"
-    assert make_config(spec, reasoner=str(model), prompt="seg_zero").prompt == "seg_zero"
+    assert recorded()["prompt"] == "no_think" and recorded()["frame"] == 224
+    assert recorded(prompt="seg_zero")["prompt"] == "seg_zero"

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from segzero import rewards as R
-from segzero.answer import ObjectPrompt
+from segzero.frames import Frame, ObjectPrompt
 from segzero.rewards import GroundTruth
 
 GT = GroundTruth(boxes=[(100, 100, 199, 199)], points=[((120, 130), (180, 170))])
@@ -701,14 +701,18 @@ def test_mask_iou_bookkeeping():
         trainer_state=None,
     )
     assert out == pytest.approx([1.0, 1250 / 2475, 0.0, 0.0, 1.0])
-    # One segmenter call for the two readable answers; the unreadable and empty ones never reach it.
+    # One segmenter call; the unreadable and empty answers reach it with nothing to segment.
     assert len(seg.calls) == 1
     images, prompts, mode = seg.calls[0]
     assert mode == "box"
-    assert len(images) == 2 and images[0] is images[1]  # same content -> encoded once
+    assert all(img is images[0] for img in images)  # same content -> one image, encoded once
+    pixels = Frame.image((W, H))
     assert prompts == [
-        [ObjectPrompt((0, 0, 50, 25), ((0, 0), (0, 0)))],
-        [ObjectPrompt((0, 0, 99, 25), ((0, 0), (0, 0)))],
+        [ObjectPrompt(box=(0, 0, 50, 25), points=((0, 0), (0, 0)), frame=pixels)],
+        [ObjectPrompt(box=(0, 0, 99, 25), points=((0, 0), (0, 0)), frame=pixels)],
+        [],
+        [],
+        [],
     ]
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segzero.answer import ObjectPrompt
+from segzero.frames import Frame, ObjectPrompt
 from segzero.segmenter import Segmenter
 
 
@@ -38,7 +38,8 @@ def _spy(monkeypatch, segmenter):
     return calls
 
 
-OBJ = ObjectPrompt((10, 20, 120, 100), ((40, 50), (80, 70)))
+IMAGE = Frame.image((200, 130))
+OBJ = ObjectPrompt(box=(10, 20, 120, 100), points=((40, 50), (80, 70)), frame=IMAGE)
 
 
 def test_both_mode_sends_box_and_two_positive_points(segmenter, image, monkeypatch):
@@ -83,8 +84,13 @@ def test_best_candidate_is_the_highest_predicted_iou(segmenter, image):
 def test_several_objects_union_and_one_encoding_per_image(segmenter, image, monkeypatch):
     other = Image.fromarray(np.zeros((60, 90, 3), dtype=np.uint8))
     calls = _spy(monkeypatch, segmenter)
-    objs = [OBJ, ObjectPrompt((150, 10, 190, 60), ((170, 30),)), ObjectPrompt(None, ((5, 5),))]
-    outs = segmenter.segment_many([image, other, image, other], [objs, [OBJ], [OBJ], []])
+    objs = [
+        OBJ,
+        ObjectPrompt(box=(150, 10, 190, 60), points=((170, 30),), frame=IMAGE),
+        ObjectPrompt(box=None, points=((5, 5),), frame=IMAGE),
+    ]
+    on_other = ObjectPrompt(box=(10, 20, 80, 50), points=((40, 30),), frame=Frame.image(other.size))
+    outs = segmenter.segment_many([image, other, image, other], [objs, [on_other], [OBJ], []])
     assert sum(calls["encoded"]) == 2  # two distinct images, however many requests on them
     union = np.logical_or.reduce(outs[0].object_masks)
     assert np.array_equal(outs[0].mask, union) and len(outs[0].object_scores) == 3
@@ -94,7 +100,7 @@ def test_several_objects_union_and_one_encoding_per_image(segmenter, image, monk
 
 def test_missing_prompt_for_the_mode_falls_back_to_what_the_answer_has(segmenter, image, monkeypatch):
     calls = _spy(monkeypatch, segmenter)
-    segmenter.segment_many([image], [[ObjectPrompt(None, ((30, 30),))]], "box")
+    segmenter.segment_many([image], [[ObjectPrompt(box=None, points=((30, 30),), frame=IMAGE)]], "box")
     assert "input_points" in calls["forward"][0] and "input_boxes" not in calls["forward"][0]
 
 

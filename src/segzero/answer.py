@@ -8,7 +8,8 @@ or, for the multi-object form, ``<answer>[{"bbox_2d": [...], "point_2d": [x,y]},
 The parser is lenient where the intent is clear (Python-literal dicts with single quotes,
 missing ``<think>``, text around the JSON, floats, swapped corners, out-of-frame values are
 clamped) and strict where it is not (NaN/inf, wrong arity, non-numbers are rejected with a
-reason). Coordinates stay in the reasoner frame; :mod:`segzero.frames` maps them.
+reason). Coordinates stay in the reasoner frame, which every object names
+(:class:`segzero.frames.Frame`); :func:`segzero.frames.map_object` maps them.
 """
 
 from __future__ import annotations
@@ -22,9 +23,7 @@ from enum import Enum
 from typing import Any
 
 from segzero.defaults import REASONER_FRAME
-
-Box = tuple[float, float, float, float]
-Point = tuple[float, float]
+from segzero.frames import Box, Frame, ObjectPrompt, Point
 
 # Bounds that keep parsing linear-ish on adversarial text.
 _MAX_SCAN_CHARS = 20_000
@@ -47,28 +46,12 @@ class ParseStatus(str, Enum):
 
 
 @dataclass(frozen=True)
-class ObjectPrompt:
-    """Positional prompts for one object; the frame is stated by whoever holds it.
-
-    Attributes:
-        box: ``(x1, y1, x2, y2)`` with ``x1 <= x2`` and ``y1 <= y2``, or None when the answer had no box.
-        points: positive clicks ``((x, y), ...)``; may be empty when the answer had only a box.
-    """
-
-    box: Box | None
-    points: tuple[Point, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {"box": list(self.box) if self.box else None, "points": [list(p) for p in self.points]}
-
-
-@dataclass(frozen=True)
 class ParsedAnswer:
     """What a completion says.
 
     Attributes:
         thinking: text inside ``<think>`` tags, or None when there were none.
-        objects: positional prompts in the reasoner frame, in the order the model gave them.
+        objects: positional prompts in the reasoner frame (each names it), in the order the model gave them.
         status: see :class:`ParseStatus`.
         reason: why parsing failed or was partial; empty when ``status`` is OK.
         raw: the decoded JSON value (dict or list) before validation, for format rewards; None if none.
@@ -182,26 +165,26 @@ def _number(value: Any) -> float:
     return v
 
 
-def _clamp(v: float, frame: int) -> float:
-    return min(max(v, 0.0), float(frame))
+def _clamp(v: float, side: int) -> float:
+    return min(max(v, 0.0), float(side))
 
 
-def _read_box(value: Any, frame: int) -> Box:
+def _read_box(value: Any, frame: Frame) -> Box:
     if not isinstance(value, (list, tuple)) or len(value) != 4:
         raise ValueError(f"a bbox needs 4 numbers, got {value!r:.60}")
-    x1, y1, x2, y2 = (_clamp(_number(v), frame) for v in value)
+    x1, x2 = (_clamp(_number(v), frame.width) for v in value[0::2])
+    y1, y2 = (_clamp(_number(v), frame.height) for v in value[1::2])
     return (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
 
 
-def _read_points(value: Any, frame: int) -> list[Point]:
+def _read_points(value: Any, frame: Frame) -> list[Point]:
     if not isinstance(value, (list, tuple)):
         raise ValueError(f"a point needs 2 numbers, got {value!r:.60}")
     if value and all(isinstance(p, (list, tuple)) for p in value):  # [[x, y], [x, y]]
         return [pt for p in value for pt in _read_points(p, frame)]
     if len(value) != 2:
         raise ValueError(f"a point needs 2 numbers, got {value!r:.60}")
-    x, y = (_clamp(_number(v), frame) for v in value)
-    return [(x, y)]
+    return [(_clamp(_number(value[0]), frame.width), _clamp(_number(value[1]), frame.height))]
 
 
 def _point_key_order(key: str) -> tuple[int, str]:
@@ -209,8 +192,15 @@ def _point_key_order(key: str) -> tuple[int, str]:
     return (int(digits[-1]) if digits and len(digits[-1]) < 6 else 0, key)
 
 
-def read_object(item: Any, frame: int = REASONER_FRAME) -> ObjectPrompt:
+def _as_frame(frame: int | Frame) -> Frame:
+    return frame if isinstance(frame, Frame) else Frame.reasoner(frame)
+
+
+def read_object(item: Any, frame: int | Frame = REASONER_FRAME) -> ObjectPrompt:
     """Read one answer object (``{"bbox": ..., "points_1": ...}`` or ``{"bbox_2d": ..., "point_2d": ...}``).
+
+    ``frame`` is the reasoner frame the numbers are in (its side, or the :class:`Frame`); values are
+    clamped into it.
 
     Raises:
         ValueError: with a reason when the object has no usable box or points.
@@ -222,13 +212,14 @@ def read_object(item: Any, frame: int = REASONER_FRAME) -> ObjectPrompt:
     point_keys = sorted((k for k in keys if "point" in k.lower()), key=_point_key_order)
     if not box_keys and not point_keys:
         raise ValueError("the answer has no 'bbox' or 'point' keys")
+    frame = _as_frame(frame)
     box = _read_box(item[box_keys[0]], frame) if box_keys else None
     points = tuple(p for k in point_keys for p in _read_points(item[k], frame))
-    return ObjectPrompt(box=box, points=points)
+    return ObjectPrompt(box=box, points=points, frame=frame)
 
 
-def parse_answer(text: str, frame: int = REASONER_FRAME) -> ParsedAnswer:
-    """Parse a completion; coordinates are clamped to ``[0, frame]`` of the reasoner frame."""
+def parse_answer(text: str, frame: int | Frame = REASONER_FRAME) -> ParsedAnswer:
+    """Parse a completion; coordinates are clamped into the reasoner frame (its side, or the :class:`Frame`)."""
     if not isinstance(text, str):
         return ParsedAnswer(None, (), ParseStatus.NO_ANSWER, f"the completion is {type(text).__name__}, not text")
     thinking, answer_text = split_think_answer(text)
@@ -241,11 +232,12 @@ def parse_answer(text: str, frame: int = REASONER_FRAME) -> ParsedAnswer:
         return ParsedAnswer(thinking, (), ParseStatus.NO_ANSWER, "the answer holds no JSON object or list")
 
     items = value if isinstance(value, list) else [value]
+    reasoner_frame = _as_frame(frame)
     objects: list[ObjectPrompt] = []
     reasons: list[str] = []
     for i, item in enumerate(items):
         try:
-            objects.append(read_object(item, frame))
+            objects.append(read_object(item, reasoner_frame))
         except ValueError as exc:
             reasons.append(f"object {i}: {exc}" if len(items) > 1 else str(exc))
     if not reasons:

@@ -5,6 +5,15 @@ from __future__ import annotations
 #: Side of the square frame the reasoner sees and answers in (SPEC section 2).
 REASONER_FRAME = 840
 
+#: The prompt variant of the released checkpoints (:data:`segzero.prompts.PROMPTS`).
+DEFAULT_PROMPT = "seg_zero"
+
+#: Which positional prompts the segmenter gets from each answer object.
+SEGMENTER_MODES = ("both", "box", "points")
+
+#: Value of ignore pixels in ground-truth masks (ambiguous regions, ReasonSeg): neither target nor background.
+IGNORE = 255
+
 #: Released checkpoints on the Hugging Face hub.
 DEFAULT_REASONER = "Ricky06662/Seg-Zero-7B"
 MULTI_OBJECT_REASONER = "Ricky06662/VisionReasoner-7B"

@@ -1,47 +1,140 @@
-"""The one mapping between the reasoner's square frame and an image's own pixel frame.
+"""Coordinate frames, the positional prompts that carry one, and the one mapping between frames.
 
-The reasoner sees every image resized to ``frame x frame`` (840 by default, aspect ratio not
-kept) and answers in that frame. Images are described by ``(width, height)``.
+Every box and point in segzero says which frame its numbers are in:
+
+- the **reasoner frame**: the square grid the reasoner answers in (``REASONER_FRAME`` on a side for
+  Seg-Zero: it sees the image resized to that square, aspect ratio not kept);
+- the **image frame**: the original image's own pixels, ``(width, height)``.
+
+An :class:`ObjectPrompt` holds its :class:`Frame`, and :func:`map_object` is the only way from one
+frame to the other. Mapping an object into the frame it is already in, or handing a segmenter
+prompts that are not in its image's pixels, fails loudly instead of silently scaling twice or not
+at all.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from segzero.answer import ObjectPrompt
 from segzero.defaults import REASONER_FRAME
+
+Box = tuple[float, float, float, float]
+Point = tuple[float, float]
+FrameKind = Literal["reasoner", "image"]
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Where a box's or point's numbers are measured.
+
+    Attributes:
+        kind: ``"reasoner"`` (the reasoner's answer grid) or ``"image"`` (an image's own pixels).
+        width, height: the frame's size in its own units (``REASONER_FRAME`` x ``REASONER_FRAME`` for
+            Seg-Zero's reasoner, the image's size for an image).
+    """
+
+    kind: FrameKind
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("reasoner", "image"):
+            raise ValueError(f"a frame is 'reasoner' or 'image', got {self.kind!r}")
+        if self.width < 1 or self.height < 1:
+            raise ValueError(f"a frame needs a positive size, got {self.width}x{self.height}")
+
+    @classmethod
+    def reasoner(cls, side: int = REASONER_FRAME) -> Frame:
+        """The reasoner's square answer grid of ``side`` units."""
+        return cls("reasoner", int(side), int(side))
+
+    @classmethod
+    def image(cls, size: tuple[int, int]) -> Frame:
+        """An image's pixels; ``size`` is ``(width, height)`` as PIL gives it."""
+        return cls("image", int(size[0]), int(size[1]))
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)``."""
+        return self.width, self.height
+
+    def __str__(self) -> str:
+        return f"{self.kind} frame {self.width}x{self.height}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ObjectPrompt:
+    """Positional prompts for one object, in a named frame (every field by keyword).
+
+    Attributes:
+        box: ``(x1, y1, x2, y2)`` with ``x1 <= x2`` and ``y1 <= y2``, or None when the answer had no box.
+        points: positive clicks ``((x, y), ...)``; may be empty when the answer had only a box.
+        frame: the frame both are measured in.
+    """
+
+    box: Box | None
+    points: tuple[Point, ...] = ()
+    frame: Frame
+
+    @classmethod
+    def from_lists(cls, box: Any | None, points: Any, frame: Frame) -> ObjectPrompt:
+        """From plain numbers (``[x1, y1, x2, y2]`` or None, ``[[x, y], ...]``) in ``frame``."""
+        return cls(
+            box=None if box is None else tuple(box),  # type: ignore[arg-type]
+            points=tuple((p[0], p[1]) for p in points),
+            frame=frame,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"box": [x1, y1, x2, y2] | None, "points": [[x, y], ...]}``; the holder's key names the frame."""
+        return {"box": list(self.box) if self.box else None, "points": [list(p) for p in self.points]}
 
 
 def scale(value: float, src: int, dst: int) -> int:
-    """Map one coordinate from a side of ``src`` pixels to one of ``dst``: ``floor(v * dst / src + 0.5)``."""
+    """Map one coordinate from a side of ``src`` units to one of ``dst``: ``floor(v * dst / src + 0.5)``."""
     return int(math.floor(value * dst / src + 0.5))
 
 
-def map_object(
-    obj: ObjectPrompt, src_size: tuple[int, int], dst_size: tuple[int, int], clamp_max: tuple[int, int]
-) -> ObjectPrompt:
-    """Map a box and points between frames (sizes as ``(width, height)``), clamped to ``[0, clamp_max]``."""
-    (sw, sh), (dw, dh), (mx, my) = src_size, dst_size, clamp_max
+def map_object(obj: ObjectPrompt, to: Frame) -> ObjectPrompt:
+    """The one mapping between frames: ``obj`` re-expressed in ``to``, coordinates rounded to integers.
+
+    Each coordinate becomes ``floor(v * to_side / from_side + 0.5)``, then is clamped: into
+    ``[0, W - 1]`` for an image frame (a pixel inside the image), into ``[0, side]`` for the
+    reasoner frame. Reasoner -> image is how answers reach the segmenter (SPEC section 2); image
+    -> reasoner is how ground truth is built (SPEC section 5); image -> image draws prompts on a
+    resized copy of the image.
+
+    Raises:
+        ValueError: ``obj`` is already in ``to``: mapping it again would scale it twice.
+    """
+    src = obj.frame
+    if src == to:
+        raise ValueError(
+            f"the object is already in the {to}; mapping it again would scale it twice "
+            "(a mapping is done once, from the frame the object names)"
+        )
+    mx, my = (to.width - 1, to.height - 1) if to.kind == "image" else (to.width, to.height)
 
     def x(v: float) -> int:
-        return min(max(scale(v, sw, dw), 0), mx)
+        return min(max(scale(v, src.width, to.width), 0), mx)
 
     def y(v: float) -> int:
-        return min(max(scale(v, sh, dh), 0), my)
+        return min(max(scale(v, src.height, to.height), 0), my)
 
     box = None
     if obj.box is not None:
         x1, y1, x2, y2 = obj.box
         box = (x(x1), y(y1), x(x2), y(y2))
-    return ObjectPrompt(box=box, points=tuple((x(px), y(py)) for px, py in obj.points))
+    return ObjectPrompt(box=box, points=tuple((x(px), y(py)) for px, py in obj.points), frame=to)
 
 
-def to_image_frame(obj: ObjectPrompt, image_size: tuple[int, int], frame: int = REASONER_FRAME) -> ObjectPrompt:
-    """Reasoner frame -> image pixels: ``x * W / frame`` rounded, clamped inside the image."""
-    w, h = image_size
-    return map_object(obj, (frame, frame), (w, h), (w - 1, h - 1))
+def to_image_frame(obj: ObjectPrompt, image_size: tuple[int, int]) -> ObjectPrompt:
+    """A reasoner-frame object in the pixels of an image of ``image_size`` ``(width, height)``."""
+    return map_object(obj, Frame.image(image_size))
 
 
-def to_reasoner_frame(obj: ObjectPrompt, image_size: tuple[int, int], frame: int = REASONER_FRAME) -> ObjectPrompt:
-    """Image pixels -> reasoner frame: ``int(v * frame / size + 0.5)`` (how ground truth is built)."""
-    return map_object(obj, image_size, (frame, frame), (frame, frame))
+def to_reasoner_frame(obj: ObjectPrompt, side: int = REASONER_FRAME) -> ObjectPrompt:
+    """An image-frame object in the reasoner's ``side`` x ``side`` frame (its own frame says the image size)."""
+    return map_object(obj, Frame.reasoner(side))

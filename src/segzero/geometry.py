@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from segzero.defaults import IGNORE
+
 
 def box_area(box: Sequence[float]) -> float:
     """Inclusive area; 0 for an inverted box."""
@@ -42,11 +44,34 @@ def mask_to_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
 
 
-def mask_iou(pred: np.ndarray, gt: np.ndarray) -> float:
-    """IoU of two boolean masks; two empty masks agree fully (1.0)."""
-    inter = np.logical_and(pred, gt).sum()
-    union = np.logical_or(pred, gt).sum()
-    return float(inter / union) if union else 1.0
+def ground_truth_planes(gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean target (1) and ignore (:data:`~segzero.defaults.IGNORE`) planes of a 0/1/255 ground truth."""
+    gt = np.asarray(gt)
+    return gt == 1, gt == IGNORE
+
+
+def mask_iou_terms(
+    pred: np.ndarray, target: np.ndarray, ignore: np.ndarray | None = None
+) -> tuple[int, int]:
+    """Intersection and union of two boolean masks in pixels; ``ignore`` pixels count in neither.
+
+    The one ignore-aware IoU of segzero: evaluation, the ``mask_iou`` reward and the data filter
+    all count through it. Sums are exact Python integers.
+    """
+    pred, target = np.asarray(pred, dtype=bool), np.asarray(target, dtype=bool)
+    if ignore is not None:
+        pred = pred & ~np.asarray(ignore, dtype=bool)
+    return int(np.count_nonzero(pred & target)), int(np.count_nonzero(pred | target))
+
+
+def iou_from_terms(intersection: int, union: int) -> float:
+    """IoU from its terms; an empty prediction on an empty target (union 0) agrees fully: 1.0."""
+    return 1.0 if union == 0 else intersection / union
+
+
+def mask_iou(pred: np.ndarray, target: np.ndarray, ignore: np.ndarray | None = None) -> float:
+    """IoU of two boolean masks, ``ignore`` pixels left out; two empty masks agree fully (1.0)."""
+    return iou_from_terms(*mask_iou_terms(pred, target, ignore))
 
 
 # --- Ground-truth prompts from a mask (SPEC section 5) ------------------------------------------------

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from segzero.defaults import REASONER_FRAME
 from segzero.errors import ModelLoadError
 
 T = TypeVar("T")
@@ -116,7 +117,7 @@ def read_model_meta(reasoner: str | os.PathLike[str]) -> dict[str, Any]:
     frame, prompt = meta.get("reasoner_frame"), meta.get("prompt")
     if frame is not None and (isinstance(frame, bool) or not isinstance(frame, int) or frame < 1):
         raise ModelLoadError(
-            f"{path} gives reasoner_frame {frame!r}; it must be a positive integer (e.g. 840)."
+            f"{path} gives reasoner_frame {frame!r}; it must be a positive integer (e.g. {REASONER_FRAME})."
         )
     if prompt is not None and prompt not in PROMPTS:
         raise ModelLoadError(

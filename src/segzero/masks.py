@@ -3,28 +3,40 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from segzero.answer import ObjectPrompt
+from segzero.frames import ObjectPrompt
 
 
 def encode_rle(mask: np.ndarray) -> dict:
-    """Bool ``(H, W)`` -> COCO RLE ``{"size": [H, W], "counts": str}`` (JSON-ready)."""
+    """Bool ``(H, W)`` -> COCO RLE ``{"size": [H, W], "counts": str}`` (JSON-ready).
+
+    The one place segzero encodes masks: results, server responses and prepared datasets all use it.
+    """
     from pycocotools import mask as mask_utils
 
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
     return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
-def decode_rle(rle: dict) -> np.ndarray:
-    """COCO RLE (counts as str or bytes) -> bool ``(H, W)``."""
+def decode_rle(rle: Mapping[str, Any]) -> np.ndarray:
+    """COCO RLE -> bool ``(H, W)``: compressed counts as str or bytes, or uncompressed counts as a list.
+
+    The one place segzero decodes masks (its own RLEs and the datasets' uncompressed ones).
+    """
     from pycocotools import mask as mask_utils
 
+    h, w = (int(s) for s in rle["size"])
     counts = rle["counts"]
-    return mask_utils.decode({"size": list(rle["size"]), "counts": counts.encode() if isinstance(counts, str) else counts}).astype(bool)
+    if isinstance(counts, list):
+        encoded = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+    else:
+        encoded = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    return mask_utils.decode(encoded).astype(bool)
 
 
 def save_mask_png(mask: np.ndarray, path) -> None:

@@ -1,10 +1,13 @@
 """The one way through: image + request -> reasoner -> answer -> frame mapping -> SAM2 -> mask.
 
-The CLI, the server, the evaluator and the demo all call :class:`ReasoningSegmenter`.
+The CLI, the server, the evaluator and the demo all call :class:`ReasoningSegmenter`; its second
+half (completion -> answer -> image-frame prompts -> masks) is :func:`segment_answers`, which the
+``mask_iou`` training reward calls too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Sequence
@@ -14,20 +17,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from segzero.answer import ObjectPrompt, ParsedAnswer, ParseStatus, parse_answer
-from segzero.defaults import (
-    DEFAULT_REASONER,
-    DEFAULT_SEGMENTER,
-    MAX_IMAGE_PIXELS,
-    MAX_NEW_TOKENS,
-    REASONER_FRAME,
-)
-from segzero.frames import to_image_frame
-from segzero.hub import read_model_meta
+from segzero.answer import ParsedAnswer, ParseStatus, parse_answer
+from segzero.config import PipelineConfig
+from segzero.defaults import DEFAULT_REASONER, DEFAULT_SEGMENTER
+from segzero.errors import InputError
+from segzero.frames import Frame, ObjectPrompt, to_image_frame
 from segzero.images import ImageInput, load_image
-from segzero.prompts import DEFAULT_PROMPT, get_prompt, normalize_request
+from segzero.prompts import normalize_request
 from segzero.reasoner import Reasoner
-from segzero.segmenter import SEGMENTER_MODES, Segmenter, SegmenterMode
+from segzero.segmenter import Segmenter, SegmenterOutput
 
 
 @dataclass
@@ -38,7 +36,7 @@ class SegmentationResult:
         request: the request as given.
         thinking: the model's reasoning (inside ``<think>``), or None.
         completion: the raw completion text.
-        objects: per object, box and points in the ORIGINAL image's pixel frame.
+        objects: per object, box and points in the ORIGINAL image's pixel frame (each names it).
         answer: the parsed answer, coordinates in the reasoner frame.
         mask: bool ``(height, width)`` of the original image; all False when the answer was unusable.
         score: SAM2's predicted IoU (mean over objects), or None when nothing was segmented.
@@ -81,6 +79,33 @@ class SegmentationResult:
         return out
 
 
+def segment_answers(
+    segmenter: Any,
+    images: Sequence[Image.Image],
+    completions: Sequence[str],
+    frame: int | Frame,
+    mode: str = "both",
+) -> tuple[list[ParsedAnswer], list[list[ObjectPrompt]], list[SegmenterOutput]]:
+    """The pipeline's second half: completions -> answers -> image-frame prompts -> one mask per completion.
+
+    Args:
+        segmenter: a :class:`~segzero.segmenter.Segmenter` (anything with its ``segment_many``).
+        images: the image each completion is about, in its original frame; give the same object for
+            completions about the same image, so it is encoded once.
+        completions: the reasoner's texts.
+        frame: the reasoner frame the answers are in (its side, or the :class:`~segzero.frames.Frame`).
+        mode: which prompts the segmenter uses (:data:`~segzero.defaults.SEGMENTER_MODES`).
+
+    Returns:
+        Per completion: the parsed answer (reasoner frame), its objects in image pixels, and the
+        segmenter's output (an empty mask when the answer had no usable object).
+    """
+    answers = [parse_answer(c, frame) for c in completions]
+    objects = [[to_image_frame(o, img.size) for o in a.objects] for a, img in zip(answers, images)]
+    # One call for the whole list, so each distinct image is encoded once.
+    return answers, objects, segmenter.segment_many(images, objects, mode)
+
+
 class ReasoningSegmenter:
     """Reasoning segmentation with a reasoner (VLM) and a frozen segmenter (SAM2).
 
@@ -89,69 +114,65 @@ class ReasoningSegmenter:
         seg = ReasoningSegmenter.from_pretrained()  # Seg-Zero-7B + SAM2.1-large
         result = seg.segment("kitchen.jpg", "what can I use to cut the bread?")
         result.mask.shape == (height, width)
+
+    ``config`` (a :class:`~segzero.config.PipelineConfig`) holds every setting; the models it names
+    are the ones given here.
     """
 
-    def __init__(
-        self,
-        reasoner: Reasoner,
-        segmenter: Segmenter,
-        *,
-        prompt: str = DEFAULT_PROMPT,
-        segmenter_mode: SegmenterMode = "both",
-        batch_size: int = 8,
-        max_new_tokens: int = MAX_NEW_TOKENS,
-        max_pixels: int = MAX_IMAGE_PIXELS,
-    ) -> None:
-        get_prompt(prompt)  # fail early on an unknown name
-        if segmenter_mode not in SEGMENTER_MODES:
-            raise ValueError(f"segmenter mode must be one of {SEGMENTER_MODES}, got {segmenter_mode!r}")
+    def __init__(self, reasoner: Reasoner, segmenter: Segmenter, config: PipelineConfig | None = None) -> None:
+        config = config or PipelineConfig(reasoner=reasoner.name or DEFAULT_REASONER,
+                                          segmenter=segmenter.name or DEFAULT_SEGMENTER)  # fmt: skip
+        # The loaded reasoner's frame is the frame; the prompt follows the usual rule.
+        self.config = dataclasses.replace(config.resolved(), frame=reasoner.frame)
         self.reasoner = reasoner
         self.segmenter = segmenter
-        self.prompt = prompt
-        self.segmenter_mode = segmenter_mode
-        self.batch_size = batch_size
-        self.max_new_tokens = max_new_tokens
-        self.max_pixels = max_pixels
 
     @classmethod
-    def from_pretrained(
-        cls,
-        reasoner: str = DEFAULT_REASONER,
-        segmenter: str = DEFAULT_SEGMENTER,
-        *,
-        device: str | None = None,
-        dtype: str | None = None,
-        frame: int | None = None,
-        prompt: str | None = None,
-        **kwargs: Any,
-    ) -> "ReasoningSegmenter":
-        """Load both models by hub id or local folder.
+    def from_config(cls, config: PipelineConfig) -> ReasoningSegmenter:
+        """Load the models ``config`` names and build the pipeline it describes.
 
-        A reasoner folder saved by ``segzero train`` (or a ShapeWorld model) carries a ``segzero.json``
-        (:func:`segzero.hub.read_model_meta`) saying the frame and the prompt variant it was trained
-        with; they are the defaults here, so e.g. a model trained with the ``no_think`` prompt is asked
-        with it. Explicit arguments win.
-
-        Args:
-            reasoner / segmenter: hub ids or folders.
-            device / dtype: chosen automatically (CUDA + bf16 when available) unless given.
-            frame: reasoner frame side; default: the saved one, else 840.
-            prompt: prompt variant name; default: the saved one, else ``seg_zero``.
-            kwargs: other :class:`ReasoningSegmenter` options (segmenter_mode, batch_size, ...).
+        Settings left None take the reasoner's ``segzero.json`` values, else the defaults
+        (:meth:`~segzero.config.PipelineConfig.resolved`); that is read before any model loads, so a
+        malformed file fails fast.
 
         Raises:
             ModelLoadError: a model cannot be loaded, or its ``segzero.json`` is malformed.
         """
-        meta = read_model_meta(reasoner)
-        frame = frame or meta["reasoner_frame"] or REASONER_FRAME
-        prompt = prompt or meta["prompt"] or DEFAULT_PROMPT
-        get_prompt(prompt)  # an unknown name fails before minutes of model loading
+        config = config.resolved()
         return cls(
-            Reasoner.from_pretrained(reasoner, device=device, dtype=dtype, frame=frame),
-            Segmenter.from_pretrained(segmenter, device=device, dtype=dtype),
-            prompt=prompt,
-            **kwargs,
+            Reasoner.from_pretrained(config.reasoner, device=config.device, dtype=config.dtype, frame=config.frame),
+            Segmenter.from_pretrained(config.segmenter, device=config.device, dtype=config.dtype),
+            config,
         )
+
+    @classmethod
+    def from_pretrained(
+        cls, reasoner: str = DEFAULT_REASONER, segmenter: str = DEFAULT_SEGMENTER, **settings: Any
+    ) -> ReasoningSegmenter:
+        """Load both models by hub id or local folder; ``settings`` are :class:`~segzero.config.PipelineConfig`
+        fields (``device``, ``dtype``, ``frame``, ``prompt``, ``segmenter_mode``, ``batch_size``,
+        ``max_new_tokens``, ``max_pixels``).
+
+        A reasoner folder saved by ``segzero train`` (or a ShapeWorld model) carries a ``segzero.json``
+        saying the frame and the prompt variant it was trained with; they are the defaults here, so
+        e.g. a model trained with the ``no_think`` prompt is asked with it. Explicit settings win.
+
+        Raises:
+            ModelLoadError: a model cannot be loaded, or its ``segzero.json`` is malformed.
+            InputError: a setting is not one :class:`~segzero.config.PipelineConfig` accepts.
+        """
+        known = {f.name for f in dataclasses.fields(PipelineConfig)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise InputError(f"Unknown pipeline setting {unknown[0]!r}; the settings are: {', '.join(sorted(known))}.")
+        return cls.from_config(PipelineConfig(reasoner=reasoner, segmenter=segmenter, **settings))
+
+    # Read-only views of the settings the pipeline runs with.
+    prompt = property(lambda self: self.config.prompt)
+    segmenter_mode = property(lambda self: self.config.segmenter_mode)
+    batch_size = property(lambda self: self.config.batch_size)
+    max_new_tokens = property(lambda self: self.config.max_new_tokens)
+    max_pixels = property(lambda self: self.config.max_pixels)
 
     @property
     def frame(self) -> int:
@@ -190,10 +211,9 @@ class ReasoningSegmenter:
                 loaded[chunk], list(requests[chunk]), prompt=self.prompt, **generate_kwargs
             )
         t2 = time.perf_counter()
-        answers = [parse_answer(c, frame=self.frame) for c in completions]
-        objects = [[to_image_frame(o, img.size, self.frame) for o in a.objects] for a, img in zip(answers, loaded)]
-        # One call for the whole request list, so each distinct image is encoded once.
-        masks = self.segmenter.segment_many(loaded, objects, self.segmenter_mode)
+        answers, objects, masks = segment_answers(
+            self.segmenter, loaded, completions, self.frame, self.segmenter_mode
+        )
         t3 = time.perf_counter()
         n = len(requests)
         timings = {"load": (t1 - t0) / n, "reason": (t2 - t1) / n, "segment": (t3 - t2) / n}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from segzero.defaults import DEFAULT_PROMPT
 from segzero.errors import InputError
 
 _SINGLE_EXAMPLE = "{'bbox': [10,100,200,210], 'points_1': [30,110], 'points_2': [35,180]}"
@@ -70,7 +71,7 @@ PROMPTS: dict[str, PromptVariant] = {
     v.name: v
     for v in (
         PromptVariant(
-            name="seg_zero",
+            name=DEFAULT_PROMPT,
             template=_join(
                 "Please find '{question}' with bbox and points.",
                 "Compare the difference between objects and find the most closely matched one.",
@@ -152,8 +153,6 @@ PROMPTS: dict[str, PromptVariant] = {
         ),
     )
 }
-
-DEFAULT_PROMPT = "seg_zero"
 
 
 def get_prompt(name: str) -> PromptVariant:

@@ -2,7 +2,7 @@
 
 Every reward in :data:`REWARDS` is a pure function ``(completion: str, gt: GroundTruth) -> float``
 that never raises on any completion text. All coordinates, predicted and ground truth, are in
-the **reasoner frame** (840x840). Names are stable strings; recipes refer to them together with
+the **reasoner frame** (``GroundTruth.frame``, ``REASONER_FRAME`` by default). Names are stable strings; recipes refer to them together with
 TRL's ``reward_weights``.
 
 =======================  ======  ===========================================================
@@ -92,7 +92,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from segzero.answer import ObjectPrompt, ParsedAnswer, parse_answer, split_think_answer
+from segzero.answer import ParsedAnswer, parse_answer, split_think_answer
 from segzero.defaults import (
     BOX_IOU_THRESHOLD,
     BOX_L1_THRESHOLD,
@@ -100,7 +100,7 @@ from segzero.defaults import (
     POINTS_L1_THRESHOLD,
     REASONER_FRAME,
 )
-from segzero.frames import to_image_frame
+from segzero.frames import ObjectPrompt
 from segzero.geometry import box_iou, mask_iou, point_in_box
 
 Box = tuple[float, float, float, float]
@@ -127,6 +127,7 @@ class GroundTruth:
         points: per object, its points ``((x, y), ...)``; either empty (no points known) or one
             entry per box. Single-object rewards use object 0 (Seg-Zero's two points);
             multi-object rewards use each object's first point (VisionReasoner's one point).
+        frame: side of the reasoner frame both are in; the completion is read in the same frame.
 
     Raises:
         ValueError: on a malformed ground truth (a data bug, not a model error).
@@ -134,6 +135,7 @@ class GroundTruth:
 
     boxes: tuple[Box, ...] = ()
     points: tuple[tuple[Point, ...], ...] = ()
+    frame: int = REASONER_FRAME
 
     def __post_init__(self) -> None:
         try:
@@ -147,11 +149,13 @@ class GroundTruth:
         object.__setattr__(self, "points", points)
 
     @classmethod
-    def from_columns(cls, boxes: Any, points: Any) -> GroundTruth:
-        """From one row's ``reasoner_boxes`` (``[[x1,y1,x2,y2], ...]``) and ``reasoner_points``
-        (``[[[x,y], ...], ...]``); None stands for "not given"."""
+    def from_columns(cls, boxes: Any, points: Any, frame: Any = None) -> GroundTruth:
+        """From one row's ``reasoner_boxes`` (``[[x1,y1,x2,y2], ...]``), ``reasoner_points``
+        (``[[[x,y], ...], ...]``) and ``reasoner_frame``; None stands for "not given"."""
         return cls(
-            boxes=() if boxes is None else tuple(boxes), points=() if points is None else tuple(points)
+            boxes=() if boxes is None else tuple(boxes),
+            points=() if points is None else tuple(points),
+            frame=REASONER_FRAME if frame is None else int(frame),
         )
 
 
@@ -202,13 +206,13 @@ def _first_json(answer: str, openers: str) -> Any:
 
 
 @lru_cache(maxsize=4096)
-def _parse(completion: str) -> ParsedAnswer:
+def _parse(completion: str, frame: int = REASONER_FRAME) -> ParsedAnswer:
     # Several rewards read the same completion in one step; parse it once.
-    return parse_answer(completion)
+    return parse_answer(completion, frame)
 
 
-def _first_object(completion: str) -> ObjectPrompt | None:
-    parsed = _parse(completion)
+def _first_object(completion: str, gt: GroundTruth) -> ObjectPrompt | None:
+    parsed = _parse(completion, gt.frame)
     return parsed.objects[0] if parsed.objects else None
 
 
@@ -322,7 +326,7 @@ def bbox_iou_soft(completion: str, gt: GroundTruth) -> float:
 
     The predicted box is read by :func:`parse_answer` (clamped to the frame, corners ordered).
     """
-    obj, gt_box = _first_object(completion), _first_box(gt)
+    obj, gt_box = _first_object(completion, gt), _first_box(gt)
     if obj is None or obj.box is None or gt_box is None:
         return 0.0
     return box_iou(obj.box, gt_box)
@@ -334,7 +338,7 @@ def bbox_iou(completion: str, gt: GroundTruth) -> float:
 
 
 def _box_l1_of(completion: str, gt: GroundTruth) -> float | None:
-    obj, gt_box = _first_object(completion), _first_box(gt)
+    obj, gt_box = _first_object(completion, gt), _first_box(gt)
     if obj is None or obj.box is None or gt_box is None:
         return None
     return _box_l1(obj.box, gt_box)
@@ -357,7 +361,7 @@ def _points_terms(completion: str, gt: GroundTruth) -> tuple[float, float] | Non
 
     None when there is no answer or the predicted and gt point counts differ (normally 2 and 2).
     """
-    obj = _first_object(completion)
+    obj = _first_object(completion, gt)
     if obj is None:
         return None
     d = _matched_distance(obj.points, _first_points(gt))
@@ -441,7 +445,7 @@ def _pair_score(obj: ObjectPrompt, gt_box: Box, gt_point: Point | None, soft: bo
 
 
 def _multi_score(completion: str, gt: GroundTruth, soft: bool) -> float:
-    parsed = _parse(completion)
+    parsed = _parse(completion, gt.frame)
     if not parsed.ok:
         return 0.0
     # Items the parser rejected still count in M: a garbage object is a wrong object.
@@ -581,6 +585,7 @@ def completion_text(completion: Any) -> str:
 
 def _ground_truths(name: str, n: int, columns: Mapping[str, Any]) -> list[GroundTruth]:
     boxes, points = columns.get("reasoner_boxes"), columns.get("reasoner_points")
+    frames = columns.get("reasoner_frame") or [None] * n
     if boxes is None:
         if name not in FORMAT_ONLY:
             raise ValueError(
@@ -593,7 +598,7 @@ def _ground_truths(name: str, n: int, columns: Mapping[str, Any]) -> list[Ground
         raise ValueError(
             f"got {n} completions but {len(boxes)} ground-truth boxes and {len(points)} point lists"
         )
-    return [GroundTruth.from_columns(b, p) for b, p in zip(boxes, points)]
+    return [GroundTruth.from_columns(b, p, f) for b, p, f in zip(boxes, points, frames)]
 
 
 class TrlReward:
@@ -671,32 +676,10 @@ def _has_rle(rle: Any) -> bool:
     return isinstance(rle, Mapping) and rle.get("counts") is not None and rle.get("size") is not None
 
 
-def _decode_rle(rle: Mapping[str, Any]) -> np.ndarray:
-    """COCO RLE (compressed counts as str/bytes, or uncompressed counts as a list) -> bool ``(H, W)``."""
-    from pycocotools import mask as mask_utils  # lazy: only this reward needs it
-
-    h, w = (int(s) for s in rle["size"])
-    counts = rle["counts"]
-    if isinstance(counts, list):
-        encoded = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
-    else:
-        encoded = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-    return mask_utils.decode(encoded).astype(bool)
-
-
 def _image_key(image: Any) -> tuple:
     # TRL hands every generation of a prompt its own decoded copy of the image; keying by content lets
     # the segmenter encode each distinct image once per batch instead of once per generation.
     return (image.size, image.mode, hashlib.blake2b(image.tobytes(), digest_size=16).digest())
-
-
-def ignore_aware_iou(pred: np.ndarray, target: np.ndarray, ignore: np.ndarray | None = None) -> float:
-    """IoU of bool ``(H, W)`` masks with ``ignore`` pixels (the gt's 255 regions) counted in neither
-    intersection nor union; empty against empty is 1.0."""
-    if ignore is not None:
-        valid = ~ignore
-        pred, target = pred & valid, target & valid
-    return mask_iou(pred, target)
 
 
 class MaskIoUReward:
@@ -709,13 +692,15 @@ class MaskIoUReward:
     * ``mask_rle``: COCO RLE ``{"size": [H, W], "counts": ...}`` of the target (image frame);
     * ``ignore_rle`` (optional): COCO RLE of the ignore (255) pixels, excluded from the IoU.
 
+    * ``reasoner_frame`` (optional): the frame the completions answer in (default: ``frame``).
+
     A row without a gt mask (``mask_rle`` None) gets None: TRL's "not applicable", which it leaves
     out of the weighted sum (nansum) instead of counting it as 0.
 
-    Predicted prompts (reasoner frame) are mapped with :func:`segzero.frames.to_image_frame`. An
-    unreadable answer scores 0 without calling the segmenter; an explicit empty list scores the IoU
-    of an empty mask. All other samples go to one ``segment_many`` call per batch, with identical
-    images shared so each is encoded once.
+    Completions go through the pipeline's own second half (:func:`segzero.pipeline.segment_answers`:
+    parse, map to the image, segment), one ``segment_many`` call per batch with identical images
+    shared so each is encoded once. An unreadable answer scores 0; an explicit empty list scores
+    the IoU of an empty mask.
     """
 
     def __init__(
@@ -736,9 +721,13 @@ class MaskIoUReward:
             ]
         if images is None or columns.get("mask_rle") is None:
             raise ValueError("the 'mask_iou' reward needs the dataset columns 'image' and 'mask_rle'")
+        frames = set(columns.get("reasoner_frame") or [self.frame])
+        if len(frames) > 1:
+            raise ValueError(f"one batch mixes reasoner frames {sorted(frames)}; train on one frame at a time")
         return self.score(
-            [completion_text(c) for c in completions], images, columns["mask_rle"], columns.get("ignore_rle")
-        )
+            [completion_text(c) for c in completions], images, columns["mask_rle"], columns.get("ignore_rle"),
+            frame=int(frames.pop()),
+        )  # fmt: skip
 
     def score(
         self,
@@ -746,45 +735,40 @@ class MaskIoUReward:
         images: Sequence[Any],
         mask_rles: Sequence[Mapping[str, Any] | None],
         ignore_rles: Sequence[Mapping[str, Any] | None] | None = None,
+        frame: int | None = None,
     ) -> list[float | None]:
-        """Mask IoU in [0, 1] per completion, None where there is no gt mask (see the class docstring)."""
+        """Mask IoU in [0, 1] per completion, None where there is no gt mask (see the class docstring).
+
+        ``frame`` is the reasoner frame the completions answer in (default: the reward's own).
+        """
+        from segzero.masks import decode_rle
+        from segzero.pipeline import segment_answers
+
         n = len(completions)
         if len(images) != n or len(mask_rles) != n:
             raise ValueError(f"got {n} completions but {len(images)} images and {len(mask_rles)} masks")
         ignore_rles = ignore_rles if ignore_rles is not None else [None] * n
         rewards: list[float | None] = [0.0] * n
-        todo: list[int] = []
-        batch_images: list[Any] = []
-        batch_prompts: list[list[ObjectPrompt]] = []
-        targets: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+        todo = [i for i in range(n) if _has_rle(mask_rles[i])]
+        for i in set(range(n)) - set(todo):
+            rewards[i] = None
         shared: dict[tuple, Any] = {}
-        for i, (text, image) in enumerate(zip(completions, images)):
-            if not _has_rle(mask_rles[i]):
-                rewards[i] = None
-                continue
-            parsed = _parse(text)
-            if not parsed.ok:
-                continue
-            target = _decode_rle(mask_rles[i])
-            ignore = _decode_rle(ignore_rles[i]) if _has_rle(ignore_rles[i]) else None
-            w, h = image.size
-            if target.shape != (h, w):
+        batch_images = [shared.setdefault(_image_key(images[i]), images[i]) for i in todo]
+        for i, image in zip(todo, batch_images):
+            h, w = (int(v) for v in mask_rles[i]["size"])
+            if (h, w) != (image.size[1], image.size[0]):
                 raise ValueError(
-                    f"sample {i}: the gt mask is {target.shape[1]}x{target.shape[0]} but the image is "
-                    f"{w}x{h}; the 'mask_rle' column must be in the original image's frame"
+                    f"sample {i}: the gt mask is {w}x{h} but the image is {image.size[0]}x{image.size[1]}; "
+                    "the 'mask_rle' column must be in the original image's frame"
                 )
-            if not parsed.objects:
-                rewards[i] = ignore_aware_iou(np.zeros((h, w), dtype=bool), target, ignore)
-                continue
-            targets[i] = (target, ignore)
-            todo.append(i)
-            batch_images.append(shared.setdefault(_image_key(image), image))
-            batch_prompts.append([to_image_frame(obj, (w, h), self.frame) for obj in parsed.objects])
-        if todo:
-            outputs = self.segmenter.segment_many(batch_images, batch_prompts, mode=self.mode)
-            for i, out in zip(todo, outputs, strict=True):
-                target, ignore = targets[i]
-                rewards[i] = ignore_aware_iou(np.asarray(out.mask, dtype=bool), target, ignore)
+        answers, _, outputs = segment_answers(
+            self.segmenter, batch_images, [completions[i] for i in todo], frame or self.frame, self.mode
+        )
+        for i, answer, out in zip(todo, answers, outputs, strict=True):
+            if not answer.ok:
+                continue  # an unreadable answer scores 0
+            ignore = decode_rle(ignore_rles[i]) if _has_rle(ignore_rles[i]) else None
+            rewards[i] = mask_iou(np.asarray(out.mask, dtype=bool), decode_rle(mask_rles[i]), ignore)
         return rewards
 
     def __repr__(self) -> str:

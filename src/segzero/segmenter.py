@@ -15,12 +15,11 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from segzero.answer import ObjectPrompt
-from segzero.defaults import DEFAULT_SEGMENTER
+from segzero.defaults import DEFAULT_SEGMENTER, SEGMENTER_MODES
+from segzero.frames import Frame, ObjectPrompt
 from segzero.hub import load_pretrained, pick_device, pick_dtype
 
 SegmenterMode = Literal["both", "box", "points"]
-SEGMENTER_MODES: tuple[str, ...] = ("both", "box", "points")
 
 
 @dataclass
@@ -111,9 +110,20 @@ class Segmenter:
         multimask candidates the one with the highest predicted IoU is kept. Objects whose answer
         lacks what ``mode`` needs (a box in ``"box"`` mode, points in ``"points"`` mode) fall back
         to whatever prompts they do have.
+
+        Raises:
+            ValueError: an unknown mode, or an object not in this image's pixel frame (a reasoner-frame
+                answer must be mapped first, with :func:`segzero.frames.to_image_frame`).
         """
         if mode not in SEGMENTER_MODES:
             raise ValueError(f"segmenter mode must be one of {SEGMENTER_MODES}, got {mode!r}")
+        image_frame = Frame.image(embedding.size)
+        for obj in objects:
+            if obj.frame != image_frame:
+                raise ValueError(
+                    f"the segmenter takes prompts in the image's pixels ({image_frame}), got an object in "
+                    f"the {obj.frame}; map it with segzero.frames.to_image_frame first"
+                )
         w, h = embedding.size
         masks: list[np.ndarray] = [np.zeros((h, w), dtype=bool)] * len(objects)
         scores: list[float] = [0.0] * len(objects)
@@ -180,7 +190,7 @@ class Segmenter:
 
         Args:
             images: RGB images; the same object may appear several times (several requests on one image).
-            prompts: per entry, the objects' prompts in that image's pixel frame.
+            prompts: per entry, the objects' prompts in that image's pixel frame (``Frame.image(size)``).
         """
         if len(images) != len(prompts):
             raise ValueError(f"{len(images)} images for {len(prompts)} prompt lists")

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from segzero.defaults import REASONER_FRAME
 from segzero.errors import InputError
 from segzero.prompts import PROMPTS
 
@@ -103,7 +104,7 @@ def build_reasoner(
     out_dir: str | Path,
     *,
     seed: int = 0,
-    frame: int = 840,
+    frame: int = REASONER_FRAME,
     vocab_size: int = 1024,
     corpus: Iterable[str] = (),
     hidden_size: int = 64,

@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 
 from segzero.cli.app import app
-from segzero.cli.options import ModelOptions, model_options
+from segzero.cli.options import load_pipeline, model_options
+from segzero.config import PipelineConfig
 from segzero.errors import InputError
 
 
@@ -92,7 +93,7 @@ def eval_command(
     retry_errors: RetryOpt = False,
     keep_masks: KeepMasksOpt = True,
     *,
-    model: ModelOptions,
+    model: PipelineConfig,
 ) -> None:
     """Evaluate a benchmark split (resumable, shardable): gIoU, cIoU, box accuracy, the paper's numbers."""
     from segzero.evaluation.results import parse_shard
@@ -127,11 +128,7 @@ def eval_command(
     console = Console(stderr=True, quiet=not main)
     run_dir = out or Path("runs") / spec.name
     model = dataclasses.replace(model, device=launch_device(model.device, launch))
-    config = make_config(
-        spec, reasoner=model.reasoner, segmenter=model.segmenter, prompt=model.prompt,
-        segmenter_mode=model.segmenter_mode, frame=model.frame, max_new_tokens=model.max_new_tokens,
-        dtype=model.dtype,
-    )  # fmt: skip
+    config = make_config(spec, model)
     if config.extra["format"] == "reference-hf" and spec.benchmark == "reasonseg":
         console.print(
             "[yellow]note:[/] the reference release's ReasonSeg sets turned ignore regions into foreground; "
@@ -144,7 +141,7 @@ def eval_command(
 
     with _ProgressBar(console, spec.name, shard_ix) as bar:
         outcome = evaluate(
-            spec, run_dir, config, bar.after(model.load), shard=shard_ix, batch_size=model.batch_size,
+            spec, run_dir, config, bar.after(lambda: load_pipeline(model)), shard=shard_ix, batch_size=model.batch_size,
             retry_errors=retry_errors, keep_masks=keep_masks, progress=bar.update, index=index,
         )  # fmt: skip
 

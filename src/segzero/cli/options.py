@@ -1,14 +1,15 @@
-"""Options shared by every command that runs the pipeline (segment, batch, eval, serve): defined once.
+"""Command-line options generated from configuration dataclasses, so each setting is declared once.
 
-A command takes them as one :class:`ModelOptions` through :func:`model_options`::
+A command takes the pipeline's settings as one :class:`~segzero.config.PipelineConfig`::
 
     @app.command()
     @model_options()
-    def segment(image: ..., *, model: ModelOptions) -> None:
-        pipe = model.load()
+    def segment(image: ..., *, model: PipelineConfig) -> None:
+        pipe = load_pipeline(model)
 
-and ``--help`` lists each of its fields as an option (``--reasoner``, ``--prompt``, ...), with the
-dataclass's defaults.
+and ``--help`` lists each field as an option (``--reasoner``, ``--prompt``, ...) with the field's help
+text and default. :func:`dataclass_options` does the same for any such dataclass (the server's
+:class:`~segzero.serve.settings.ServeSettings`).
 """
 
 from __future__ import annotations
@@ -16,105 +17,53 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import typing
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-from segzero.defaults import DEFAULT_REASONER, DEFAULT_SEGMENTER, MAX_IMAGE_PIXELS, MAX_NEW_TOKENS
-from segzero.prompts import DEFAULT_PROMPT, PROMPTS
+from segzero.config import PipelineConfig, help_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-@dataclass
-class ModelOptions:
-    """Everything needed to build the pipeline; the CLI commands fill it from their options."""
-
-    reasoner: str = DEFAULT_REASONER
-    segmenter: str = DEFAULT_SEGMENTER
-    prompt: str | None = None
-    segmenter_mode: str = "both"
-    frame: int | None = None
-    device: str | None = None
-    dtype: str | None = None
-    batch_size: int = 8
-    max_new_tokens: int = MAX_NEW_TOKENS
-    max_pixels: int = MAX_IMAGE_PIXELS
-
-    def load(self):
-        """Build the :class:`~segzero.pipeline.ReasoningSegmenter`, with a spinner while models load."""
-        from rich.console import Console
-
-        from segzero.pipeline import ReasoningSegmenter
-
-        settings = dataclasses.asdict(self)
-        reasoner, segmenter = settings.pop("reasoner"), settings.pop("segmenter")
-        with Console(stderr=True).status(f"Loading {reasoner} and {segmenter}..."):
-            return ReasoningSegmenter.from_pretrained(reasoner, segmenter, **settings)
+def _option(cls: type, f: dataclasses.Field) -> Any:
+    """The typer annotation of one dataclass field: its type, ``--flag``, help and minimum."""
+    hints = typing.get_type_hints(cls)
+    kind = hints[f.name]
+    flag = "--" + f.name.replace("_", "-")
+    decls = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
+    low = f.metadata.get("min")
+    return Annotated[kind, typer.Option(*decls, help=help_of(f), min=low if low is not None else None)]
 
 
-#: The command-line option of each :class:`ModelOptions` field.
-OPTIONS: dict[str, Any] = {
-    "reasoner": Annotated[str, typer.Option("--reasoner", help="Reasoner: hub id or local folder.")],
-    "segmenter": Annotated[str, typer.Option("--segmenter", help="SAM2 segmenter: hub id or local folder.")],
-    "prompt": Annotated[
-        str | None,
-        typer.Option(
-            "--prompt",
-            help=f"Prompt variant: {', '.join(PROMPTS)} (default: the one the model's segzero.json names, "
-            f"else {DEFAULT_PROMPT}).",
-        ),
-    ],
-    "segmenter_mode": Annotated[
-        str, typer.Option("--segmenter-mode", help="Which prompts SAM2 gets: both, box or points.")
-    ],
-    "frame": Annotated[
-        int | None,
-        typer.Option(
-            "--frame", help="Reasoner frame side in pixels (default: the model's segzero.json, else 840)."
-        ),
-    ],
-    "device": Annotated[
-        str | None, typer.Option("--device", help="cuda, cuda:1, cpu... (default: automatic).")
-    ],
-    "dtype": Annotated[
-        str | None, typer.Option("--dtype", help="bfloat16, float16, float32 (default: bf16 on CUDA).")
-    ],
-    "batch_size": Annotated[int, typer.Option("--batch-size", min=1, help="Requests per generate call.")],
-    "max_new_tokens": Annotated[
-        int, typer.Option("--max-new-tokens", min=1, help="Generation budget per request.")
-    ],
-    "max_pixels": Annotated[
-        int, typer.Option("--max-pixels", min=1, help="Refuse images with more pixels than this.")
-    ],
-}
-
-
-def model_options(*, without: Sequence[str] = ()) -> Callable[[F], F]:
-    """Give a command the pipeline options as one keyword-only ``model: ModelOptions`` argument.
+def dataclass_options(cls: type, param: str, *, without: Sequence[str] = ()) -> Callable[[F], F]:
+    """Give a command ``cls``'s fields as options, passed to it as one keyword-only argument ``param``.
 
     Args:
-        without: fields the command does not offer as options (they keep the dataclass default), e.g.
-            ``batch_size`` where the command decides it.
+        cls: a dataclass whose fields carry ``metadata={"help": ..., "min": ...}``; its defaults are the
+            options' defaults, and its ``__post_init__`` checks the values.
+        param: the name of the command's argument that receives the instance.
+        without: fields the command does not offer (they keep the dataclass default).
     """
-    names = [name for name in OPTIONS if name not in without]
-    defaults = ModelOptions()
+    fields = [f for f in dataclasses.fields(cls) if f.name not in without]
+    defaults = {f.name: f.default for f in fields}
 
     def decorate(command: F) -> F:
         signature = inspect.signature(command, eval_str=True)
-        own = [p for p in signature.parameters.values() if p.name != "model"]
+        own = [p for p in signature.parameters.values() if p.name != param]
+        taken = {p.name for p in own}
+        clash = [f.name for f in fields if f.name in taken]
+        if clash:
+            raise TypeError(f"{command.__name__} already has parameters named {clash}")
         keyword = inspect.Parameter.KEYWORD_ONLY
-        added = [
-            inspect.Parameter(name, keyword, annotation=OPTIONS[name], default=getattr(defaults, name))
-            for name in names
-        ]
+        added = [inspect.Parameter(f.name, keyword, annotation=_option(cls, f), default=defaults[f.name]) for f in fields]
 
         @functools.wraps(command)
         def run(**kwargs: Any) -> Any:
-            model = ModelOptions(**{name: kwargs.pop(name) for name in names})
-            return command(**kwargs, model=model)
+            value = cls(**{f.name: kwargs.pop(f.name) for f in fields})
+            return command(**kwargs, **{param: value})
 
         parameters = own + added
         run.__signature__ = signature.replace(parameters=parameters)  # what typer reads the options from
@@ -122,3 +71,18 @@ def model_options(*, without: Sequence[str] = ()) -> Callable[[F], F]:
         return run  # type: ignore[return-value]
 
     return decorate
+
+
+def model_options(*, without: Sequence[str] = ()) -> Callable[[F], F]:
+    """The pipeline's settings (:class:`~segzero.config.PipelineConfig`) as options, passed as ``model``."""
+    return dataclass_options(PipelineConfig, "model", without=without)
+
+
+def load_pipeline(config: PipelineConfig):
+    """Build the :class:`~segzero.pipeline.ReasoningSegmenter`, with a spinner while the models load."""
+    from rich.console import Console
+
+    from segzero.pipeline import ReasoningSegmenter
+
+    with Console(stderr=True).status(f"Loading {config.reasoner} and {config.segmenter}..."):
+        return ReasoningSegmenter.from_config(config)

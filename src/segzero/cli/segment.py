@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from segzero.cli.app import app
-from segzero.cli.options import ModelOptions, model_options
+from segzero.cli.options import load_pipeline, model_options
+from segzero.config import PipelineConfig
 from segzero.errors import InputError, SegZeroError
 
 console = Console(stderr=True)
@@ -47,7 +48,7 @@ def segment(
     request: Annotated[str, typer.Argument(help="What to segment, e.g. 'what can I use to cut the bread?'.")],
     out: Out = Path("segzero-out"),
     *,
-    model: ModelOptions,
+    model: PipelineConfig,
 ) -> None:
     """Segment what REQUEST means in IMAGE; print the reasoning and write mask, overlay and JSON."""
     from segzero.images import load_image
@@ -55,7 +56,7 @@ def segment(
 
     loaded = load_image(image, model.max_pixels)  # bad input fails before minutes of model loading
     normalize_request(request)
-    pipe = model.load()
+    pipe = load_pipeline(model)
     result = pipe.segment(loaded, request)
     files = write_result(result, loaded, out, _stem(image.stem), {"image": str(image)})
     _print_result(result, files)
@@ -106,7 +107,7 @@ def batch(
     requests_file: Annotated[Path, typer.Argument(help='JSONL, one {"image": ..., "request": ...} per line.')],
     out: Out = Path("segzero-out"),
     *,
-    model: ModelOptions,
+    model: PipelineConfig,
 ) -> None:
     """Segment every request of a JSONL file in batches; bad lines are reported and skipped, the rest go on."""
     from segzero.images import load_image
@@ -127,7 +128,7 @@ def batch(
         console.print(f"[yellow]skipped line {line}:[/] {reason}", highlight=False)
     if not ready:
         raise InputError(f"No usable request in {requests_file} ({len(bad)} skipped).")
-    pipe = model.load()
+    pipe = load_pipeline(model)
     batch_size = model.batch_size
     failed = 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

@@ -11,7 +11,8 @@ import typer
 from rich.console import Console
 
 from segzero.cli.app import app
-from segzero.cli.options import ModelOptions, model_options
+from segzero.cli.options import load_pipeline, model_options
+from segzero.config import PipelineConfig
 from segzero.serve.settings import ServeSettings, help_for
 
 _D = ServeSettings()
@@ -49,7 +50,7 @@ def serve(
     warmup: Annotated[bool, typer.Option("--warmup/--no-warmup", help=help_for("warmup"))] = _D.warmup,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     *,
-    model: ModelOptions,
+    model: PipelineConfig,
 ) -> None:
     """Serve POST /v1/segment, GET /health, /metrics, the web page at / and the API docs at /docs."""
     import uvicorn
@@ -72,6 +73,6 @@ def serve(
         console.print(f"[yellow]warning:[/] listening on {host}: other machines can reach this server.")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The pipeline's batch_size is the server's batch size, so one batch is one generate call.
-    pipeline = dataclasses.replace(model, batch_size=max_batch_size).load()
+    pipeline = load_pipeline(dataclasses.replace(model, batch_size=max_batch_size))
     console.print(f"Serving on http://{host}:{port}/ (API docs at /docs)", highlight=False)
     uvicorn.run(create_app(pipeline, settings), host=host, port=port, log_level=log_level.lower())

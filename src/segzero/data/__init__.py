@@ -13,10 +13,11 @@
 from segzero.data.common import SkipLog
 from segzero.data.prepared import load_prepared, read_prepared, row_to_sample, sample_to_row, save_prepared
 from segzero.data.reasonseg import read_reasonseg
-from segzero.data.records import IGNORE, Sample
+from segzero.data.records import Sample
 from segzero.data.refer import read_refer
 from segzero.data.reference_hf import read_reference_hf
 from segzero.data.sources import SOURCE_KINDS, iter_samples
+from segzero.defaults import IGNORE
 
 __all__ = [
     "IGNORE",

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from segzero.data.records import IGNORE, Sample
+from segzero.data.records import Sample
 from segzero.geometry import SECOND_POINT_METHODS, component_prompts, mask_prompts
 
 logger = logging.getLogger("segzero.data")
@@ -150,11 +150,6 @@ def add_mask_prompts(sample: Sample, second_point: str = "inscribed", objects: s
     box, points = prompts
     sample.boxes, sample.points = [box], [points]
     return True
-
-
-def target_and_ignore(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean target (1) and ignore (255) planes of a ground-truth mask."""
-    return mask == 1, mask == IGNORE
 
 
 #: Key under which an image opened from encoded bytes keeps those bytes (in ``PIL.Image.info``), with a

@@ -13,10 +13,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from segzero.answer import ObjectPrompt
 from segzero.data.common import SkipLog, resolve_report
-from segzero.data.records import IGNORE, Sample
+from segzero.data.records import Sample
 from segzero.defaults import SEGMENTER_AGREEMENT_IOU
+from segzero.frames import Frame, ObjectPrompt
+from segzero.geometry import ground_truth_planes, mask_iou
 
 
 class SegmentsMany(Protocol):
@@ -27,16 +28,6 @@ class SegmentsMany(Protocol):
     ) -> list[Any]:
         """One output per image, whose ``.mask`` is a boolean ``(H, W)`` array in that image's pixels."""
         ...
-
-
-def agreement_iou(pred: np.ndarray, gt: np.ndarray) -> float:
-    """IoU of a boolean prediction with a 0/1/255 ground truth, ignore pixels left out; 1.0 if both empty."""
-    valid = gt != IGNORE
-    target = gt == 1
-    pred = np.asarray(pred, dtype=bool) & valid
-    inter = np.logical_and(pred, target).sum()
-    union = np.logical_or(pred, target).sum()
-    return float(inter / union) if union else 1.0
 
 
 def filter_by_segmenter(
@@ -114,12 +105,16 @@ def _agreement(items: list[tuple[tuple, Sample]], segmenter: SegmentsMany) -> di
             loaded[key[0]] = load_image(sample.image, name=f"image of {sample.id}")
         images.append(loaded[key[0]])
     prompts = [
-        [ObjectPrompt(box=tuple(box), points=tuple(pts[:1])) for box, pts in zip(s.boxes, s.points)]
+        [
+            ObjectPrompt.from_lists(box, pts[:1], Frame.image((s.width, s.height)))
+            for box, pts in zip(s.boxes, s.points)
+        ]
         for _, s in items
     ]
     outputs = segmenter.segment_many(images, prompts, mode="both")
     result = {}
     for (key, sample), out in zip(items, outputs):
         pred = np.asarray(out.mask, dtype=bool)
-        result[key] = agreement_iou(pred, sample.mask) if pred.shape == sample.mask.shape else -1.0
+        ok = pred.shape == sample.mask.shape
+        result[key] = mask_iou(pred, *ground_truth_planes(sample.mask)) if ok else -1.0
     return result

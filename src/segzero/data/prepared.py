@@ -9,7 +9,7 @@ column                content
 ``image``             ``datasets.Image``: the image bytes, in the frame of the masks and boxes
 ``request``           the referring expression or question
 ``width, height``     image size in pixels
-``reasoner_frame``    side of the reasoner's square frame the prompts below are in (840)
+``reasoner_frame``    side of the reasoner's square frame the prompts below are in
 ``reasoner_boxes``    per object ``[x1, y1, x2, y2]`` (ints, inclusive, reasoner frame)
 ``reasoner_points``   per object its list of ``[x, y]`` (2 for single-object answers, 1 for multi)
 ``mask_rle``          target pixels as COCO RLE ``{"size": [h, w], "counts": str}``, or None
@@ -40,12 +40,12 @@ from typing import Any
 
 import numpy as np
 
-from segzero.answer import ObjectPrompt
 from segzero.data.common import SkipLog, add_mask_prompts, encode_image, open_image_bytes, resolve_report
-from segzero.data.records import IGNORE, Sample
-from segzero.defaults import REASONER_FRAME
+from segzero.data.records import Sample
+from segzero.defaults import IGNORE, REASONER_FRAME
 from segzero.errors import DatasetError, InputError, SegZeroError
-from segzero.frames import to_image_frame, to_reasoner_frame
+from segzero.frames import Frame, ObjectPrompt, to_image_frame, to_reasoner_frame
+from segzero.masks import decode_rle, encode_rle
 
 #: Keys of ``Sample.extra`` that are row columns (see :func:`row_to_sample`), not part of the ``extra`` JSON.
 _ROW_KEYS = ("reasoner_frame", "reasoner_boxes", "reasoner_points", "solution")
@@ -78,27 +78,6 @@ def features():
     )
 
 
-def encode_rle(plane: np.ndarray) -> dict[str, Any]:
-    """COCO RLE ``{"size": [h, w], "counts": str}`` of a boolean ``(h, w)`` plane."""
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(plane.astype(np.uint8)))
-    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
-
-
-def decode_rle(rle: dict[str, Any]) -> np.ndarray:
-    """Boolean ``(h, w)`` plane of a COCO RLE with string or bytes counts."""
-    from pycocotools import mask as mask_utils
-
-    counts = rle["counts"]
-    return (
-        mask_utils.decode(
-            {"size": list(rle["size"]), "counts": counts.encode() if isinstance(counts, str) else counts}
-        )
-        > 0
-    )
-
-
 def build_solution(boxes: list[list[int]], points: list[list[list[int]]], form: str) -> str:
     """The answer text the reasoner is trained toward, in the reasoner frame.
 
@@ -121,12 +100,13 @@ def build_solution(boxes: list[list[int]], points: list[list[list[int]]], form: 
 
 
 def prompts_to_image_frame(
-    boxes_840: list[list[int]], points_840: list[list[list[int]]], size: tuple[int, int], frame: int
+    reasoner_boxes: list[list[int]], reasoner_points: list[list[list[int]]], size: tuple[int, int], frame: int
 ) -> tuple[list, list]:
-    """Reasoner-frame prompts mapped to image pixels (``size`` = (w, h)) as Sample ``boxes`` / ``points``."""
+    """Prompts of the ``frame`` reasoner frame mapped to image pixels (``size`` = (w, h)) as Sample
+    ``boxes`` / ``points``."""
     boxes, points = [], []
-    for box, pts in zip(boxes_840, points_840):
-        mapped = to_image_frame(ObjectPrompt(box=tuple(box), points=tuple(map(tuple, pts))), size, frame)
+    for box, pts in zip(reasoner_boxes, reasoner_points):
+        mapped = to_image_frame(ObjectPrompt.from_lists(box, pts, Frame.reasoner(frame)), size)
         boxes.append(tuple(int(v) for v in mapped.box))
         points.append(tuple((int(x), int(y)) for x, y in mapped.points))
     return boxes, points
@@ -159,7 +139,7 @@ def _reasoner_prompts(
             return boxes, points
     boxes, points = [], []
     for box, pts in zip(sample.boxes, sample.points):
-        mapped = to_reasoner_frame(ObjectPrompt(box=tuple(box), points=tuple(pts)), size, frame)
+        mapped = to_reasoner_frame(ObjectPrompt.from_lists(box, pts, Frame.image(size)), frame)
         boxes.append([int(v) for v in mapped.box])
         points.append([[int(x), int(y)] for x, y in mapped.points])
     return boxes, points
@@ -282,13 +262,14 @@ def row_to_sample(row: dict[str, Any]) -> Sample:
                 f"Prepared row {sample_id} has a {mask.shape} mask for a {width}x{height} image."
             )
 
-    boxes_840 = [[int(v) for v in b] for b in row["reasoner_boxes"]]
-    points_840 = [[[int(x), int(y)] for x, y in pts] for pts in row["reasoner_points"]]
-    boxes, points = prompts_to_image_frame(boxes_840, points_840, (width, height), frame)
+    reasoner_boxes = [[int(v) for v in b] for b in row["reasoner_boxes"]]
+    reasoner_points = [[[int(x), int(y)] for x, y in pts] for pts in row["reasoner_points"]]
+    boxes, points = prompts_to_image_frame(reasoner_boxes, reasoner_points, (width, height), frame)
 
     extra = json.loads(row.get("extra") or "{}")
     extra.update(
-        reasoner_frame=frame, reasoner_boxes=boxes_840, reasoner_points=points_840, solution=row["solution"]
+        reasoner_frame=frame, reasoner_boxes=reasoner_boxes, reasoner_points=reasoner_points,
+        solution=row["solution"],
     )
     return Sample(
         id=sample_id,

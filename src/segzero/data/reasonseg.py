@@ -35,7 +35,8 @@ from segzero.data.common import (
     oriented_size,
     resolve_report,
 )
-from segzero.data.records import IGNORE, Sample
+from segzero.data.records import Sample
+from segzero.defaults import IGNORE
 from segzero.errors import DatasetError
 
 SUBSETS = ("all", "short", "long")

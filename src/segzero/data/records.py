@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-#: Value of ignore pixels in ground-truth masks (ambiguous regions, ReasonSeg).
-IGNORE = 255
+from segzero.defaults import IGNORE  # noqa: F401  (re-exported: the data readers' vocabulary)
 
 
 @dataclass

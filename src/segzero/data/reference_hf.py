@@ -3,7 +3,7 @@
 Columns:
 
 - ``problem``: the request (``text`` is accepted too, as in the reference's evaluation sets);
-- ``solution``: the ground-truth prompts, **already in the reasoner's 840 frame**, in one of two forms,
+- ``solution``: the ground-truth prompts, **already in the reasoner frame (``REASONER_FRAME``)**, in one of two forms,
   told apart by their first character:
 
   - single object, a tagged string: ``<box>(x1,y1),(x2,y2)</box><points>(x,y),(x,y)</points>``
@@ -59,7 +59,7 @@ def _coords(value: Any, n: int, what: str) -> list[int]:
 
 
 def parse_solution(solution: Any) -> Objects:
-    """Read a reference ``solution`` into ``(form, boxes, points)`` in its own (840) frame.
+    """Read a reference ``solution`` into ``(form, boxes, points)`` in its own (reasoner) frame.
 
     Returns:
         ``form`` is ``"single"`` or ``"multi"``; ``boxes`` one ``[x1, y1, x2, y2]`` per object;
@@ -183,7 +183,7 @@ def read_reference_hf(
 
     Args:
         path, split: see :func:`load_any_dataset`.
-        frame: the frame the solutions are written in (840 in the reference).
+        frame: the frame the solutions are written in (``REASONER_FRAME`` in the reference).
         source: the ``source`` given to the Samples.
         report: receives rows skipped (no image, unreadable image, no request, unparsable solution,
             mask of the wrong size or empty, neither solution nor mask).

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from segzero.answer import ObjectPrompt
-from segzero.data.records import IGNORE, Sample
+from segzero.data.records import Sample
+from segzero.defaults import IGNORE
 from segzero.errors import DatasetError, InputError
-from segzero.frames import map_object
+from segzero.frames import Frame, ObjectPrompt, map_object
 from segzero.images import load_image
 from segzero.masks import decode_rle, draw_overlay
 
@@ -64,14 +64,13 @@ def _hatch(image: Image.Image, region: np.ndarray) -> Image.Image:
     return Image.fromarray(arr)
 
 
-def _objects(record: Mapping[str, Any]) -> list[ObjectPrompt]:
-    """The record's objects (image frame) as prompts."""
-    out = []
-    for obj in record.get("objects") or []:
-        box = obj.get("box")
-        points = tuple((float(x), float(y)) for x, y in obj.get("points") or [])
-        out.append(ObjectPrompt(box=tuple(float(v) for v in box) if box else None, points=points))
-    return out
+def _objects(record: Mapping[str, Any], size: tuple[int, int]) -> list[ObjectPrompt]:
+    """The record's objects as prompts in the pixels of its image, of ``size`` ``(width, height)``."""
+    frame = Frame.image(size)
+    return [
+        ObjectPrompt.from_lists(obj.get("box"), obj.get("points") or [], frame)
+        for obj in record.get("objects") or []
+    ]
 
 
 def _panels(
@@ -92,7 +91,9 @@ def _panels(
     if pred is not None:
         plane = Image.fromarray(pred.astype(np.uint8) * 255)
         small_pred = np.asarray(plane.resize(size, Image.Resampling.NEAREST)) > 0
-    objects = [map_object(o, (w, h), size, (size[0] - 1, size[1] - 1)) for o in _objects(record)]
+    objects = _objects(record, (w, h))
+    if size != (w, h):
+        objects = [map_object(o, Frame.image(size)) for o in objects]
     ignore = small_gt == IGNORE
     gt_panel = _hatch(draw_overlay(small, small_gt == 1, color=GT_COLOR), ignore)
     pred_panel = _hatch(draw_overlay(small, small_pred, objects, color=PRED_COLOR), ignore)

@@ -15,10 +15,9 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 
-from segzero.data.records import IGNORE
-from segzero.defaults import BOX_IOU_THRESHOLD
+from segzero.defaults import BOX_IOU_THRESHOLD, IGNORE
 from segzero.errors import DatasetError
-from segzero.geometry import box_iou
+from segzero.geometry import box_iou, ground_truth_planes, iou_from_terms, mask_iou_terms
 
 Box = Sequence[float]
 
@@ -46,7 +45,7 @@ def sample_iou_terms(pred: np.ndarray | None, gt: np.ndarray) -> tuple[int, int]
         raise DatasetError(
             f"A ground-truth mask holds the value {found}; only 0, 1 and {IGNORE} (ignore) are allowed."
         )
-    target = gt == 1
+    target, ignore = ground_truth_planes(gt)
     if pred is None:
         return 0, int(np.count_nonzero(target))
     pred = np.asarray(pred, dtype=bool)
@@ -55,13 +54,7 @@ def sample_iou_terms(pred: np.ndarray | None, gt: np.ndarray) -> tuple[int, int]
             f"The predicted mask is {pred.shape[0]}x{pred.shape[1]} but the ground truth is "
             f"{gt.shape[0]}x{gt.shape[1]}; the dataset's mask does not match its image size."
         )
-    counted = pred & (gt != IGNORE)
-    return int(np.count_nonzero(counted & target)), int(np.count_nonzero(counted | target))
-
-
-def iou_from_terms(intersection: int, union: int) -> float:
-    """Per-sample IoU; an empty prediction on an empty target (union 0) agrees fully: 1.0."""
-    return 1.0 if union == 0 else intersection / union
+    return mask_iou_terms(pred, target, ignore)
 
 
 def box_scores(

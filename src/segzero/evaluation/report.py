@@ -16,7 +16,7 @@ from typing import Any
 
 from segzero.defaults import DEFAULT_REASONER, MULTI_OBJECT_REASONER
 from segzero.errors import DatasetError, InputError
-from segzero.evaluation.results import SUMMARY_FILE, results_path, summarize_run
+from segzero.evaluation.results import SUMMARY_FILE, RunConfig, results_path, summarize_run
 
 #: Subset name of the whole split.
 ALL = "all"
@@ -157,7 +157,7 @@ def run_summary(summary: Mapping[str, Any], name: str) -> RunSummary:
         name=name,
         benchmark=_benchmark(config.get("benchmark", "")),
         split=_split(config.get("split", "")),
-        reasoner=config.get("reasoner"),
+        reasoner=RunConfig.from_json(config).pipeline.get("reasoner") if config else None,
         metrics=metrics,
         complete=summary.get("complete"),
     )

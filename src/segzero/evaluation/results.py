@@ -36,10 +36,8 @@ from typing import IO, Any
 import numpy as np
 
 from segzero.answer import ParseStatus
-from segzero.defaults import DEFAULT_REASONER, DEFAULT_SEGMENTER, MAX_NEW_TOKENS, REASONER_FRAME
 from segzero.errors import DatasetError, InputError
 from segzero.evaluation.metrics import IoUAccumulator, box_scores, iou_from_terms, sample_iou_terms
-from segzero.prompts import DEFAULT_PROMPT
 
 RESULTS_FILE = "results.jsonl"
 RUN_FILE = "run.json"
@@ -57,18 +55,23 @@ _PARSED = frozenset({ParseStatus.OK.value, ParseStatus.PARTIAL.value})
 _LOCATION_FIELDS = ("dataset", "images")
 
 
+#: Settings older run folders recorded at the top level of ``run.json``, now under ``pipeline``.
+_LEGACY_PIPELINE_KEYS = ("reasoner", "segmenter", "prompt", "frame", "segmenter_mode", "max_new_tokens")
+
+
 @dataclass
 class RunConfig:
     """What an evaluation run computes; stored in ``run.json`` and compared when a run is resumed."""
 
     benchmark: str = field(metadata={"help": "Benchmark: reasonseg, refcoco, refcoco+, refcocog, ..."})
     split: str = field(metadata={"help": "Split: val, test, testA, testB."})
-    reasoner: str = field(default=DEFAULT_REASONER, metadata={"help": "Reasoner hub id or folder."})
-    segmenter: str = field(default=DEFAULT_SEGMENTER, metadata={"help": "SAM2 hub id or folder."})
-    prompt: str = field(default=DEFAULT_PROMPT, metadata={"help": "Prompt variant."})
-    frame: int = field(default=REASONER_FRAME, metadata={"help": "Reasoner frame side in pixels."})
-    segmenter_mode: str = field(default="both", metadata={"help": "Prompts SAM2 gets: both, box or points."})
-    max_new_tokens: int = field(default=MAX_NEW_TOKENS, metadata={"help": "Generation budget per request."})
+    pipeline: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "help": "The pipeline settings that shape results (segzero.config.PipelineConfig fields marked "
+            "'run': models, prompt, frame, segmenter mode, budget, dtype), model defaults resolved."
+        },
+    )
     shard: str | None = field(default=None, metadata={"help": "This run's shard 'I/N' (0-based), or None."})
     dataset: str = field(
         default="", metadata={"help": "Where the dataset was read from (to reload samples later)."}
@@ -86,17 +89,26 @@ class RunConfig:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RunConfig:
-        """Build from a dict; keys this version does not know are kept in ``extra``."""
+        """Build from a dict; keys this version does not know are kept in ``extra``, and an older
+        ``run.json``'s top-level pipeline settings are read into ``pipeline``."""
+        data = dict(data)
+        pipeline = dict(data.pop("pipeline", None) or {})
+        for key in _LEGACY_PIPELINE_KEYS:
+            if key in data:
+                pipeline.setdefault(key, data.pop(key))
         names = {f.name for f in dataclasses.fields(cls)}
         known = {k: v for k, v in data.items() if k in names}
         unknown = {k: v for k, v in data.items() if k not in names}
         known["extra"] = {**known.get("extra", {}), **unknown}
-        return cls(**known)
+        if "dtype" in known["extra"]:
+            pipeline.setdefault("dtype", known["extra"].pop("dtype"))
+        return cls(**known, pipeline=pipeline)
 
     def identity(self, *, ignore: Sequence[str] = ()) -> dict[str, Any]:
-        """The fields that must agree for two runs' results to belong together."""
+        """The settings that must agree for two runs' results to belong together, pipeline ones by name."""
         skip = set(_LOCATION_FIELDS) | set(ignore)
-        return {k: v for k, v in self.to_json().items() if k not in skip}
+        flat = {**self.pipeline, **{k: v for k, v in self.to_json().items() if k != "pipeline"}}
+        return {k: v for k, v in flat.items() if k not in skip}
 
 
 @dataclass

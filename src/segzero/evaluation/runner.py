@@ -29,7 +29,7 @@ shard ``RANK/WORLD_SIZE`` (:func:`launched_shard`). The last shard to finish mer
 Example::
 
     spec = BenchmarkSpec("reasonseg", "val", "data/ReasonSeg")
-    config = make_config(spec, reasoner="Ricky06662/Seg-Zero-7B")
+    config = make_config(spec, PipelineConfig(reasoner="Ricky06662/Seg-Zero-7B"))
     outcome = evaluate(spec, "runs/reasonseg-val", config, load_pipeline=lambda: pipe)
     outcome.summary["overall"]["giou"]
 """
@@ -49,7 +49,7 @@ from typing import Any
 
 from segzero.data.common import SkipLog
 from segzero.data.records import Sample
-from segzero.defaults import DEFAULT_REASONER, DEFAULT_SEGMENTER, MAX_NEW_TOKENS
+from segzero.config import PipelineConfig
 from segzero.errors import DatasetError, InputError, SegZeroError
 from segzero.evaluation.results import (
     RESULTS_FILE,
@@ -70,8 +70,6 @@ from segzero.evaluation.results import (
     summarize_run,
     write_json_atomic,
 )
-from segzero.hub import read_model_meta
-from segzero.prompts import DEFAULT_PROMPT
 
 #: Benchmarks and the splits they are evaluated on (SPEC section 7).
 BENCHMARK_SPLITS: dict[str, tuple[str, ...]] = {
@@ -155,29 +153,20 @@ class BenchmarkSpec:
         return f"{self.benchmark}-{self.split}" + ("" if self.subset == "all" else f"-{self.subset}")
 
 
-def make_config(
-    spec: BenchmarkSpec,
-    *,
-    reasoner: str = DEFAULT_REASONER,
-    segmenter: str = DEFAULT_SEGMENTER,
-    prompt: str | None = None,
-    segmenter_mode: str = "both",
-    frame: int | None = None,
-    max_new_tokens: int = MAX_NEW_TOKENS,
-    dtype: str | None = None,
-) -> RunConfig:
+def make_config(spec: BenchmarkSpec, pipeline: PipelineConfig | None = None) -> RunConfig:
     """The :class:`RunConfig` of an evaluation: what must agree for results to be resumed or merged.
 
-    ``prompt=None`` means the prompt the reasoner folder's ``segzero.json`` names, else
-    ``seg_zero`` (as :meth:`~segzero.pipeline.ReasoningSegmenter.from_pretrained` chooses it).
-    ``frame=None`` means "the reasoner's own" (840, or its ``segzero.json``): it is filled in by
-    :func:`evaluate` once the model is loaded. ``extra`` holds the data format (the reference
-    format scores ReasonSeg differently), the subset, the limit, the refer split scheme, the split
-    name inside a Hugging Face dataset when one was given, and the requested dtype. Where the data
-    and the refer images are is recorded too, so that :func:`samples_for` finds the samples again.
+    ``pipeline``'s settings that shape results (:meth:`~segzero.config.PipelineConfig.run_settings`)
+    are recorded with the model's defaults resolved (:meth:`~segzero.config.PipelineConfig.resolved`:
+    the reasoner's ``segzero.json``, else the project defaults), as the pipeline will run. ``extra``
+    holds the data format (the reference format scores ReasonSeg differently), the subset, the limit,
+    the refer split scheme and the split name inside a Hugging Face dataset when one was given. Where
+    the data and the refer images are is recorded too, so that :func:`samples_for` finds the samples
+    again.
     """
+    pipeline = (pipeline or PipelineConfig()).resolved()
     fmt = resolve_format(spec)
-    extra: dict[str, Any] = {"format": fmt, "subset": spec.subset, "limit": spec.limit, "dtype": dtype}
+    extra: dict[str, Any] = {"format": fmt, "subset": spec.subset, "limit": spec.limit}
     if fmt == "refer":
         from segzero.data.refer import DEFAULT_SPLIT_BY
 
@@ -187,12 +176,7 @@ def make_config(
     return RunConfig(
         benchmark=spec.benchmark,
         split=spec.split,
-        reasoner=reasoner,
-        segmenter=segmenter,
-        prompt=prompt or read_model_meta(reasoner)["prompt"] or DEFAULT_PROMPT,
-        frame=frame or 0,
-        segmenter_mode=segmenter_mode,
-        max_new_tokens=max_new_tokens,
+        pipeline=pipeline.run_settings(),
         dataset=str(Path(spec.data).expanduser().resolve()),
         images=str(Path(spec.images).expanduser().resolve()) if spec.images else "",
         extra=extra,
@@ -491,14 +475,26 @@ Progress = Callable[[int, int, Sequence[SampleRecord]], None]
 
 
 def _check_saved_config(out_dir: Path, config: RunConfig) -> None:
-    """Refuse early (before loading models) a run folder made with other settings; the frame is
-    compared only when it is known before loading (``config.frame`` non-zero)."""
-    saved = read_config(out_dir)
-    if saved is None:
+    """Refuse early (before loading models) a run folder made with other settings."""
+    if read_config(out_dir) is not None:
+        ResultsWriter(out_dir, config).close()  # compares, and repairs a torn line; writes nothing new
+
+
+def _check_pipeline(pipe: Any, config: RunConfig) -> None:
+    """Refuse a loaded pipeline whose settings differ from the ones the run records."""
+    loaded = getattr(pipe, "config", None)
+    if loaded is None:
         return
-    if not config.frame:
-        config = RunConfig.from_json({**config.to_json(), "frame": saved.frame})
-    ResultsWriter(out_dir, config).close()  # compares, and repairs a torn line; writes nothing new
+    settings = loaded.run_settings()
+    diff = [k for k in config.pipeline if settings.get(k) != config.pipeline[k]]
+    if diff:
+        raise InputError(
+            "The loaded pipeline runs with "
+            + ", ".join(f"{k}={settings.get(k)!r}" for k in diff)
+            + " but the run records "
+            + ", ".join(f"{k}={config.pipeline[k]!r}" for k in diff)
+            + "; build both from the same PipelineConfig."
+        )
 
 
 def _prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
@@ -623,7 +619,7 @@ def evaluate(
     Args:
         spec: the benchmark split and its data.
         run_dir: the run folder (a shard writes to ``run_dir/shards/I-of-N``).
-        config: from :func:`make_config`; a zero ``frame`` is taken from the loaded pipeline.
+        config: from :func:`make_config`.
         load_pipeline: builds the :class:`~segzero.pipeline.ReasoningSegmenter`; not called when
             nothing is left to do.
         shard: ``(I, N)`` to run shard I of N.
@@ -665,12 +661,11 @@ def evaluate(
     done = finished_ids(out_dir, retry_errors=retry_errors) & set(mine)
     todo = [i for i in mine if i not in done]
     evaluated = errors = 0
-    # Without run.json (a new folder) the models are loaded even for an empty shard: its frame
-    # must be recorded like the other shards'.
-    if todo or read_config(out_dir) is None:
+    if not todo:
+        ResultsWriter(out_dir, config).close()  # an empty shard records its run.json like the others
+    else:
         pipe = load_pipeline()
-        if not config.frame:
-            config = RunConfig.from_json({**config.to_json(), "frame": int(pipe.frame)})
+        _check_pipeline(pipe, config)
         size = batch_size or int(getattr(pipe, "batch_size", 8))
         limit = max_failures_in_row or max(16, 2 * size)
         position = {sample_id: n for n, sample_id in enumerate(mine)}

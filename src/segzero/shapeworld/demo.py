@@ -132,7 +132,7 @@ def draw_demo(sample: Any, result: Any, path: str | Path, scale: int = OVERLAY_S
     """Write the overlay PNG: scene (upscaled), predicted mask, box and points, request and reasoning."""
     from PIL import Image
 
-    from segzero.answer import ObjectPrompt
+    from segzero.frames import Frame, ObjectPrompt
     from segzero.masks import draw_overlay
 
     image = sample.image.resize((sample.width * scale, sample.height * scale), Image.NEAREST)
@@ -141,6 +141,7 @@ def draw_demo(sample: Any, result: Any, path: str | Path, scale: int = OVERLAY_S
         ObjectPrompt(
             box=None if o.box is None else tuple(v * scale + scale // 2 for v in o.box),
             points=tuple((x * scale + scale // 2, y * scale + scale // 2) for x, y in o.points),
+            frame=Frame.image(image.size),
         )
         for o in result.objects
     ]

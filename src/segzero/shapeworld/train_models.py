@@ -372,7 +372,7 @@ def evaluate_segmenter(
     """
     from PIL import Image
 
-    from segzero.answer import ObjectPrompt
+    from segzero.frames import Frame, ObjectPrompt
     from segzero.geometry import mask_iou
     from segzero.segmenter import Segmenter
 
@@ -382,7 +382,9 @@ def evaluate_segmenter(
     result = {}
     for mode in modes:
         imgs = [images.setdefault(id(o.image), Image.fromarray(o.image)) for o in objects]
-        prompts = [[ObjectPrompt(box=tuple(o.box), points=tuple(o.points))] for o in objects]
+        prompts = [
+            [ObjectPrompt.from_lists(o.box, o.points, Frame.image(img.size))] for o, img in zip(objects, imgs)
+        ]
         outs = segmenter.segment_many(imgs, prompts, mode=mode)
         result[mode] = float(np.mean([mask_iou(out.mask, o.mask) for out, o in zip(outs, objects)]))
     return result
@@ -531,10 +533,10 @@ def scene_thinking(sample: Any, frame: int, echo: bool = False, explain: bool = 
 def frame_box(sample: Any, shape: dict[str, Any], frame: int) -> tuple[int, ...]:
     """A shape's box (one of ``sample.extra["shapes"]``, image frame) in the reasoner ``frame``, mapped as
     ground truth is (:func:`segzero.frames.to_reasoner_frame`)."""
-    from segzero.answer import ObjectPrompt
-    from segzero.frames import to_reasoner_frame
+    from segzero.frames import Frame, ObjectPrompt, to_reasoner_frame
 
-    return to_reasoner_frame(ObjectPrompt(box=tuple(shape["box"])), (sample.width, sample.height), frame).box
+    image = Frame.image((sample.width, sample.height))
+    return to_reasoner_frame(ObjectPrompt.from_lists(shape["box"], (), image), frame).box
 
 
 #: One listed shape in a :func:`scene_thinking` text: size, colour and kind words, then its box.
@@ -615,11 +617,10 @@ def reasoner_examples(samples: Sequence[Any], frame: int, thinking: str = "scene
             (the request and the generator's explanation before the choice), ``"explanation"``
             (the generator's one-line explanation) or ``"none"`` (answer only).
     """
-    from segzero.answer import ObjectPrompt
     from segzero.data.common import add_mask_prompts
     from segzero.data.prepared import build_solution
     from segzero.errors import InputError
-    from segzero.frames import to_reasoner_frame
+    from segzero.frames import Frame, ObjectPrompt, to_reasoner_frame
 
     if thinking not in THINKING:
         raise InputError(f"thinking must be one of {THINKING}, got {thinking!r}")
@@ -627,11 +628,8 @@ def reasoner_examples(samples: Sequence[Any], frame: int, thinking: str = "scene
     for sample in samples:
         if not sample.points:
             add_mask_prompts(sample)
-        mapped = to_reasoner_frame(
-            ObjectPrompt(box=tuple(sample.boxes[0]), points=tuple(sample.points[0])),
-            (sample.width, sample.height),
-            frame,
-        )
+        image = Frame.image((sample.width, sample.height))
+        mapped = to_reasoner_frame(ObjectPrompt.from_lists(sample.boxes[0], sample.points[0], image), frame)
         boxes = [list(mapped.box)]
         points = [[list(p) for p in mapped.points]]
         answer = f"<answer>{build_solution(boxes, points, 'single')}</answer>"

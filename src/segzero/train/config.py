@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from segzero.defaults import DEFAULT_PROMPT, REASONER_FRAME
 from segzero.errors import InputError
+from segzero.prompts import PROMPTS
 from segzero.rewards import REWARD_NAMES, SEGZERO_REWARDS
 
 #: Folder under ``output_dir`` that receives the final model (full weights, LoRA merged).
@@ -57,18 +59,18 @@ class SegZeroArguments:
         metadata={"help": "Shuffle the rows with this seed before `max_samples` is applied; default: keep order."},
     )
     prompt: str = field(
-        default="seg_zero",
+        default=DEFAULT_PROMPT,
         metadata={
-            "help": "Prompt variant (segzero.prompts): seg_zero, multi_object, no_think, box_only, points_only. "
+            "help": f"Prompt variant (segzero.prompts): {', '.join(PROMPTS)}. "
             "Prompts are built by segzero.reasoner.build_messages, the same as at inference."
         },
     )
     frame: int | None = field(
         default=None,
         metadata={
-            "help": "Side of the square frame the reasoner sees and answers in (840 in the paper). Default: the "
-            "dataset's `reasoner_frame` column; a different value is refused, since the ground-truth prompts "
-            "are in that frame."
+            "help": f"Side of the square frame the reasoner sees and answers in ({REASONER_FRAME} in the "
+            "paper). Default: the dataset's `reasoner_frame` column; a different value is refused, since the "
+            "ground-truth prompts are in that frame."
         },
     )
     max_prompt_length: int | None = field(
@@ -265,8 +267,8 @@ def load_config(
 
 def validate(kind: str, config: TrainConfig) -> None:
     """Checks that need more than one dataclass; each failure is one sentence saying what to change."""
+    from segzero.defaults import SEGMENTER_MODES
     from segzero.prompts import get_prompt
-    from segzero.segmenter import SEGMENTER_MODES
 
     script, training, model = config
     if not script.dataset_path:

@@ -1,0 +1,177 @@
+"""The pipeline's settings, declared once.
+
+:class:`PipelineConfig` is the one declaration of everything that shapes how a request goes through
+the pipeline: the models, the device and dtype, the frame, the prompt, the segmenter mode, batching,
+the generation budget, the pixel cap. Each field carries its help text (as TRL's configs do), and
+everything else is built from it:
+
+- :meth:`segzero.pipeline.ReasoningSegmenter.from_config` loads the pipeline it describes;
+- the CLI's model options (``segzero segment|batch|eval|serve``) and their ``--help`` are generated
+  from its fields (:mod:`segzero.cli.options`);
+- an evaluation run records the fields marked ``run`` in its ``run.json``
+  (:meth:`PipelineConfig.run_settings`), so a resumed run is refused if any of them changed;
+- the server takes its pixel cap and its models from it.
+
+Some settings belong to the model as much as to the run: a reasoner trained here records its
+frame and prompt in ``segzero.json``. :meth:`PipelineConfig.resolved` applies the one rule for
+them: an explicit value wins, else what the model's ``segzero.json`` says, else the project default.
+
+Field metadata keys: ``help`` (one sentence for ``--help`` and the docs), ``choices`` (allowed
+values, listed in the help), ``min`` (smallest allowed number), ``model_key`` and ``fallback`` (the
+``segzero.json`` key that supplies a ``None`` field, and the default when the model says nothing),
+``run`` (True when the setting changes an evaluation's results).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from segzero.defaults import (
+    DEFAULT_PROMPT,
+    DEFAULT_REASONER,
+    DEFAULT_SEGMENTER,
+    MAX_IMAGE_PIXELS,
+    MAX_NEW_TOKENS,
+    REASONER_FRAME,
+    SEGMENTER_MODES,
+)
+from segzero.errors import InputError
+
+
+def _prompt_names() -> tuple[str, ...]:
+    from segzero.prompts import PROMPTS
+
+    return tuple(PROMPTS)
+
+
+@dataclass
+class PipelineConfig:
+    """How to build and run the pipeline (see the module docstring for how it is used)."""
+
+    reasoner: str = field(
+        default=DEFAULT_REASONER,
+        metadata={"help": "Reasoner: hub id or local folder.", "run": True},
+    )
+    segmenter: str = field(
+        default=DEFAULT_SEGMENTER,
+        metadata={"help": "Segmenter (SAM2): hub id or local folder.", "run": True},
+    )
+    prompt: str | None = field(
+        default=None,
+        metadata={
+            "help": "Prompt variant (segzero.prompts).",
+            "choices": _prompt_names,
+            "model_key": "prompt",
+            "fallback": DEFAULT_PROMPT,
+            "run": True,
+        },
+    )
+    segmenter_mode: str = field(
+        default="both",
+        metadata={"help": "Which prompts the segmenter gets from each object.", "choices": SEGMENTER_MODES,
+                  "run": True},
+    )  # fmt: skip
+    frame: int | None = field(
+        default=None,
+        metadata={
+            "help": "Side of the reasoner's square frame in pixels.",
+            "min": 1,
+            "model_key": "reasoner_frame",
+            "fallback": REASONER_FRAME,
+            "run": True,
+        },
+    )
+    device: str | None = field(
+        default=None, metadata={"help": "cuda, cuda:1, cpu, ... (default: CUDA when available, else CPU)."}
+    )
+    dtype: str | None = field(
+        default=None,
+        metadata={
+            "help": "bfloat16, float16 or float32 (default: bfloat16 on CUDA, float32 on CPU).",
+            "run": True,
+        },
+    )
+    batch_size: int = field(default=8, metadata={"help": "Requests per generate call.", "min": 1})
+    max_new_tokens: int = field(
+        default=MAX_NEW_TOKENS, metadata={"help": "Generation budget per request, in tokens.", "min": 1,
+                                          "run": True}
+    )  # fmt: skip
+    max_pixels: int = field(
+        default=MAX_IMAGE_PIXELS,
+        metadata={"help": "Refuse images with more pixels than this (decompression-bomb guard).", "min": 1},
+    )
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+    def resolved(self) -> PipelineConfig:
+        """This config with every ``None`` model setting filled by :func:`model_settings`."""
+        return dataclasses.replace(self, **model_settings(self.reasoner, self))
+
+    def run_settings(self) -> dict[str, Any]:
+        """The settings that change an evaluation's results (fields marked ``run``), by name."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("run")}
+
+
+def model_settings(reasoner: str, given: Any = None) -> dict[str, Any]:
+    """The one rule for settings a model records: given explicitly, else its ``segzero.json``, else the default.
+
+    Args:
+        reasoner: hub id or folder of the reasoner (a hub id has no local ``segzero.json``).
+        given: an object whose attributes hold explicit values (None meaning "not given"), e.g. a
+            :class:`PipelineConfig`; None means nothing was given.
+
+    Returns:
+        ``{field name: value}`` for every field with a ``model_key`` (``prompt``, ``frame``, ...).
+
+    Raises:
+        ModelLoadError: the reasoner's ``segzero.json`` is malformed.
+    """
+    from segzero.hub import read_model_meta
+
+    meta = read_model_meta(reasoner)
+    out = {}
+    for f in dataclasses.fields(PipelineConfig):
+        if "model_key" in f.metadata:
+            explicit = getattr(given, f.name, None) if given is not None else None
+            value = explicit if explicit is not None else meta.get(f.metadata["model_key"])
+            out[f.name] = value if value is not None else f.metadata["fallback"]
+    return out
+
+
+def choices_of(f: dataclasses.Field) -> tuple[str, ...] | None:
+    """The allowed values of a field, or None when any value of its type goes."""
+    choices = f.metadata.get("choices")
+    return tuple(choices() if callable(choices) else choices) if choices is not None else None
+
+
+def help_of(f: dataclasses.Field) -> str:
+    """A field's help text with its choices and, for model settings, where its default comes from."""
+    text = f.metadata.get("help", "")
+    choices = choices_of(f)
+    if choices:
+        text += f" One of: {', '.join(choices)}."
+    if "model_key" in f.metadata:
+        text += f" Default: the reasoner's segzero.json, else {f.metadata['fallback']}."
+    return text
+
+
+def check_fields(config: Any) -> None:
+    """Refuse values outside a dataclass's declared ``choices`` or ``min``, in one sentence.
+
+    Raises:
+        InputError: naming the field (as its command-line option) and what it accepts.
+    """
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if value is None:
+            continue
+        option = "--" + f.name.replace("_", "-")
+        choices = choices_of(f)
+        if choices is not None and value not in choices:
+            raise InputError(f"{option} {value!r} is not known; choose one of: {', '.join(choices)}.")
+        low = f.metadata.get("min")
+        if low is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < low):
+            raise InputError(f"{option} must be a number of at least {low}, got {value!r}.")
