@@ -17,9 +17,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--runslow") or os.environ.get("SEGZERO_CI_SLOW") == "1":
+    if config.getoption("--runslow"):
         return
-    skip = pytest.mark.skip(reason="slow: run with --runslow or SEGZERO_CI_SLOW=1")
+    skip = pytest.mark.skip(reason="slow: run with --runslow (make test does)")
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)

@@ -19,6 +19,7 @@ def train_models(*args: str):
     return CliRunner().invoke(app, ["shapeworld", "train-models", *args])
 
 
+@pytest.mark.slow
 def test_train_models_runs_every_reasoner_stage_and_keeps_a_fixed_vision_tower_fixed(tmp_path):
     pytest.importorskip("trl")
     import torch
