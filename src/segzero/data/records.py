@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-#: Value of ignore pixels in ground-truth masks (ambiguous regions, ReasonSeg).
-IGNORE = 255
+from segzero.defaults import IGNORE  # noqa: F401 - the mask format below; the readers import it from here
 
 
 @dataclass

@@ -15,8 +15,7 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 
-from segzero.data.records import IGNORE
-from segzero.defaults import BOX_IOU_THRESHOLD
+from segzero.defaults import BOX_IOU_THRESHOLD, IGNORE
 from segzero.errors import DatasetError
 from segzero.geometry import box_iou
 
