@@ -108,7 +108,8 @@ def test_cli_model_options_leave_the_prompt_to_the_model(tmp_path, no_models):
 
 
 def test_eval_config_records_the_prompt_the_model_runs_with(tmp_path):
-    from segzero.evaluation.runner import BenchmarkSpec, make_config
+    from segzero.evaluation.benchmarks import BenchmarkSpec
+    from segzero.evaluation.runner import make_config
 
     data = tmp_path / "data"
     (data / "val").mkdir(parents=True)

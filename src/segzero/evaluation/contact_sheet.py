@@ -17,7 +17,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from segzero.answer import ObjectPrompt
-from segzero.data.records import IGNORE, Sample
+from segzero.data.records import Sample
+from segzero.defaults import IGNORE
 from segzero.errors import DatasetError, InputError
 from segzero.frames import map_object
 from segzero.images import load_image
@@ -198,7 +199,7 @@ def sample_loader(
     Args:
         records: the run's records by id (``load_results`` output).
         get_sample: ``id -> Sample``, e.g. ``samples_for(config, ids).__getitem__``
-            (:func:`segzero.evaluation.runner.samples_for` reloads a run's samples from its dataset,
+            (:func:`segzero.evaluation.benchmarks.samples_for` reloads a run's samples from its dataset,
             whatever its format).
     """
 
