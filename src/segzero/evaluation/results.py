@@ -6,8 +6,8 @@ A run (or one shard of a run) is a folder::
     results.jsonl   one JSON record per finished sample (SampleRecord), appended as samples finish
     summary.json    gIoU / cIoU / box accuracy / parse failures, overall and per subset, beside
                     the paper's numbers (:func:`summarize_dir`)
-    ids.json        every sample id of the benchmark split (or shard), in reader order: what
-                    "complete" means
+    ids.json        every sample id of the benchmark split, in reader order (what "complete"
+                    means; a shard's folder holds the whole split's too)
     skipped.jsonl   records the dataset reader could not use, with why (in no figure)
 
 A sharded run keeps one such folder per shard under ``shards/`` (:mod:`segzero.evaluation.shards`).

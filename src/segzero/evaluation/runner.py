@@ -1,7 +1,7 @@
 """The evaluation runner: every sample of a benchmark split through the pipeline, resumable and shardable.
 
 Every sample goes through :meth:`segzero.pipeline.ReasoningSegmenter.segment_batch`; nothing here
-re-implements a pipeline step. What it builds on is in three rooms beside it: what to evaluate
+re-implements a pipeline step. What it builds on is in three modules beside it: what to evaluate
 and reading it (:mod:`segzero.evaluation.benchmarks`), the run folder, its records and summaries
 (:mod:`segzero.evaluation.results`), and shards and their merging (:mod:`segzero.evaluation.shards`).
 :func:`make_config` says what a run computes; :func:`evaluate` is the loop.

@@ -7,11 +7,12 @@ local GPU (:func:`launch_device`). The shards never talk to each other: the last
 merges the run (:func:`merge_when_complete`, one merger at a time), and ``segzero eval-merge``
 merges by hand (:func:`merge_run`). A merged run folder::
 
-    RUN_DIR/run.json, results.jsonl, summary.json, ids.json, skipped.jsonl   the whole split, as
-                    an unsharded run writes it (see segzero.evaluation.results)
-    RUN_DIR/merged.json   the shards it was merged from; written first, so a merge cut short is
-                    redone rather than mistaken for an unsharded run
-    RUN_DIR/shards/I-of-N/   each shard's own run folder
+    RUN_DIR/
+      run.json  results.jsonl  summary.json  ids.json  skipped.jsonl
+                        the whole split, as an unsharded run writes them (segzero.evaluation.results)
+      merged.json       the shards it was merged from; written first, so a merge cut short is
+                        redone rather than mistaken for an unsharded run
+      shards/I-of-N/    each shard's own run folder
 """
 
 from __future__ import annotations
