@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 from fractions import Fraction
 
 import numpy as np
@@ -174,3 +177,22 @@ def test_giou_uses_an_exactly_rounded_sum():
     for i, (inter, union) in enumerate(values):
         acc.add(i, inter, union)
     assert acc.summary()["giou"] == math.fsum([1 / 3] * 30 + [1.0] * 7) / 37
+
+
+def _loaded_after(code: str) -> dict[str, bool]:
+    """Run ``code`` in a fresh interpreter; which of PIL and torch it imported."""
+    probe = code + "\nimport json, sys\nprint(json.dumps({m: m in sys.modules for m in ('PIL', 'torch')}))"
+    done = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_the_pure_half_imports_without_pil_or_torch():
+    none = {"PIL": False, "torch": False}
+    assert _loaded_after("import segzero.evaluation.metrics") == none
+    pure = (
+        "import segzero.evaluation as E, segzero.evaluation.results, segzero.evaluation.report\n"
+        "assert E.PAPER_RESULTS and E.IoUAccumulator and E.summarize_run"
+    )
+    assert _loaded_after(pure) == none
+    # The probe sees PIL when a module does load it: the contact sheet draws with PIL.
+    assert _loaded_after("import segzero.evaluation as E\nE.render_contact_sheet")["PIL"]

@@ -231,7 +231,7 @@ def test_visualize_command(tmp_path, monkeypatch):
     pytest.importorskip("pycocotools")
     from segzero.cli import app
 
-    from segzero.evaluation import runner
+    from segzero.evaluation import benchmarks
 
     run = _run(tmp_path / "run", records=_sheet_records(4))
     asked = []
@@ -241,7 +241,7 @@ def test_visualize_command(tmp_path, monkeypatch):
         asked.append(sorted(ids))
         return {i: SAMPLES[i] for i in ids}
 
-    monkeypatch.setattr(runner, "samples_for", samples_for)
+    monkeypatch.setattr(benchmarks, "samples_for", samples_for)
     result = CliRunner().invoke(app, ["visualize", str(run), "-k", "1"])
     assert result.exit_code == 0, result.output
     assert Image.open(run / "contact_sheet.png").width > 0
@@ -249,7 +249,7 @@ def test_visualize_command(tmp_path, monkeypatch):
 
 
 def test_samples_for_needs_to_know_where_the_dataset_is():
-    from segzero.evaluation.runner import samples_for
+    from segzero.evaluation.benchmarks import samples_for
 
     with pytest.raises(InputError, match="does not record where its dataset is"):
         samples_for(RunConfig(benchmark="reasonseg", split="val"), ["a"])

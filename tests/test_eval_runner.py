@@ -19,23 +19,16 @@ from segzero.answer import ParseStatus
 from segzero.config import PipelineConfig
 from segzero.frames import Frame, ObjectPrompt
 from segzero.errors import DatasetError, InputError
-from segzero.evaluation.results import RESULTS_FILE, SUMMARY_FILE, load_results, read_config
-from segzero.evaluation.runner import (
+from segzero.evaluation.benchmarks import (
     BenchmarkSpec,
-    EvaluationAborted,
-    _aligned_batches,
     detect_format,
-    evaluate,
     index_benchmark,
     iter_benchmark,
-    launch_device,
-    launched_shard,
-    make_config,
-    merge_run,
-    run_batch,
     samples_for,
-    shard_dir,
 )
+from segzero.evaluation.results import RESULTS_FILE, SUMMARY_FILE, load_results, read_config
+from segzero.evaluation.runner import EvaluationAborted, _aligned_batches, evaluate, make_config, run_batch
+from segzero.evaluation.shards import launch_device, launched_shard, merge_run, shard_dir
 from segzero.images import load_image
 
 W, H = 40, 30

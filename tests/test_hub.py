@@ -122,7 +122,8 @@ def test_the_model_default_rule_lives_in_one_function(tmp_path):
 
 
 def test_eval_config_records_the_prompt_the_model_runs_with(tmp_path):
-    from segzero.evaluation.runner import BenchmarkSpec, make_config
+    from segzero.evaluation.benchmarks import BenchmarkSpec
+    from segzero.evaluation.runner import make_config
 
     data = tmp_path / "data"
     (data / "val").mkdir(parents=True)

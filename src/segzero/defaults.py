@@ -22,6 +22,10 @@ DEFAULT_SEGMENTER = "facebook/sam2.1-hiera-large"
 #: Decoding for evaluation: greedy, at most this many new tokens.
 MAX_NEW_TOKENS = 1024
 
+#: Value of ignore pixels in ground-truth masks (ambiguous regions, ReasonSeg): they count for
+#: neither the prediction nor against it.
+IGNORE = 255
+
 #: Images above this many pixels are refused (decompression-bomb guard); 64 megapixels.
 MAX_IMAGE_PIXELS = 64_000_000
 

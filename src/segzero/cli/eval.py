@@ -96,15 +96,10 @@ def eval_command(
     model: PipelineConfig,
 ) -> None:
     """Evaluate a benchmark split (resumable, shardable): gIoU, cIoU, box accuracy, the paper's numbers."""
+    from segzero.evaluation.benchmarks import BenchmarkSpec, index_benchmark
     from segzero.evaluation.results import parse_shard
-    from segzero.evaluation.runner import (
-        BenchmarkSpec,
-        evaluate,
-        index_benchmark,
-        launch_device,
-        launched_shard,
-        make_config,
-    )
+    from segzero.evaluation.runner import evaluate, make_config
+    from segzero.evaluation.shards import launch_device, launched_shard
 
     spec = BenchmarkSpec(
         benchmark=benchmark.value,
@@ -178,7 +173,7 @@ def eval_merge(
     ] = None,
 ) -> None:
     """Merge the shards of a sharded evaluation, refusing overlapping or missing shards, and summarise it."""
-    from segzero.evaluation.runner import SHARDS_DIR, find_shards, merge_run
+    from segzero.evaluation.shards import SHARDS_DIR, find_shards, merge_run
 
     if len(paths) == 1 and (paths[0] / SHARDS_DIR).is_dir():
         run_dir, shards = out or paths[0], find_shards(paths[0])

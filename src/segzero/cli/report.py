@@ -60,9 +60,9 @@ def visualize(
     The images and ground truth are read again from the dataset the run was made on, in whatever
     format it was (ReasonSeg folder, refer files, prepared or reference Hugging Face dataset).
     """
+    from segzero.evaluation.benchmarks import samples_for
     from segzero.evaluation.contact_sheet import render_contact_sheet, sample_loader, select_worst_best
     from segzero.evaluation.results import load_results, read_config
-    from segzero.evaluation.runner import samples_for
 
     records = load_results(results_dir)
     config = read_config(results_dir)

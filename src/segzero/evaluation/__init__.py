@@ -1,76 +1,56 @@
-"""Evaluation: metrics, per-sample results on disk, reports against the paper, contact sheets.
+"""Evaluation: benchmark splits through the pipeline, per-sample results on disk, reports against the paper.
 
-The pure, model-free half lives here; the runner that drives the pipeline over a benchmark
-builds on it::
+One module per job:
 
-    config = RunConfig(benchmark="reasonseg", split="val", dataset="data/reasonseg")
-    with ResultsWriter(out_dir, config) as writer:
-        todo = [s for s in samples if s.id not in finished_ids(out_dir)]
-        for batch in batches(todo):
-            for sample, result in zip(batch, pipe.segment_batch(...)):
-                writer.write(record_from_result(sample.id, result, sample.mask, sample.boxes))
-            writer.flush_batch()
-    summarize_run(out_dir, expected_ids=[s.id for s in samples])
+- ``metrics``: gIoU, cIoU and box accuracy; pure functions on numpy arrays.
+- ``results``: the run folder (``run.json``, ``results.jsonl``, ``summary.json``, ...), its
+  records, shard ids and summaries; resumable and mergeable.
+- ``benchmarks``: what to evaluate (:class:`BenchmarkSpec`), the dataset formats and their
+  detection, reading a split's samples.
+- ``runner``: :func:`make_config` and :func:`evaluate`, the loop that drives the pipeline.
+- ``shards``: launched processes' shards, shard folders, merging a sharded run.
+- ``paper``: the published numbers; ``report``: runs side by side with them.
+- ``contact_sheet``: a run's worst and best samples drawn (PIL).
+
+Importing the package is cheap: names load from their module on first use, so the pure half
+(metrics, results, paper, report) imports without PIL or torch. A run::
+
+    spec = BenchmarkSpec("reasonseg", "val", "data/ReasonSeg")
+    outcome = evaluate(spec, "runs/reasonseg-val", make_config(spec), load_pipeline=lambda: pipe)
+    report_rows([load_run_summary("runs/reasonseg-val")])
 """
 
 from __future__ import annotations
 
-from segzero.evaluation.contact_sheet import render_contact_sheet, sample_loader
-from segzero.evaluation.metrics import IoUAccumulator, box_scores, iou_from_terms, sample_iou_terms
-from segzero.evaluation.report import (
-    PAPER_RESULTS,
-    PaperResult,
-    ReportRow,
-    RunSummary,
-    load_run_summary,
-    render_report,
-    report_rows,
-    rows_to_markdown,
-    run_summary,
-)
-from segzero.evaluation.results import (
-    ResultsWriter,
-    RunConfig,
-    SampleRecord,
-    error_record,
-    finished_ids,
-    load_results,
-    merge_shards,
-    parse_shard,
-    read_config,
-    record_from_result,
-    shard_ids,
-    summarize,
-    summarize_run,
-)
+from typing import Any
 
-__all__ = [
-    "IoUAccumulator",
-    "PAPER_RESULTS",
-    "PaperResult",
-    "ReportRow",
-    "ResultsWriter",
-    "RunConfig",
-    "RunSummary",
-    "SampleRecord",
-    "box_scores",
-    "error_record",
-    "finished_ids",
-    "iou_from_terms",
-    "load_results",
-    "load_run_summary",
-    "merge_shards",
-    "parse_shard",
-    "read_config",
-    "record_from_result",
-    "render_contact_sheet",
-    "render_report",
-    "report_rows",
-    "rows_to_markdown",
-    "run_summary",
-    "sample_iou_terms",
-    "sample_loader",
-    "shard_ids",
-    "summarize",
-    "summarize_run",
-]
+#: Each public name, by the module that defines it.
+_EXPORTS = {
+    "metrics": ("IoUAccumulator", "box_scores", "iou_from_terms", "sample_iou_terms"),
+    "results": (
+        "ResultsWriter", "RunConfig", "SampleRecord", "error_record", "finished_ids", "load_results",
+        "merge_shards", "parse_shard", "read_config", "record_from_result", "shard_ids", "summarize",
+        "summarize_dir", "summarize_run",
+    ),
+    "benchmarks": ("BenchmarkSpec", "detect_format", "index_benchmark", "iter_benchmark", "samples_for"),
+    "runner": ("EvalOutcome", "evaluate", "make_config", "run_batch"),
+    "shards": ("launched_shard", "merge_run"),
+    "paper": ("PAPER_RESULTS", "PaperResult", "paper_numbers"),
+    "report": (
+        "ReportRow", "RunSummary", "load_run_summary", "render_report", "report_rows", "rows_to_markdown",
+        "run_summary",
+    ),
+    "contact_sheet": ("render_contact_sheet", "sample_loader"),
+}  # fmt: skip
+_LAZY = {name: f"{__name__}.{module}" for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'segzero.evaluation' has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

@@ -199,7 +199,7 @@ def sample_loader(
     Args:
         records: the run's records by id (``load_results`` output).
         get_sample: ``id -> Sample``, e.g. ``samples_for(config, ids).__getitem__``
-            (:func:`segzero.evaluation.runner.samples_for` reloads a run's samples from its dataset,
+            (:func:`segzero.evaluation.benchmarks.samples_for` reloads a run's samples from its dataset,
             whatever its format).
     """
 

@@ -4,7 +4,13 @@ A run (or one shard of a run) is a folder::
 
     run.json        the run's configuration (RunConfig), written once; a resume must match it
     results.jsonl   one JSON record per finished sample (SampleRecord), appended as samples finish
-    summary.json    gIoU / cIoU / box accuracy / parse failures, overall and per subset
+    summary.json    gIoU / cIoU / box accuracy / parse failures, overall and per subset, beside
+                    the paper's numbers (:func:`summarize_dir`)
+    ids.json        every sample id of the benchmark split, in reader order (what "complete"
+                    means; a shard's folder holds the whole split's too)
+    skipped.jsonl   records the dataset reader could not use, with why (in no figure)
+
+A sharded run keeps one such folder per shard under ``shards/`` (:mod:`segzero.evaluation.shards`).
 
 Durability: :class:`ResultsWriter` appends whole lines and fsyncs at each :meth:`~ResultsWriter.flush_batch`,
 so a killed process loses at most the batch in flight. A kill can leave a torn last line (no
@@ -31,17 +37,23 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
 from segzero.answer import ParseStatus
 from segzero.errors import DatasetError, InputError
 from segzero.evaluation.metrics import IoUAccumulator, box_scores, iou_from_terms, sample_iou_terms
+from segzero.evaluation.paper import ALL, paper_numbers
+
+if TYPE_CHECKING:
+    from segzero.data.common import SkipLog
 
 RESULTS_FILE = "results.jsonl"
 RUN_FILE = "run.json"
 SUMMARY_FILE = "summary.json"
+IDS_FILE = "ids.json"
+SKIPPED_FILE = "skipped.jsonl"
 
 #: ``parse_status`` of a sample on which the pipeline itself failed (not the answer parser).
 ERROR_STATUS = "error"
@@ -648,4 +660,26 @@ def summarize_run(
         summary["complete"] = expected <= records.keys()
     if write:
         write_json_atomic(_run_dir(path) / SUMMARY_FILE, summary)
+    return summary
+
+
+def summarize_dir(
+    out_dir: str | os.PathLike[str], expected_ids: Sequence[str], skipped: SkipLog | None = None
+) -> dict[str, Any]:
+    """Summarise a run folder into ``summary.json``: :func:`summarize_run`'s figures plus
+    ``reader_skipped`` (records the reader could not use: in no figure), ``subset`` (what the
+    ``overall`` figures cover: ``all`` of the split, or the one ReasonSeg subset the run was
+    limited to) and ``paper`` (the published numbers for the same benchmark, split and subset)."""
+    out_dir = Path(out_dir)
+    summary = summarize_run(out_dir, expected_ids, write=False)
+    if skipped is not None:
+        summary["reader_skipped"] = {
+            "n": skipped.n_skipped,
+            "kinds": dict(skipped.kinds),
+            "ids": [record_id for record_id, _ in skipped.skipped[:20]],
+        }
+    config = summary.get("config") or {}
+    summary["subset"] = (config.get("extra") or {}).get("subset") or ALL
+    summary["paper"] = paper_numbers(config.get("benchmark", ""), config.get("split", ""), summary["subset"])
+    write_json_atomic(out_dir / SUMMARY_FILE, summary)
     return summary
