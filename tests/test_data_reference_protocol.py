@@ -22,7 +22,7 @@ from segzero.frames import scale
 from segzero.geometry import distance_to_background, mask_prompts, reference_points
 from segzero.protocols import PROTOCOLS, check_protocol, prepare_settings
 from tests.test_data_filter import OracleSegmenter
-from tests.test_data_fixtures import make_refer, rect
+from tests.test_data_fixtures import make_refer, random_rect_masks, rect
 
 runner = CliRunner()
 
@@ -63,12 +63,7 @@ def test_reference_points_hand_values():
 
 
 def test_reference_points_match_brute_force_on_random_masks():
-    rng = np.random.default_rng(1)
-    for _ in range(15):
-        mask = np.zeros((18, 22), dtype=bool)
-        for _ in range(rng.integers(1, 4)):
-            x1, y1 = rng.integers(0, 18), rng.integers(0, 14)
-            mask |= rect(mask.shape, x1, y1, x1 + rng.integers(1, 8), y1 + rng.integers(1, 8))
+    for mask in random_rect_masks(seed=1, count=15, min_extent=1):  # two or more pixels each
         points = reference_points(mask)
         assert points == brute_reference_points(mask)
         assert all(mask[y, x] for x, y in points)
