@@ -404,8 +404,6 @@ def multi_accuracy_reference(completion: str, gt: GroundTruth) -> float:
     objects, text = _gt_objects(gt), _answer_text(completion)
     if objects is None or text is None:
         return 0.0
-    from scipy.optimize import linear_sum_assignment  # slow import, needed only here
-
     try:
         data = json.loads(text)
         pred_boxes = [item["bbox_2d"] for item in data][:MAX_OBJECTS]
@@ -415,6 +413,8 @@ def multi_accuracy_reference(completion: str, gt: GroundTruth) -> float:
             return 0.0  # the reference's split, broadcast or matching fails on any other shape
         with np.errstate(all="ignore"):  # overflow and 0/0 give inf/nan there too, with a warning
             hits = _hits(*arrays)
+        from scipy.optimize import linear_sum_assignment  # slow to import; needed only here
+
         rows, cols = linear_sum_assignment(hits, maximize=True)
         return float(hits[rows, cols].sum() / max(len(pred_boxes), len(objects[0])))
     except (ValueError, RecursionError, TypeError, KeyError, IndexError, OverflowError, ArithmeticError):
