@@ -132,6 +132,7 @@ def prepare(
     from segzero.errors import InputError
     from segzero.protocols import prepare_settings
 
+    # Contradictions are refused here, before the output folder is touched or a model loads.
     settings = prepare_settings(
         protocol,
         source=source.value,
@@ -141,6 +142,7 @@ def prepare(
         segmenter=filter_with_segmenter,
         filter_iou=filter_iou,
     )
+
     console = Console()
     if output_in_use(out):
         if not overwrite:
