@@ -181,7 +181,7 @@ def test_cli_refuses_contradictions_before_loading_a_model(tmp_path):
 def test_single_mask_segmenter_asks_sam2_for_one_output(tiny_models):
     from PIL import Image
 
-    from segzero.answer import ObjectPrompt
+    from segzero.frames import Frame, ObjectPrompt
     from segzero.segmenter import Segmenter
 
     segmenter = Segmenter.from_pretrained(str(tiny_models.segmenter), device="cpu", multimask_output=False)
@@ -193,6 +193,7 @@ def test_single_mask_segmenter_asks_sam2_for_one_output(tiny_models):
 
     segmenter.model.forward = recording_forward
     image = Image.new("RGB", (48, 32), (90, 120, 30))
-    out = segmenter.segment_many([image], [[ObjectPrompt(box=(4, 4, 30, 20), points=((10, 10),))]])
+    prompt = ObjectPrompt(box=(4, 4, 30, 20), points=((10, 10),), frame=Frame.image(image.size))
+    out = segmenter.segment_many([image], [[prompt]])
     assert asked == [False]
     assert out[0].mask.shape == (32, 48) and len(out[0].object_scores) == 1
