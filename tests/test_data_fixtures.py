@@ -20,6 +20,21 @@ def rect(shape: tuple[int, int], x1: int, y1: int, x2: int, y2: int) -> np.ndarr
     return m
 
 
+def random_rect_masks(seed: int, count: int, min_extent: int = 0) -> list[np.ndarray]:
+    """``count`` 18 x 22 masks, each the union of 1 to 3 random rectangles reaching ``min_extent`` to 7
+    pixels past their top-left corner."""
+    rng = np.random.default_rng(seed)
+    masks = []
+    for _ in range(count):
+        mask = np.zeros((18, 22), dtype=bool)
+        for _ in range(rng.integers(1, 4)):
+            x1, y1 = rng.integers(0, 18), rng.integers(0, 14)
+            dx, dy = rng.integers(min_extent, 8), rng.integers(min_extent, 8)
+            mask |= rect(mask.shape, x1, y1, x1 + dx, y1 + dy)
+        masks.append(mask)
+    return masks
+
+
 def uncompressed_rle(mask: np.ndarray) -> dict:
     """COCO uncompressed RLE (column-major run lengths, starting with zeros), written by hand."""
     flat = mask.astype(np.uint8).flatten(order="F")

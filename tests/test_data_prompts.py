@@ -13,7 +13,7 @@ from segzero.geometry import (
     mask_prompts,
     second_inscribed_point,
 )
-from tests.test_data_fixtures import rect
+from tests.test_data_fixtures import random_rect_masks, rect
 
 
 def brute_distance(mask: np.ndarray) -> np.ndarray:
@@ -116,12 +116,7 @@ def test_tiny_masks_are_deterministic():
 
 @pytest.mark.parametrize("method", ["inscribed", "reference"])
 def test_matches_brute_force_on_random_masks(method):
-    rng = np.random.default_rng(0)
-    for _ in range(12):
-        mask = np.zeros((18, 22), dtype=bool)
-        for _ in range(rng.integers(1, 4)):
-            x1, y1 = rng.integers(0, 18), rng.integers(0, 14)
-            mask |= rect(mask.shape, x1, y1, x1 + rng.integers(0, 8), y1 + rng.integers(0, 8))
+    for mask in random_rect_masks(seed=0, count=12):
         box, points = mask_prompts(mask, method)
         assert points == brute_prompts(mask, method)
         for x, y in points:

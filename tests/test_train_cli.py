@@ -193,6 +193,25 @@ def test_grpo_with_the_mask_reward_runs_sam2_in_the_loop(tiny_models, prepared, 
     assert 0.0 <= entry["rewards/mask_iou/mean"] <= 1.0
 
 
+def test_grpo_with_the_reference_rewards_and_entropy_bonus(tiny_models, prepared, tmp_path):
+    """The reference recipes' settings: the reward twins are logged by name, and the loss carries veRL's
+    entropy bonus, policy loss - 1e-3 x mean token entropy."""
+    from segzero.rewards_reference import SEGZERO_REFERENCE_REWARDS
+
+    run = tmp_path / "reference"
+    twins = ",".join(SEGZERO_REFERENCE_REWARDS)
+    run_cli(
+        *train_args(
+            "grpo", tiny_models, prepared, run,
+            f"reward_funcs=[{twins}]", "entropy_coef=1e-3", "max_steps=1", "save_strategy=no",
+        )
+    )  # fmt: skip
+    (entry,) = [e for e in history(run) if "loss" in e]
+    assert all(f"rewards/{name}/mean" in entry for name in SEGZERO_REFERENCE_REWARDS)
+    assert entry["entropy"] > 0
+    assert entry["loss"] == pytest.approx(entry["policy_loss"] - 1e-3 * entry["entropy"], rel=1e-4, abs=1e-9)
+
+
 def test_fields_lists_every_recipe_key():
     out = run_cli("train", "fields", "grpo")
     for key in ("dataset_path", "reward_funcs", "max_prompt_length", "beta", "loss_type", "lora_r"):

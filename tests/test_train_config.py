@@ -87,8 +87,17 @@ def test_sft_baseline_learns_the_no_think_answer():
 
 
 def test_strict_and_soft_recipes_use_the_right_rewards():
-    best = load_config("grpo", RECIPES / "seg_zero_7b.yaml", CPU).script
-    assert best.reward_funcs == ["thinking_format", "seg_format_strict", "bbox_iou", "bbox_l1", "points_l1"]
+    # The main recipes reproduce the reference: its seg_strict rewards as exact twins, its entropy bonus.
+    for name in ("seg_zero_3b.yaml", "seg_zero_7b.yaml"):
+        best, training, _ = load_config("grpo", RECIPES / name, CPU)
+        assert best.reward_funcs == [
+            "thinking_format_reference",
+            "seg_format_strict_reference",
+            "bbox_iou_reference",
+            "bbox_l1_reference",
+            "points_l1_reference",
+        ]
+        assert training.entropy_coef == 1e-3
     soft = load_config("grpo", RECIPES / "ablation_soft_accuracy.yaml", CPU).script
     assert soft.reward_funcs[2:] == ["bbox_iou_soft", "bbox_l1_soft", "points_l1_soft"]
     assert load_config("grpo", RECIPES / "ablation_no_think.yaml", CPU).script.prompt == "no_think"

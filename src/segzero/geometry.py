@@ -79,21 +79,26 @@ def mask_iou(pred: np.ndarray, target: np.ndarray, ignore: np.ndarray | None = N
 # Points are ``(x, y)`` in the mask's own pixel frame. The distance transform treats everything outside
 # the image as background (the mask is padded with one pixel of background), so the image border is a
 # boundary: a circle centred on a mask touching the border never reaches past it. Ties are broken by
-# fixed rules, so the same mask always gives the same prompts.
+# fixed rules, so the same mask always gives the same prompts. :func:`reference_points` instead follows
+# the reference release's preparation exactly (unpadded transform, first maximum in row-major order).
 
 SECOND_POINT_METHODS = ("inscribed", "reference")
 
 
-def distance_to_background(mask: np.ndarray) -> np.ndarray:
+def distance_to_background(mask: np.ndarray, border_is_boundary: bool = True) -> np.ndarray:
     """Euclidean distance from each pixel to the nearest background pixel (0 off the mask), float64 (H, W).
 
-    The image border counts as boundary: the mask is padded with one pixel of background first. Only the
-    mask's bounding box (plus that one-pixel ring) is transformed, which gives the same values because the
-    ring is all background and projecting onto it never lengthens a distance.
+    With ``border_is_boundary`` (default) the image border counts as boundary: the mask is padded with one
+    pixel of background first. Only the mask's bounding box (plus that one-pixel ring) is transformed,
+    which gives the same values because the ring is all background and projecting onto it never
+    lengthens a distance. Without it, the whole unpadded mask is transformed as the reference release
+    does (``scipy.ndimage.distance_transform_edt(mask)``): a mask touching the border reaches past it.
     """
     from scipy.ndimage import distance_transform_edt
 
     mask = np.asarray(mask, dtype=bool)
+    if not border_is_boundary:
+        return distance_transform_edt(mask).astype(np.float64, copy=False)
     dist = np.zeros(mask.shape, dtype=np.float64)
     box = mask_to_box(mask)
     if box is None:
@@ -173,18 +178,67 @@ def second_inscribed_point(
     return point if point is not None else first
 
 
+def _nearest_on_mask(xs: np.ndarray, ys: np.ndarray, x: int, y: int) -> tuple[int, int]:
+    """The mask pixel (of ``xs, ys``, row-major) nearest to ``(x, y)``; the first of equally near ones."""
+    i = int(np.argmin((xs - x) ** 2 + (ys - y) ** 2))
+    return int(xs[i]), int(ys[i])
+
+
+def reference_points(mask: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """Points 1 and 2 ``(x, y)`` exactly as the reference release's data preparation draws them; None if empty.
+
+    Its rules (``prepare_dataset/training_data_prepare_toturial.ipynb``), on the distance transform of the
+    unpadded mask (:func:`distance_to_background` with ``border_is_boundary=False``):
+
+    1. point 1: the first maximum of the transform in row-major order;
+    2. point 2: among the mask pixels whose distance to point 1 is above the median of those distances,
+       the first (row-major) with the largest transform value; when none is (a one-pixel mask), the
+       transform's first maximum in the 20 x 20 window ``[c-10, c+10)`` around the mask's centroid ``c``
+       (each coordinate's mean, truncated to int);
+    3. a point off the mask moves to the nearest mask pixel (the first in row-major order).
+    """
+    mask = np.asarray(mask, dtype=bool)
+    ys, xs = np.nonzero(mask)
+    if xs.size == 0:
+        return None
+    dist = distance_to_background(mask, border_is_boundary=False)
+    y1, x1 = (int(v) for v in np.unravel_index(int(np.argmax(dist)), dist.shape))
+    from_first = ((ys - y1) ** 2 + (xs - x1) ** 2) ** 0.5
+    far = from_first > np.median(from_first)
+    if far.any():
+        i = int(np.argmax(dist[ys[far], xs[far]]))
+        x2, y2 = int(xs[far][i]), int(ys[far][i])
+    else:
+        cy, cx = int(np.mean(ys)), int(np.mean(xs))
+        top, left = max(0, cy - 10), max(0, cx - 10)
+        window = dist[top : min(mask.shape[0], cy + 10), left : min(mask.shape[1], cx + 10)]
+        wy, wx = np.unravel_index(int(np.argmax(window)), window.shape)
+        x2, y2 = int(wx) + left, int(wy) + top
+    first = (x1, y1) if mask[y1, x1] else _nearest_on_mask(xs, ys, x1, y1)
+    second = (x2, y2) if mask[y2, x2] else _nearest_on_mask(xs, ys, x2, y2)
+    return first, second
+
+
 def mask_prompts(
-    mask: np.ndarray, second_point: str = "inscribed"
+    mask: np.ndarray, second_point: str = "inscribed", exact_reference: bool = False
 ) -> tuple[tuple[int, int, int, int], tuple[tuple[int, int], tuple[int, int]]] | None:
     """Ground-truth prompts of one object: ``(box, (point_1, point_2))`` in the mask's pixels; None if empty.
 
     The whole mask is one object even when it has several components: the box spans them all, point 1 is
     the centre of the largest inscribed circle anywhere, and point 2 (see :func:`second_inscribed_point`)
     may fall in another component when that holds a larger circle than what is left of the first one.
+    ``exact_reference`` draws both points with :func:`reference_points` instead (the reference protocol;
+    ``second_point`` must then be ``"reference"``).
     """
     box = mask_to_box(mask)
     if box is None:
         return None
+    if exact_reference:
+        if second_point != "reference":
+            raise ValueError(f"the reference's points use its own point-2 heuristic, not {second_point!r}")
+        points = reference_points(mask)
+        assert points is not None  # the mask has a box, so it is not empty
+        return box, points
     first = inscribed_point(mask)
     assert first is not None  # a non-empty mask has a positive distance somewhere
     return box, (first, second_inscribed_point(mask, first, second_point))

@@ -32,6 +32,11 @@ multi_accuracy_soft      [0, 3]  the same with each hit replaced by its soft for
 non_repeat               {0, 1}  0 when one "."-separated sentence occurs three or more times
 =======================  ======  ===========================================================
 
+Each of thinking_format, seg_format_strict, seg_format_soft, bbox_iou, bbox_l1, points_l1,
+multi_format, multi_accuracy and non_repeat has a twin ``<name>_reference`` that gives exactly the
+reference release's value (:mod:`segzero.rewards_reference`; ``docs/reproducing.md`` lists where
+the two differ and why ours are recommended).
+
 ``mask_iou`` (in [0, 1]; None for a row without a gt mask) is not in :data:`REWARDS`: it needs a
 segmenter and a whole batch, see :class:`MaskIoUReward`. :func:`trl_reward` and
 :func:`make_trl_rewards` build any of these names.
@@ -102,6 +107,7 @@ from segzero.defaults import (
 )
 from segzero.frames import ObjectPrompt
 from segzero.geometry import box_iou, mask_iou, point_in_box
+from segzero.rewards_reference import REFERENCE_FORMAT_ONLY, REFERENCE_REWARD_RANGES, REFERENCE_REWARDS
 
 Box = tuple[float, float, float, float]
 Point = tuple[float, float]
@@ -513,6 +519,8 @@ REWARDS: dict[str, RewardFn] = {
         non_repeat,
     )
 }
+# The reference release's exact values beside ours: ``<name>_reference`` (segzero.rewards_reference).
+REWARDS.update(REFERENCE_REWARDS)
 
 #: Closed range ``(low, high)`` of each reward, ``mask_iou`` included.
 REWARD_RANGES: dict[str, tuple[float, float]] = {
@@ -520,6 +528,7 @@ REWARD_RANGES: dict[str, tuple[float, float]] = {
     "multi_format": (0.0, 3.0),
     "multi_accuracy": (0.0, 3.0),
     "multi_accuracy_soft": (0.0, 3.0),
+    **REFERENCE_REWARD_RANGES,
     "mask_iou": (0.0, 1.0),
 }
 
@@ -534,6 +543,7 @@ FORMAT_ONLY = frozenset(
         "multi_format",
         "non_repeat",
     }
+    | REFERENCE_FORMAT_ONLY
 )
 
 #: The paper's best recipe (strict format, hard accuracy), summed with weight 1 each.

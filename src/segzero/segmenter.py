@@ -60,17 +60,37 @@ def _prompt_parts(obj: ObjectPrompt, mode: str) -> tuple[list[float] | None, lis
 
 
 class Segmenter:
-    """A frozen SAM2 (``Sam2Model`` + ``Sam2Processor``) with embeddings computed once per image."""
+    """A frozen SAM2 (``Sam2Model`` + ``Sam2Processor``) with embeddings computed once per image.
 
-    def __init__(self, model: Any, processor: Any, *, name: str = "", embed_batch_size: int = 4) -> None:
+    ``multimask_output`` (default True) picks, per object, the candidate with the highest predicted IoU
+    among SAM2's three; False asks SAM2 for its single-mask output instead, which it replaces by its best
+    candidate only when that output is unstable (``dynamic_multimask_via_stability``), as the reference
+    release's training-data filter does.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        processor: Any,
+        *,
+        name: str = "",
+        embed_batch_size: int = 4,
+        multimask_output: bool = True,
+    ) -> None:
         self.model = model
         self.processor = processor
         self.name = name
         self.embed_batch_size = embed_batch_size
+        self.multimask_output = multimask_output
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str = DEFAULT_SEGMENTER, *, device: str | None = None, dtype: str | None = None
+        cls,
+        name_or_path: str = DEFAULT_SEGMENTER,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        multimask_output: bool = True,
     ) -> "Segmenter":
         """Load SAM2 in transformers format by hub id (e.g. ``facebook/sam2.1-hiera-large``) or local folder."""
         from transformers import Sam2Model, Sam2Processor
@@ -81,7 +101,7 @@ class Segmenter:
             Sam2Model.from_pretrained, name_or_path, "segmenter", dtype=pick_dtype(device, dtype)
         )
         model.to(device).eval()
-        return cls(model, processor, name=name_or_path)
+        return cls(model, processor, name=name_or_path, multimask_output=multimask_output)
 
     @property
     def device(self) -> Any:
@@ -107,9 +127,10 @@ class Segmenter:
         """Segment each object from its prompts (image frame) and return the union.
 
         Each object gets its box and all its points as positive clicks (label 1); among SAM2's
-        multimask candidates the one with the highest predicted IoU is kept. Objects whose answer
-        lacks what ``mode`` needs (a box in ``"box"`` mode, points in ``"points"`` mode) fall back
-        to whatever prompts they do have.
+        multimask candidates the one with the highest predicted IoU is kept (one output with
+        ``multimask_output=False``, see the class docstring). Objects whose answer lacks what ``mode``
+        needs (a box in ``"box"`` mode, points in ``"points"`` mode) fall back to whatever prompts they
+        do have.
 
         Raises:
             ValueError: an unknown mode, or an object not in this image's pixel frame (a reasoner-frame
@@ -170,7 +191,9 @@ class Segmenter:
         if "input_boxes" in model_inputs:
             model_inputs["input_boxes"] = model_inputs["input_boxes"].to(self.model.dtype)
         with torch.inference_mode():
-            out = self.model(image_embeddings=embedding.features, multimask_output=True, **model_inputs)
+            out = self.model(
+                image_embeddings=embedding.features, multimask_output=self.multimask_output, **model_inputs
+            )
         iou = out.iou_scores[0].float()  # (objects, candidates)
         best = iou.argmax(dim=-1)
         low_res = out.pred_masks[0].float()[torch.arange(len(best)), best]  # (objects, h', w')

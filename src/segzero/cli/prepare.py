@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 
 from segzero.cli.app import app, output_in_use
-from segzero.defaults import REASONER_FRAME, SEGMENTER_AGREEMENT_IOU
+from segzero.defaults import DEFAULT_SEGMENTER, REASONER_FRAME, SEGMENTER_AGREEMENT_IOU
+from segzero.protocols import PROTOCOLS, SEGZERO
 
 
 class Source(StrEnum):
@@ -77,26 +78,46 @@ def prepare(
             help="ReasonSeg: a sample per text, or text[0] only (default: all for train).",
         ),
     ] = None,
-    frame: Annotated[
-        int, typer.Option(min=1, help="Side of the reasoner's square frame to write prompts in.")
-    ] = REASONER_FRAME,
-    second_point: Annotated[
-        SecondPoint,
+    protocol: Annotated[
+        str,
         typer.Option(
-            help="Point 2: largest inscribed circle once the first is removed, or the reference heuristic."
+            help=f"{' or '.join(PROTOCOLS)}: reference reproduces the reference release's training data "
+            f"(its point heuristic, SAM2.1 filter, 840x840 INTER_AREA images); see docs/reproducing.md."
         ),
-    ] = SecondPoint.inscribed,
+    ] = SEGZERO,
+    frame: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help=f"Side of the reasoner's square frame to write prompts in [default: {REASONER_FRAME}].",
+        ),
+    ] = None,
+    second_point: Annotated[
+        SecondPoint | None,
+        typer.Option(
+            help="Point 2: largest inscribed circle once the first is removed, or the reference heuristic "
+            "[default: inscribed; reference under --protocol reference]."
+        ),
+    ] = None,
     objects: Annotated[
-        Objects,
-        typer.Option(help="single: the mask is one object (Seg-Zero); components: one per connected part."),
-    ] = Objects.single,
+        Objects | None,
+        typer.Option(
+            help="single: the mask is one object (Seg-Zero); components: one per connected part [default: single]."
+        ),
+    ] = None,
     filter_with_segmenter: Annotated[
         str | None,
-        typer.Option(help="SAM2 id or folder: keep only samples it reproduces from box + point 1."),
+        typer.Option(
+            help="SAM2 id or folder: keep only samples it reproduces from box + point 1 "
+            f"[default: none; {DEFAULT_SEGMENTER} under --protocol reference]."
+        ),
     ] = None,
-    filter_iou: Annotated[float, typer.Option(help="IoU the segmenter must reach to keep a sample.")] = (
-        SEGMENTER_AGREEMENT_IOU
-    ),
+    filter_iou: Annotated[
+        float | None,
+        typer.Option(
+            help=f"IoU the segmenter must reach to keep a sample [default: {SEGMENTER_AGREEMENT_IOU}]."
+        ),
+    ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Stop after this many kept samples.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it already holds files.")] = False,
     show_skipped: Annotated[
@@ -109,6 +130,18 @@ def prepare(
 
     from segzero.data import SkipLog, iter_samples, save_prepared
     from segzero.errors import InputError
+    from segzero.protocols import prepare_settings
+
+    # Contradictions are refused here, before the output folder is touched or a model loads.
+    settings = prepare_settings(
+        protocol,
+        source=source.value,
+        second_point=second_point.value if second_point else None,
+        objects=objects.value if objects else None,
+        frame=frame,
+        segmenter=filter_with_segmenter,
+        filter_iou=filter_iou,
+    )
 
     console = Console()
     if output_in_use(out):
@@ -122,17 +155,19 @@ def prepare(
     elif source == Source.reasonseg:
         options.update(subset=subset.value, all_texts=all_texts)
     if source != Source.prepared:
-        options.update(second_point=second_point.value, objects=objects.value)
+        options.update(
+            second_point=settings.second_point, objects=settings.objects, protocol=settings.protocol
+        )
 
     segmenter = None
-    if filter_with_segmenter:
+    if settings.segmenter:
         try:
             from segzero.segmenter import Segmenter
         except ImportError as exc:
             raise InputError(
                 f"The segmenter could not be imported ({exc}); install segzero with its model extras."
             ) from None
-        segmenter = Segmenter.from_pretrained(filter_with_segmenter)
+        segmenter = Segmenter.from_pretrained(settings.segmenter, multimask_output=settings.multimask)
 
     report = SkipLog()
     samples = iter_samples(
@@ -142,10 +177,16 @@ def prepare(
         report=report,
         limit=limit,
         segmenter=segmenter,
-        filter_threshold=filter_iou,
+        filter_threshold=settings.filter_iou,
         **options,
     )
-    written = save_prepared(samples, out, frame=frame, second_point=second_point.value, report=report)
+    if settings.reference_images:
+        from segzero.data.reference_prep import reference_training_samples
+
+        samples = reference_training_samples(samples, settings.frame, report=report)
+    written = save_prepared(
+        samples, out, frame=settings.frame, second_point=settings.second_point, report=report
+    )
     report.write_jsonl(out / "skipped.jsonl")
 
     console.print(

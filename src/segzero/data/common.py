@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from segzero.data.records import Sample
 from segzero.geometry import SECOND_POINT_METHODS, component_prompts, mask_prompts
+from segzero.protocols import PROTOCOLS, REFERENCE, SEGZERO
 
 logger = logging.getLogger("segzero.data")
 
@@ -115,18 +116,26 @@ def find_image(
     return None
 
 
-def check_options(second_point: str, objects: str) -> None:
-    """Raise ValueError for an unknown second-point method or object mode."""
+def check_options(second_point: str, objects: str, protocol: str = SEGZERO) -> None:
+    """Raise ValueError for an unknown second-point method, object mode or protocol, or a combination the
+    reference protocol does not have (it draws point 2 by its heuristic from one object per mask)."""
     if second_point not in SECOND_POINT_METHODS:
         raise ValueError(f"second_point must be one of {SECOND_POINT_METHODS}, got {second_point!r}")
     if objects not in OBJECT_MODES:
         raise ValueError(f"objects must be one of {OBJECT_MODES}, got {objects!r}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if protocol == REFERENCE and (second_point, objects) != ("reference", "single"):
+        raise ValueError("the reference protocol needs second_point='reference' and objects='single'")
 
 
-def add_mask_prompts(sample: Sample, second_point: str = "inscribed", objects: str = "single") -> bool:
+def add_mask_prompts(
+    sample: Sample, second_point: str = "inscribed", objects: str = "single", protocol: str = SEGZERO
+) -> bool:
     """Fill ``sample.boxes`` and ``sample.points`` (image pixels) from the target pixels of ``sample.mask``.
 
-    ``objects="single"``: one object, its box and two points (see :func:`segzero.geometry.mask_prompts`).
+    ``objects="single"``: one object, its box and two points (see :func:`segzero.geometry.mask_prompts`;
+    under ``protocol="reference"`` the points of :func:`segzero.geometry.reference_points`).
     ``objects="components"``: one object per 8-connected component, each with its box and one point, and
     ``extra["answer_form"] = "multi"``. Ignore pixels (255) are not target.
 
@@ -144,7 +153,7 @@ def add_mask_prompts(sample: Sample, second_point: str = "inscribed", objects: s
         sample.points = [(point,) for _, point in parts]
         sample.extra["answer_form"] = "multi"
         return True
-    prompts = mask_prompts(target, second_point)
+    prompts = mask_prompts(target, second_point, exact_reference=protocol == REFERENCE)
     if prompts is None:
         return False
     box, points = prompts

@@ -38,6 +38,7 @@ from segzero.data.common import (
 from segzero.data.records import Sample
 from segzero.defaults import IGNORE
 from segzero.errors import DatasetError
+from segzero.protocols import SEGZERO
 
 SUBSETS = ("all", "short", "long")
 
@@ -101,6 +102,7 @@ def read_reasonseg(
     report: SkipLog | None = None,
     second_point: str = "inscribed",
     objects: str = "single",
+    protocol: str = SEGZERO,
 ) -> Iterator[Sample]:
     """Yield ReasonSeg samples of one split, sorted by file name.
 
@@ -111,7 +113,7 @@ def read_reasonseg(
         all_texts: one Sample per text instead of ``text[0]`` only; default: True for train only.
         report: receives skipped records (unreadable JSON, image missing or unreadable, JSON missing,
             no text, no target pixel) and repairs (shapes with < 3 points dropped).
-        second_point, objects: how ground-truth prompts are drawn from the mask.
+        second_point, objects, protocol: how ground-truth prompts are drawn from the mask.
 
     Yields:
         Samples with ``id = NAME`` (``NAME_k`` for the k-th text when all texts are used), ``image`` the
@@ -120,7 +122,7 @@ def read_reasonseg(
     """
     if subset not in SUBSETS:
         raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
-    check_options(second_point, objects)
+    check_options(second_point, objects, protocol)
     report = resolve_report(report)
     folder = _split_folder(Path(root), split)
     use_all = (split == "train") if all_texts is None else all_texts
@@ -170,7 +172,7 @@ def read_reasonseg(
         for problem in problems:
             report.warn(stem, f"{problem}; dropped")
         prompts = Sample(id=stem, image=image_path, request="", width=width, height=height, mask=mask)
-        add_mask_prompts(prompts, second_point, objects)
+        add_mask_prompts(prompts, second_point, objects, protocol)
         chosen = list(enumerate(texts)) if use_all else [(0, texts[0])]
         for k, text in chosen:
             yield Sample(

@@ -29,6 +29,7 @@ from PIL import Image
 from segzero.data.common import SkipLog, add_mask_prompts, check_options, image_header, resolve_report
 from segzero.data.records import Sample
 from segzero.errors import DatasetError
+from segzero.protocols import SEGZERO
 
 #: Default split scheme (the ``refs(...).p`` file) per dataset.
 DEFAULT_SPLIT_BY = {"refcoco": "unc", "refcoco+": "unc", "refcocog": "umd"}
@@ -155,6 +156,7 @@ def read_refer(
     report: SkipLog | None = None,
     second_point: str = "inscribed",
     objects: str = "single",
+    protocol: str = SEGZERO,
 ) -> Iterator[Sample]:
     """Yield one Sample per referring expression of ``split``.
 
@@ -166,7 +168,7 @@ def read_refer(
         images: the COCO images folder (see the module docstring for where it is looked for otherwise).
         report: receives skipped records (missing image, image size not the annotation's, no usable
             segmentation, empty mask) and repairs (bad polygon parts dropped).
-        second_point, objects: how ground-truth prompts are drawn from the mask (see
+        second_point, objects, protocol: how ground-truth prompts are drawn from the mask (see
             :func:`segzero.data.common.add_mask_prompts`).
 
     Yields:
@@ -177,7 +179,7 @@ def read_refer(
     Raises:
         DatasetError: the refs or instances file is missing or unreadable, or ``split`` is not in it.
     """
-    check_options(second_point, objects)
+    check_options(second_point, objects, protocol)
     report = resolve_report(report)
     root = Path(root)
     split_by = split_by or DEFAULT_SPLIT_BY.get(dataset, "unc")
@@ -253,7 +255,7 @@ def read_refer(
             for sample_id in ids:
                 report.warn(sample_id, f"EXIF orientation {header[2]} of {image_path.name} ignored")
         prompts = Sample(id="", image=image, request="", width=width, height=height, mask=mask)
-        add_mask_prompts(prompts, second_point, objects)
+        add_mask_prompts(prompts, second_point, objects, protocol)
         for sentence, sample_id in zip(sentences, ids):
             if dropped:
                 report.warn(

@@ -36,6 +36,7 @@ from segzero.data.prepared import prompts_to_image_frame
 from segzero.data.records import Sample
 from segzero.defaults import REASONER_FRAME
 from segzero.errors import DatasetError, InputError
+from segzero.protocols import SEGZERO
 
 _NUM = r"\s*(-?\d+(?:\.\d+)?)\s*"
 _PAIR = rf"\({_NUM},{_NUM}\)"
@@ -178,6 +179,7 @@ def read_reference_hf(
     report: SkipLog | None = None,
     second_point: str = "inscribed",
     objects: str = "single",
+    protocol: str = SEGZERO,
 ) -> Iterator[Sample]:
     """Yield Samples from a dataset in the reference release's format.
 
@@ -187,7 +189,7 @@ def read_reference_hf(
         source: the ``source`` given to the Samples.
         report: receives rows skipped (no image, unreadable image, no request, unparsable solution,
             mask of the wrong size or empty, neither solution nor mask).
-        second_point, objects: how prompts are drawn from the mask of a row that has no solution.
+        second_point, objects, protocol: how prompts are drawn from the mask of a row that has no solution.
 
     Yields:
         Samples describing the stored image (``width, height`` are its size). The ground truth given by
@@ -198,7 +200,7 @@ def read_reference_hf(
     """
     import datasets
 
-    check_options(second_point, objects)
+    check_options(second_point, objects, protocol)
     report = resolve_report(report)
     data = load_any_dataset(path, split)
     if "image" in data.column_names and isinstance(data.features.get("image"), datasets.Image):
@@ -254,7 +256,7 @@ def read_reference_hf(
             sample.boxes, sample.points = prompts_to_image_frame(boxes, points, (width, height), frame)
             extra.update(answer_form=form, reasoner_frame=frame, reasoner_boxes=boxes, reasoner_points=points)
         elif sample.mask is not None:
-            if not add_mask_prompts(sample, second_point, objects):
+            if not add_mask_prompts(sample, second_point, objects, protocol):
                 report.skip(sample_id, "the mask has no target pixel", "empty mask")
                 continue
         else:

@@ -37,7 +37,8 @@ def iter_samples(
         segmenter: if given, keep only samples it reproduces (see :mod:`segzero.data.filter`).
         filter_threshold: the IoU the segmenter must reach.
         **options: passed to the reader: ``split_by``, ``images`` (refer); ``subset``, ``all_texts``
-            (ReasonSeg); ``frame``, ``source`` (reference); ``second_point``, ``objects`` (all but prepared).
+            (ReasonSeg); ``frame``, ``source`` (reference); ``second_point``, ``objects``, ``protocol`` (all but
+            prepared).
 
     Raises:
         ValueError: unknown ``source_kind`` or an option the reader does not take.
