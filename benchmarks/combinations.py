@@ -33,7 +33,11 @@ from segzero.tiny import build_reasoner, build_sam3, build_segmenter
 
 REASONERS = {"Qwen2.5-VL": "qwen2_5_vl", "Qwen3-VL": "qwen3_vl"}
 #: name -> (segmenter architecture, segmenter mode)
-SEGMENTERS = {"SAM 2": ("sam2", "both"), "SAM 3 (box + points)": ("sam3", "both"), "SAM 3 (concept)": ("sam3", "concept")}
+SEGMENTERS = {
+    "SAM 2": ("sam2", "both"),
+    "SAM 3 (box + points)": ("sam3", "both"),
+    "SAM 3 (concept)": ("sam3", "concept"),
+}
 
 
 def _clock() -> tuple[float, float]:
@@ -59,7 +63,9 @@ def speed(args) -> list[dict]:
         reasoners = {name: build_reasoner(Path(tmp) / arch, arch=arch, frame=224) for name, arch in REASONERS.items()}
         segmenters = {"sam2": build_segmenter(Path(tmp) / "sam2"), "sam3": build_sam3(Path(tmp) / "sam3")}
         images = _images(args.images)
-        pairs = [(img, f"the object number {j} in picture {i}") for i, img in enumerate(images) for j in range(args.per_image)]
+        pairs = [
+            (img, f"the object number {j} in picture {i}") for i, img in enumerate(images) for j in range(args.per_image)
+        ]
         prompts = [
             [ObjectPrompt(box=(w * 0.2, h * 0.2, w * 0.6, h * 0.7), points=((w * 0.4, h * 0.4), (w * 0.45, h * 0.5)),
                           frame=Frame.image((w, h)), label="red cup")]

@@ -127,7 +127,8 @@ def tiny_qwen3(tmp_path_factory: pytest.TempPathFactory):
     from segzero.tiny import TinyModels
 
     out = tmp_path_factory.mktemp("tiny-qwen3")
-    args = ["make-tiny", str(out), "--reasoner-arch", "qwen3_vl", "--segmenter-arch", "sam3", "--frame", str(QWEN3_FRAME)]
+    args = ["make-tiny", str(out), "--reasoner-arch", "qwen3_vl", "--segmenter-arch", "sam3",
+            "--frame", str(QWEN3_FRAME)]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     return TinyModels(out / "reasoner", out / "segmenter", QWEN3_FRAME)

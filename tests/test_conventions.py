@@ -161,7 +161,12 @@ def test_the_option_is_generated_from_the_field(tmp_path):
 
 @pytest.mark.parametrize(
     ("name", "processes", "generations"),
-    [("qwen3_vl_4b.yaml", 8, 8), ("qwen3_vl_8b.yaml", 8, 8), ("qwen3_vl_4b_lora.yaml", 1, 4), ("qwen3_vl_8b_lora.yaml", 1, 4)],
+    [
+        ("qwen3_vl_4b.yaml", 8, 8),
+        ("qwen3_vl_8b.yaml", 8, 8),
+        ("qwen3_vl_4b_lora.yaml", 1, 4),
+        ("qwen3_vl_8b_lora.yaml", 1, 4),
+    ],
 )
 def test_the_qwen3_vl_recipes_keep_sixteen_prompts_a_step(name, processes, generations):
     from pathlib import Path

@@ -48,7 +48,10 @@ def test_tiny_qwen3_vl_is_the_real_architecture_with_its_own_template_and_tokens
     assert tok.decode(encoded, skip_special_tokens=True) == text.removesuffix("<|im_end|>")
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "the cup"}]}]
     rendered = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    assert rendered == "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>the cup<|im_end|>\n<|im_start|>assistant\n"
+    # Qwen3-VL's template opens with the user turn: no default system prompt, unlike Qwen2.5-VL's.
+    assert rendered == (
+        "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>the cup<|im_end|>\n<|im_start|>assistant\n"
+    )
     inputs = processor(text=[rendered], images=[Image.new("RGB", (QWEN3_FRAME, QWEN3_FRAME))], return_tensors="pt")
     # 16 px patches merged 2x2: a frame x frame view is (frame/32)^2 tokens.
     assert inputs["image_grid_thw"].tolist() == [[1, QWEN3_FRAME // 16, QWEN3_FRAME // 16]]

@@ -77,9 +77,12 @@ class PipelineConfig:
     )
     segmenter_mode: str = field(
         default="both",
-        metadata={"help": "Which prompts the segmenter gets from each object.", "choices": SEGMENTER_MODES,
-                  "run": True},
-    )  # fmt: skip
+        metadata={
+            "help": "Which prompts the segmenter gets from each object (concept: the phrase it names; SAM 3 only).",
+            "choices": SEGMENTER_MODES,
+            "run": True,
+        },
+    )
     frame: int | None = field(
         default=None,
         metadata={

@@ -360,7 +360,8 @@ class ConceptSegmenter(_FrozenSegmenter):
             fpn_hidden_states=[torch.cat(level) for level in zip(*(e.features[0] for e in embeddings))],
             fpn_position_encoding=[torch.cat(level) for level in zip(*(e.features[1] for e in embeddings))],
         )
-        inputs = {k: prompts[k].to(self.device) for k in ("input_ids", "attention_mask", "input_boxes_labels") if k in prompts}
+        names = ("input_ids", "attention_mask", "input_boxes_labels")
+        inputs = {k: prompts[k].to(self.device) for k in names if k in prompts}
         if "input_boxes" in prompts:
             inputs["input_boxes"] = prompts["input_boxes"].to(self.device, self.model.dtype)
         with torch.inference_mode():
@@ -419,9 +420,13 @@ class ConceptSegmenter(_FrozenSegmenter):
                         by_text.setdefault((k, obj.label), len(by_text))
                     elif obj.box is not None:
                         by_box.setdefault((k, tuple(obj.box)), len(by_box))
-            found_text = self._instances([embeddings[k] for k, _ in by_text], [t for _, t in by_text], None) if by_text else []
+            found_text = (
+                self._instances([embeddings[k] for k, _ in by_text], [t for _, t in by_text], None) if by_text else []
+            )
             found_box = (
-                self._instances([embeddings[k] for k, _ in by_box], ["visual"] * len(by_box), [list(b) for _, b in by_box])
+                self._instances(
+                    [embeddings[k] for k, _ in by_box], ["visual"] * len(by_box), [list(b) for _, b in by_box]
+                )
                 if by_box
                 else []
             )

@@ -124,7 +124,9 @@ def make_tiny(
         segmenter_arch: one of :data:`SEGMENTER_ARCHS`.
     """
     if segmenter_arch not in SEGMENTER_ARCHS:
-        raise InputError(f"Unknown segmenter architecture {segmenter_arch!r}; choose one of: {', '.join(SEGMENTER_ARCHS)}.")
+        raise InputError(
+            f"Unknown segmenter architecture {segmenter_arch!r}; choose one of: {', '.join(SEGMENTER_ARCHS)}."
+        )
     out = Path(out_dir)
     reasoner = build_reasoner(out / "reasoner", arch=reasoner_arch, seed=seed, frame=frame)
     build = build_segmenter if segmenter_arch == "sam2" else build_sam3
@@ -229,7 +231,8 @@ def build_reasoner(
 
     out = Path(out_dir)
     extra = QWEN3_VL_ADDED_TOKENS if qwen3 else ()
-    tokenizer = build_tokenizer(vocab_size=vocab_size, corpus=itertools.chain(corpus, _relative_corpus() if qwen3 else ()), added_tokens=extra)
+    corpus = itertools.chain(corpus, _relative_corpus() if qwen3 else ())
+    tokenizer = build_tokenizer(vocab_size=vocab_size, corpus=corpus, added_tokens=extra)
     ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in QWEN_SPECIAL_TOKENS}
     text_config = {
         "vocab_size": len(tokenizer),
