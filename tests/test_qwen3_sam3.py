@@ -138,6 +138,13 @@ def test_the_pipeline_runs_qwen3_vl_in_its_convention(tiny_qwen3, image):
         result = pipe.segment(image, "the cup")
         assert result.mask.shape == (130, 200)
     assert isinstance(pipe.segmenter, ConceptSegmenter)
+    from segzero.config import PipelineConfig
+
+    tracker = load_segmenter(str(tiny_qwen3.segmenter), device="cpu")  # box and points only
+    config = PipelineConfig(reasoner=str(tiny_qwen3.reasoner), segmenter=str(tiny_qwen3.segmenter),
+                            segmenter_mode="concept")  # fmt: skip
+    with pytest.raises(InputError, match="serves the modes both, box, points, not --segmenter-mode concept"):
+        ReasoningSegmenter(pipe.reasoner, tracker, config)
 
 
 def test_a_contradicting_convention_is_refused_before_any_model_loads(tiny_qwen3, monkeypatch):

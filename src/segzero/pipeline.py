@@ -135,8 +135,8 @@ class ReasoningSegmenter:
         modes = getattr(segmenter, "modes", None)
         if modes is not None and self.config.segmenter_mode not in modes:
             raise InputError(
-                f"The segmenter {segmenter.name or ''} serves the modes {', '.join(modes)}, not "
-                f"--segmenter-mode {self.config.segmenter_mode}; the concept mode needs a SAM 3 segmenter."
+                f"The segmenter {segmenter.name or type(segmenter).__name__} serves the modes {', '.join(modes)}, "
+                f"not --segmenter-mode {self.config.segmenter_mode}; the concept mode needs SAM 3's text interface."
             )
         self.reasoner = reasoner
         self.segmenter = segmenter

@@ -14,7 +14,7 @@ from typing import Any
 from PIL import Image
 
 from segzero.defaults import MAX_NEW_TOKENS, REASONER_FRAME
-from segzero.families import ReasonerFamily, reasoner_family
+from segzero.families import reasoner_family
 from segzero.frames import Frame, answer_grid
 from segzero.hub import load_model_type, load_pretrained, pick_attention, pick_device, pick_dtype
 from segzero.prompts import DEFAULT_PROMPT, PromptVariant, get_prompt
@@ -39,8 +39,8 @@ def build_messages(
     ]
 
 
-def reasoner_conventions(name: str, coordinates: str | None = None, **kwargs: Any) -> tuple[ReasonerFamily, str]:
-    """A reasoner's family and the coordinate convention to run it with, read from its config (no weights).
+def reasoner_coordinates(name: str, coordinates: str | None = None, **kwargs: Any) -> str:
+    """The coordinate convention to run a reasoner with, read from its config (no weights loaded).
 
     Args:
         name: hub id or folder.
@@ -55,9 +55,8 @@ def reasoner_conventions(name: str, coordinates: str | None = None, **kwargs: An
     from segzero.config import model_settings
 
     model_type = load_model_type(name, "reasoner", **kwargs)
-    family = reasoner_family(model_type, name)
-    resolved = model_settings(name, {"coordinates": coordinates}, model_type=model_type)["coordinates"]
-    return family, resolved
+    reasoner_family(model_type, name)  # an unsupported family is refused here
+    return model_settings(name, {"coordinates": coordinates}, model_type=model_type)["coordinates"]
 
 
 class Reasoner:
@@ -99,7 +98,7 @@ class Reasoner:
     ) -> "Reasoner":
         """Load model and processor by hub id or local folder; device, dtype and attention chosen automatically.
 
-        ``coordinates`` None takes the model's own convention (:func:`reasoner_conventions`).
+        ``coordinates`` None takes the model's own convention (:func:`reasoner_coordinates`).
 
         Raises:
             ModelLoadError: the model cannot be loaded, or is of a family segzero does not run.
@@ -107,7 +106,7 @@ class Reasoner:
         """
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        _, coordinates = reasoner_conventions(name_or_path, coordinates)
+        coordinates = reasoner_coordinates(name_or_path, coordinates)
         device = pick_device(device)
         processor = load_pretrained(AutoProcessor.from_pretrained, name_or_path, "reasoner")
         model = load_pretrained(

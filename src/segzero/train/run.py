@@ -32,11 +32,11 @@ def run_training(config: TrainConfig, method: str, make_trainer: MakeTrainer) ->
     """
     from trl import get_peft_config
 
-    from segzero.reasoner import reasoner_conventions
+    from segzero.reasoner import reasoner_coordinates
 
     script, args, model_args = config
     resume_from = checkpoint_to_resume(args.output_dir, script.resume)
-    _, coordinates = reasoner_conventions(
+    coordinates = reasoner_coordinates(
         model_args.model_name_or_path, script.coordinates,
         revision=model_args.model_revision, trust_remote_code=args.trust_remote_code,
     )  # fmt: skip
