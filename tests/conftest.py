@@ -57,16 +57,24 @@ def taught_models(tmp_path_factory: pytest.TempPathFactory):
     Random tiny reasoners answer garbage; this one makes ``generate`` produce a parseable answer so
     tests can follow the whole path (parse -> frame mapping -> SAM2 -> mask) without faking output.
     """
+    from segzero.tiny import make_tiny
+
+    models = make_tiny(tmp_path_factory.mktemp("taught-models"), seed=1, frame=TAUGHT_FRAME)
+    teach(models.reasoner, TAUGHT_ANSWER, TAUGHT_FRAME)
+    return models
+
+
+def teach(reasoner_dir, answer: str, frame: int) -> None:
+    """Teach the tiny reasoner in ``reasoner_dir``, by real gradient steps, to answer ``answer`` whatever it
+    is asked, and save it there."""
     import numpy as np
     import torch
     from PIL import Image
 
     from segzero.reasoner import Reasoner, reasoner_image
-    from segzero.tiny import make_tiny
 
-    models = make_tiny(tmp_path_factory.mktemp("taught-models"), seed=1, frame=TAUGHT_FRAME)
     torch.manual_seed(0)
-    r = Reasoner.from_pretrained(str(models.reasoner), device="cpu", frame=TAUGHT_FRAME)
+    r = Reasoner.from_pretrained(str(reasoner_dir), device="cpu", frame=frame)
     proc, eos = r.processor, r.processor.tokenizer.eos_token
     rng = np.random.default_rng(0)
 
@@ -74,9 +82,9 @@ def taught_models(tmp_path_factory: pytest.TempPathFactory):
         return Image.fromarray((rng.random((h, w, 3)) * 255).astype(np.uint8))
 
     # A left-padded batch of two prompts of different lengths, so batched generation answers alike.
-    images = [reasoner_image(noise(48, 64), TAUGHT_FRAME), reasoner_image(noise(30, 20), TAUGHT_FRAME)]
+    images = [reasoner_image(noise(48, 64), frame), reasoner_image(noise(30, 20), frame)]
     prompts = [r.chat_text("the cup"), r.chat_text("the small red knife at the far left of the table")]
-    full = proc(text=[p + TAUGHT_ANSWER + eos for p in prompts], images=images, padding=True, return_tensors="pt")
+    full = proc(text=[p + answer + eos for p in prompts], images=images, padding=True, return_tensors="pt")
     labels = full["input_ids"].clone()
     for row, (p, img) in enumerate(zip(prompts, images)):
         prompt_len = proc(text=[p], images=[img], return_tensors="pt")["input_ids"].shape[1]
@@ -91,10 +99,49 @@ def taught_models(tmp_path_factory: pytest.TempPathFactory):
             opt.step()
             opt.zero_grad()
         r.model.eval()
-        check = r.generate([noise(90, 70), noise(20, 30)], ["the knife", "a dog"], max_new_tokens=64)
-        if check == [TAUGHT_ANSWER] * 2:
+        budget = len(proc.tokenizer(answer, add_special_tokens=False)["input_ids"]) + 4
+        check = r.generate([noise(90, 70), noise(20, 30)], ["the knife", "a dog"], max_new_tokens=budget)
+        if check == [answer] * 2:
             break
     else:
         raise RuntimeError("the tiny reasoner did not learn the taught answer")
-    r.model.save_pretrained(models.reasoner)
-    return models
+    r.model.save_pretrained(reasoner_dir)
+
+
+#: The tiny Qwen3-VL's frame: 4x4 image tokens of 32 px.
+QWEN3_FRAME = 128
+#: What the taught tiny Qwen3-VL answers, whatever it is asked: the ``concept`` form on the 0-1000 grid.
+TAUGHT_QWEN3_ANSWER = (
+    "<think>it is on the left</think><answer>{'bbox': [100,150,600,850], 'points_1': [300,400], "
+    "'points_2': [400,600], 'label': 'red cup'}</answer>"
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3(tmp_path_factory: pytest.TempPathFactory):
+    """A tiny random Qwen3-VL reasoner and SAM 3 segmenter, built once by ``segzero make-tiny`` as a user
+    would (frame :data:`QWEN3_FRAME`)."""
+    from typer.testing import CliRunner
+
+    from segzero.cli import app
+    from segzero.tiny import TinyModels
+
+    out = tmp_path_factory.mktemp("tiny-qwen3")
+    args = ["make-tiny", str(out), "--reasoner-arch", "qwen3_vl", "--segmenter-arch", "sam3",
+            "--frame", str(QWEN3_FRAME)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return TinyModels(out / "reasoner", out / "segmenter", QWEN3_FRAME)
+
+
+@pytest.fixture(scope="session")
+def taught_qwen3(tiny_qwen3, tmp_path_factory: pytest.TempPathFactory):
+    """The tiny Qwen3-VL taught to give :data:`TAUGHT_QWEN3_ANSWER` (beside the tiny SAM 3)."""
+    import shutil
+
+    from segzero.tiny import TinyModels
+
+    reasoner = tmp_path_factory.mktemp("taught-qwen3") / "reasoner"
+    shutil.copytree(tiny_qwen3.reasoner, reasoner)
+    teach(reasoner, TAUGHT_QWEN3_ANSWER, QWEN3_FRAME)
+    return TinyModels(reasoner, tiny_qwen3.segmenter, QWEN3_FRAME)

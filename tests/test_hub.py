@@ -23,6 +23,7 @@ def test_write_then_read_gives_frame_prompt_and_notes(tmp_path):
     assert read_model_meta(tmp_path) == {
         "reasoner_frame": 448,
         "prompt": "no_think",
+        "coordinates": None,
         "method": "grpo",
         "base_model": "Qwen/x",
     }
@@ -30,7 +31,7 @@ def test_write_then_read_gives_frame_prompt_and_notes(tmp_path):
 
 
 def test_unknown_settings_are_none(tmp_path, monkeypatch):
-    nothing = {"reasoner_frame": None, "prompt": None}
+    nothing = {"reasoner_frame": None, "prompt": None, "coordinates": None}
     assert read_model_meta(tmp_path) == nothing  # a folder without the file
     assert read_model_meta(tmp_path / "missing") == nothing
     # A hub id is not looked up: nothing reaches the network (and no file of that name exists here).
@@ -38,7 +39,7 @@ def test_unknown_settings_are_none(tmp_path, monkeypatch):
     assert read_model_meta("Ricky06662/Seg-Zero-7B") == nothing
     # A file from before prompts were recorded (the ShapeWorld warm-up's form): the frame alone.
     (tmp_path / MODEL_META).write_text('{"reasoner_frame": 224}')
-    assert read_model_meta(tmp_path) == {"reasoner_frame": 224, "prompt": None}
+    assert read_model_meta(tmp_path) == {"reasoner_frame": 224, "prompt": None, "coordinates": None}
 
 
 @pytest.mark.parametrize(
@@ -50,6 +51,7 @@ def test_unknown_settings_are_none(tmp_path, monkeypatch):
         ('{"reasoner_frame": 0}', "positive integer"),
         ('{"reasoner_frame": true}', "positive integer"),
         ('{"reasoner_frame": 840, "prompt": "nope"}', "prompt 'nope'.*seg_zero"),
+        ('{"coordinates": "normalised"}', "coordinates 'normalised'.*pixels, relative"),
     ],
 )
 def test_a_malformed_file_is_one_clear_error(tmp_path, text, message):
@@ -64,14 +66,14 @@ def test_a_malformed_file_is_one_clear_error(tmp_path, text, message):
 class _Loaded:
     """Stands for a loaded model: records what ``from_pretrained`` was given."""
 
-    def __init__(self, name, frame=None, **kwargs):
-        self.name, self.frame, self.kwargs = name, frame, kwargs
+    def __init__(self, name, frame=None, coordinates=None, **kwargs):
+        self.name, self.frame, self.coordinates, self.kwargs = name, frame, coordinates or "pixels", kwargs
 
 
 @pytest.fixture
 def no_models(monkeypatch):
-    def reasoner(name, *, device=None, dtype=None, frame):
-        return _Loaded(name, frame)
+    def reasoner(name, *, device=None, dtype=None, frame, coordinates=None):
+        return _Loaded(name, frame, coordinates)
 
     def segmenter(name, *, device=None, dtype=None):
         return _Loaded(name)
@@ -113,11 +115,12 @@ def test_cli_model_options_leave_the_prompt_to_the_model(tmp_path, no_models):
 def test_the_model_default_rule_lives_in_one_function(tmp_path):
     from segzero.config import PipelineConfig, model_settings
 
-    assert model_settings(str(tmp_path)) == {"prompt": "seg_zero", "frame": 840}
+    # A folder without config.json: its family, and so its coordinate convention, is not known yet.
+    assert model_settings(str(tmp_path)) == {"prompt": "seg_zero", "frame": 840, "coordinates": None}
     write_model_meta(tmp_path, frame=224, prompt="box_only")
-    assert model_settings(str(tmp_path)) == {"prompt": "box_only", "frame": 224}
+    assert model_settings(str(tmp_path)) == {"prompt": "box_only", "frame": 224, "coordinates": None}
     given = PipelineConfig(reasoner=str(tmp_path), frame=112)
-    assert model_settings(str(tmp_path), given) == {"prompt": "box_only", "frame": 112}
+    assert model_settings(str(tmp_path), given) == {"prompt": "box_only", "frame": 112, "coordinates": None}
     assert given.resolved().frame == 112 and given.resolved().prompt == "box_only"
 
 

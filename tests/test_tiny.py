@@ -16,7 +16,7 @@ from segzero.tiny import (
     build_segmenter,
     count_parameters,
     folder_size,
-    qwen2_5_vl_chat_template,
+    chat_template,
 )
 
 ANSWER = (
@@ -62,7 +62,7 @@ def test_reasoner_loads_as_qwen2_5_vl_with_consistent_token_ids(reasoner):
 
 def test_chat_template_is_qwens_and_renders_image_then_text_then_generation_prompt(reasoner):
     processor, _ = reasoner
-    assert processor.chat_template == qwen2_5_vl_chat_template()
+    assert processor.chat_template == chat_template("qwen2_5_vl")
     text = _prompt(processor, "The red circle.")
     assert text.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n")
     assert "<|vision_start|><|image_pad|><|vision_end|>Please find 'the red circle' with bbox" in text

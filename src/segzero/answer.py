@@ -29,6 +29,7 @@ from segzero.frames import Box, Frame, ObjectPrompt, Point
 _MAX_SCAN_CHARS = 20_000
 _MAX_CANDIDATES = 64
 _MAX_DEPTH = 16
+_MAX_LABEL_CHARS = 200
 
 _THINK_RE = re.compile(r"<think>(.*?)(?:</think>|<answer>|$)", re.DOTALL)
 _ANSWER_RE = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL)
@@ -197,7 +198,8 @@ def _as_frame(frame: int | Frame) -> Frame:
 
 
 def read_object(item: Any, frame: int | Frame = REASONER_FRAME) -> ObjectPrompt:
-    """Read one answer object (``{"bbox": ..., "points_1": ...}`` or ``{"bbox_2d": ..., "point_2d": ...}``).
+    """Read one answer object (``{"bbox": ..., "points_1": ...}`` or ``{"bbox_2d": ..., "point_2d": ...}``,
+    either with an optional ``"label"``: the phrase naming the object).
 
     ``frame`` is the reasoner frame the numbers are in (its side, or the :class:`Frame`); values are
     clamped into it.
@@ -215,7 +217,14 @@ def read_object(item: Any, frame: int | Frame = REASONER_FRAME) -> ObjectPrompt:
     frame = _as_frame(frame)
     box = _read_box(item[box_keys[0]], frame) if box_keys else None
     points = tuple(p for k in point_keys for p in _read_points(item[k], frame))
-    return ObjectPrompt(box=box, points=points, frame=frame)
+    return ObjectPrompt(box=box, points=points, frame=frame, label=_read_label(item.get("label")))
+
+
+def _read_label(value: Any) -> str | None:
+    """The object's phrase (Qwen3-VL's ``"label"`` key), or None when absent, empty or not text."""
+    if not isinstance(value, str):
+        return None
+    return " ".join(value.split())[:_MAX_LABEL_CHARS] or None
 
 
 def parse_answer(text: str, frame: int | Frame = REASONER_FRAME) -> ParsedAnswer:

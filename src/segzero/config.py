@@ -13,22 +13,29 @@ everything else is built from it:
 - the server takes its pixel cap and its models from it.
 
 Some settings belong to the model as much as to the run: a reasoner trained here records its
-frame and prompt in ``segzero.json``. :meth:`PipelineConfig.resolved` applies the one rule for
-them: an explicit value wins, else what the model's ``segzero.json`` says, else the project default.
+frame, prompt and coordinate convention in ``segzero.json``, and its family (the ``model_type`` of
+its ``config.json``, :mod:`segzero.families`) fixes its coordinate convention.
+:meth:`PipelineConfig.resolved` applies the one rule for them (:func:`model_settings`): an explicit
+value wins, else what the model says (its ``segzero.json``, else its family), else the project
+default; where the model's own value is binding (the coordinate convention), an explicit value that
+contradicts it is refused instead.
 
 Field metadata keys: ``help`` (one sentence for ``--help`` and the docs), ``choices`` (allowed
 values, listed in the help), ``min`` (smallest allowed number), ``model_key`` and ``fallback`` (the
-``segzero.json`` key that supplies a ``None`` field, and the default when the model says nothing),
-``run`` (True when the setting changes an evaluation's results).
+``segzero.json`` key that supplies a ``None`` field, and the default when the model says nothing;
+``fallback_text`` words a default that is not a constant), ``binding`` (an explicit value must agree
+with the model's own), ``run`` (True when the setting changes an evaluation's results).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from segzero.defaults import (
+    COORDINATES,
     DEFAULT_PROMPT,
     DEFAULT_REASONER,
     DEFAULT_SEGMENTER,
@@ -70,17 +77,34 @@ class PipelineConfig:
     )
     segmenter_mode: str = field(
         default="both",
-        metadata={"help": "Which prompts the segmenter gets from each object.", "choices": SEGMENTER_MODES,
-                  "run": True},
-    )  # fmt: skip
+        metadata={
+            "help": "Which prompts the segmenter gets from each object (concept: the phrase it names; SAM 3 only).",
+            "choices": SEGMENTER_MODES,
+            "run": True,
+        },
+    )
     frame: int | None = field(
         default=None,
         metadata={
-            "help": "Side of the reasoner's square frame in pixels.",
+            "help": "Side in pixels of the square image the reasoner is shown.",
             "min": 1,
             "model_key": "reasoner_frame",
             "fallback": REASONER_FRAME,
             "run": True,
+        },
+    )
+    # Not a run setting: it is the reasoner's own (a contradicting value is refused), so the reasoner fixes it.
+    coordinates: str | None = field(
+        default=None,
+        metadata={
+            "help": "How the reasoner writes coordinates: pixels of the image it is shown (Qwen2.5-VL) or "
+            "relative, on a 0-1000 grid over the image (Qwen2-VL, Qwen3-VL); a value that contradicts the "
+            "model's own is refused.",
+            "choices": COORDINATES,
+            "model_key": "coordinates",
+            "fallback": None,
+            "fallback_text": "its family's",
+            "binding": True,
         },
     )
     device: str | None = field(
@@ -115,30 +139,56 @@ class PipelineConfig:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("run")}
 
 
-def model_settings(reasoner: str, given: Any = None) -> dict[str, Any]:
-    """The one rule for settings a model records: given explicitly, else its ``segzero.json``, else the default.
+def model_settings(reasoner: str, given: Any = None, *, model_type: str | None = None) -> dict[str, Any]:
+    """The one rule for settings a model records: given explicitly, else the model's own, else the default.
+
+    The model's own value is what its ``segzero.json`` says, else (for the coordinate convention) what
+    its family implies (:mod:`segzero.families`, from the ``model_type`` of its ``config.json``).
 
     Args:
         reasoner: hub id or folder of the reasoner (a hub id has no local ``segzero.json``).
-        given: an object whose attributes hold explicit values (None meaning "not given"), e.g. a
-            :class:`PipelineConfig`; None means nothing was given.
+        given: explicit values, as attributes (e.g. a :class:`PipelineConfig`) or a mapping; None
+            stands for "not given", and so does ``given=None``.
+        model_type: the reasoner's ``model_type`` when already known; else it is read from its
+            ``config.json`` (:func:`segzero.hub.read_model_type`), and unknown when unreadable.
 
     Returns:
-        ``{field name: value}`` for every field with a ``model_key`` (``prompt``, ``frame``, ...).
+        ``{field name: value}`` for every field with a ``model_key`` (``prompt``, ``frame``,
+        ``coordinates``); ``coordinates`` is None only when the family is not known yet (a hub id
+        that cannot be reached: the loaded model decides).
 
     Raises:
-        ModelLoadError: the reasoner's ``segzero.json`` is malformed.
+        ModelLoadError: the reasoner's ``segzero.json`` is malformed, or its family is not supported.
+        InputError: an explicit value contradicts the model's own where that is binding.
     """
-    from segzero.hub import read_model_meta
+    from segzero.families import reasoner_family
+    from segzero.hub import read_model_meta, read_model_type
 
     meta = read_model_meta(reasoner)
+    own = {key: (value, "its segzero.json") for key, value in meta.items() if value is not None}
+    model_type = model_type or read_model_type(reasoner)
+    if model_type is not None:
+        family = reasoner_family(model_type, reasoner)
+        own.setdefault("coordinates", (family.coordinates, f"as a {family.name} model"))
     out = {}
     for f in dataclasses.fields(PipelineConfig):
-        if "model_key" in f.metadata:
-            explicit = getattr(given, f.name, None) if given is not None else None
-            value = explicit if explicit is not None else meta.get(f.metadata["model_key"])
-            out[f.name] = value if value is not None else f.metadata["fallback"]
+        if "model_key" not in f.metadata:
+            continue
+        explicit = given.get(f.name) if isinstance(given, Mapping) else getattr(given, f.name, None)
+        recorded, source = own.get(f.metadata["model_key"], (None, ""))
+        if f.metadata.get("binding") and None not in (explicit, recorded) and explicit != recorded:
+            raise InputError(
+                f"{option_name(f)} {explicit} contradicts the reasoner {reasoner}, which uses {recorded} "
+                f"({source}); leave the option out."
+            )
+        value = explicit if explicit is not None else recorded
+        out[f.name] = value if value is not None else f.metadata["fallback"]
     return out
+
+
+def option_name(f: dataclasses.Field) -> str:
+    """The command-line option of a field: ``--segmenter-mode`` for ``segmenter_mode``."""
+    return "--" + f.name.replace("_", "-")
 
 
 def choices_of(f: dataclasses.Field) -> tuple[str, ...] | None:
@@ -154,7 +204,8 @@ def help_of(f: dataclasses.Field) -> str:
     if choices:
         text += f" One of: {', '.join(choices)}."
     if "model_key" in f.metadata:
-        text += f" Default: the reasoner's segzero.json, else {f.metadata['fallback']}."
+        fallback = f.metadata.get("fallback_text", f.metadata["fallback"])
+        text += f" Default: the reasoner's segzero.json, else {fallback}."
     return text
 
 
@@ -168,7 +219,7 @@ def check_fields(config: Any) -> None:
         value = getattr(config, f.name)
         if value is None:
             continue
-        option = "--" + f.name.replace("_", "-")
+        option = option_name(f)
         choices = choices_of(f)
         if choices is not None and value not in choices:
             raise InputError(f"{option} {value!r} is not known; choose one of: {', '.join(choices)}.")

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
-#: Side of the square frame the reasoner sees and answers in (SPEC section 2).
+#: Side of the square image the reasoner is shown (SPEC section 2); Qwen2/2.5-VL also answer in its pixels.
 REASONER_FRAME = 840
+
+#: How a reasoner family writes coordinates: ``pixels`` of the image it was shown (Qwen2-VL, Qwen2.5-VL) or
+#: ``relative`` to the image on a grid of :data:`RELATIVE_GRID` units (Qwen3-VL).
+COORDINATES = ("pixels", "relative")
+
+#: Side of the grid relative coordinates are on: Qwen3-VL answers with integers from 0 to 1000.
+RELATIVE_GRID = 1000
 
 #: The prompt variant of the released checkpoints (:data:`segzero.prompts.PROMPTS`).
 DEFAULT_PROMPT = "seg_zero"
 
-#: Which positional prompts the segmenter gets from each answer object.
-SEGMENTER_MODES = ("both", "box", "points")
+#: Which prompts the segmenter gets from each answer object: its box and points (``both``), one of them, or
+#: (SAM 3 only) the object phrase it names, through SAM 3's text interface (``concept``).
+SEGMENTER_MODES = ("both", "box", "points", "concept")
+
+#: ``concept`` mode: SAM 3 instances scoring above this are candidates (its processor's default).
+CONCEPT_SCORE_THRESHOLD = 0.3
+
+#: ``concept`` mode: an instance is kept when at least this share of its mask lies inside the object's box.
+CONCEPT_INSIDE_SHARE = 0.5
 
 #: Value of ignore pixels in ground-truth masks (ambiguous regions, ReasonSeg): neither target nor background.
 IGNORE = 255

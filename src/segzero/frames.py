@@ -2,8 +2,12 @@
 
 Every box and point in segzero says which frame its numbers are in:
 
-- the **reasoner frame**: the square grid the reasoner answers in (``REASONER_FRAME`` on a side for
-  Seg-Zero: it sees the image resized to that square, aspect ratio not kept);
+- the **reasoner frame**: the square grid the reasoner answers on. Two things are kept apart here: the
+  *view*, the square image the reasoner is shown (``REASONER_FRAME`` pixels on a side: the image resized,
+  aspect ratio not kept), and the *grid* its coordinates are on, which :func:`answer_grid` derives
+  from the view and the family's coordinate convention: the view's own pixels for Qwen2/2.5-VL
+  (``Frame.reasoner(840)``), a grid of ``RELATIVE_GRID`` units over the image for Qwen3-VL
+  (``Frame.reasoner(1000)``, whatever size the image was shown at);
 - the **image frame**: the original image's own pixels, ``(width, height)``.
 
 An :class:`ObjectPrompt` holds its :class:`Frame`, and :func:`map_object` is the only way from one
@@ -18,7 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from segzero.defaults import REASONER_FRAME
+from segzero.defaults import COORDINATES, REASONER_FRAME, RELATIVE_GRID
 
 Box = tuple[float, float, float, float]
 Point = tuple[float, float]
@@ -66,30 +70,38 @@ class Frame:
 
 @dataclass(frozen=True, kw_only=True)
 class ObjectPrompt:
-    """Positional prompts for one object, in a named frame (every field by keyword).
+    """Prompts for one object, in a named frame (every field by keyword).
 
     Attributes:
         box: ``(x1, y1, x2, y2)`` with ``x1 <= x2`` and ``y1 <= y2``, or None when the answer had no box.
         points: positive clicks ``((x, y), ...)``; may be empty when the answer had only a box.
         frame: the frame both are measured in.
+        label: the short noun phrase the answer names the object with (the ``concept`` prompt asks for
+            it; SAM 3's text interface takes it in the ``concept`` segmenter mode), or None.
     """
 
     box: Box | None
     points: tuple[Point, ...] = ()
     frame: Frame
+    label: str | None = None
 
     @classmethod
-    def from_lists(cls, box: Any | None, points: Any, frame: Frame) -> ObjectPrompt:
+    def from_lists(cls, box: Any | None, points: Any, frame: Frame, label: str | None = None) -> ObjectPrompt:
         """From plain numbers (``[x1, y1, x2, y2]`` or None, ``[[x, y], ...]``) in ``frame``."""
         return cls(
             box=None if box is None else tuple(box),  # type: ignore[arg-type]
             points=tuple((p[0], p[1]) for p in points),
             frame=frame,
+            label=label,
         )
 
     def to_json(self) -> dict[str, Any]:
-        """``{"box": [x1, y1, x2, y2] | None, "points": [[x, y], ...]}``; the holder's key names the frame."""
-        return {"box": list(self.box) if self.box else None, "points": [list(p) for p in self.points]}
+        """``{"box": [x1, y1, x2, y2] | None, "points": [[x, y], ...]}`` (and ``"label"`` when the answer named
+        one); the holder's key names the frame."""
+        out: dict[str, Any] = {"box": list(self.box) if self.box else None, "points": [list(p) for p in self.points]}
+        if self.label is not None:
+            out["label"] = self.label
+        return out
 
 
 def scale(value: float, src: int, dst: int) -> int:
@@ -127,12 +139,25 @@ def map_object(obj: ObjectPrompt, to: Frame) -> ObjectPrompt:
     if obj.box is not None:
         x1, y1, x2, y2 = obj.box
         box = (x(x1), y(y1), x(x2), y(y2))
-    return ObjectPrompt(box=box, points=tuple((x(px), y(py)) for px, py in obj.points), frame=to)
+    return ObjectPrompt(box=box, points=tuple((x(px), y(py)) for px, py in obj.points), frame=to, label=obj.label)
 
 
 def to_image_frame(obj: ObjectPrompt, image_size: tuple[int, int]) -> ObjectPrompt:
     """A reasoner-frame object in the pixels of an image of ``image_size`` ``(width, height)``."""
     return map_object(obj, Frame.image(image_size))
+
+
+def answer_grid(view: int, coordinates: str) -> Frame:
+    """The grid a reasoner answers on, given the side of the square ``view`` it is shown and its family's
+    ``coordinates`` convention: ``Frame.reasoner(view)`` for ``pixels`` (Qwen2/2.5-VL), the
+    ``RELATIVE_GRID``-unit grid for ``relative`` (Qwen3-VL: 0-1000 over the image, whatever the view).
+
+    Raises:
+        ValueError: an unknown convention.
+    """
+    if coordinates not in COORDINATES:
+        raise ValueError(f"coordinates must be one of {COORDINATES}, got {coordinates!r}")
+    return Frame.reasoner(view if coordinates == "pixels" else RELATIVE_GRID)
 
 
 def to_reasoner_frame(obj: ObjectPrompt, side: int = REASONER_FRAME) -> ObjectPrompt:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from segzero.defaults import REASONER_FRAME
+from segzero.defaults import COORDINATES, REASONER_FRAME
 from segzero.errors import ModelLoadError
 
 T = TypeVar("T")
@@ -49,6 +49,30 @@ def load_pretrained(loader: Callable[..., T], name: str, what: str, **kwargs) ->
             f"copy is cached; download it where there is network (`hf download {name} --local-dir DIR`) "
             f"and pass the folder instead (--{what} DIR)."
         ) from None
+
+
+def load_model_type(name: str, what: str, **kwargs) -> str:
+    """The ``model_type`` of a model's config, read through ``AutoConfig`` as ``from_pretrained`` reads it.
+
+    Args:
+        name: hub id or local folder.
+        what: how to call the model in the message, e.g. ``"reasoner"``.
+        kwargs: passed to ``AutoConfig.from_pretrained`` (``revision``, ``trust_remote_code``).
+
+    Raises:
+        ModelLoadError: no such folder, the hub cannot serve the id, or no readable config.
+    """
+    from transformers import AutoConfig
+
+    try:
+        return load_pretrained(AutoConfig.from_pretrained, name, what, **kwargs).model_type
+    except ValueError as exc:  # no config.json, or a model_type this transformers does not know
+        model_type = read_model_type(name)
+        if model_type is None:
+            raise ModelLoadError(
+                f"The {what} {name} is not a complete Hugging Face model ({str(exc).splitlines()[0]})."
+            ) from None
+        return model_type
 
 
 def pick_device(device: str | None = None) -> str:
@@ -94,20 +118,21 @@ def read_model_meta(reasoner: str | os.PathLike[str]) -> dict[str, Any]:
             settings are unknown.
 
     Returns:
-        The file's keys, always with ``reasoner_frame`` (side of the reasoner frame in pixels) and
-        ``prompt`` (the prompt variant the model was trained with, a :data:`segzero.prompts.PROMPTS`
-        name), each None when unknown: a hub id, a folder without the file, a file without the key.
-        Training also records ``method`` and ``base_model``.
+        The file's keys, always with ``reasoner_frame`` (side in pixels of the square image the model
+        is shown), ``prompt`` (the prompt variant the model was trained with, a
+        :data:`segzero.prompts.PROMPTS` name) and ``coordinates`` (its coordinate convention, one of
+        :data:`segzero.defaults.COORDINATES`), each None when unknown: a hub id, a folder without the
+        file, a file without the key. Training also records ``method`` and ``base_model``.
 
     Raises:
         ModelLoadError: the file exists but is not a JSON object, its frame is not a positive
-            integer, or its prompt is not a variant this version knows.
+            integer, or its prompt or convention is not one this version knows.
     """
     from segzero.prompts import PROMPTS
 
     path = Path(reasoner).expanduser() / MODEL_META
     if not path.is_file():
-        return {"reasoner_frame": None, "prompt": None}
+        return {"reasoner_frame": None, "prompt": None, "coordinates": None}
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -124,11 +149,48 @@ def read_model_meta(reasoner: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path} names the prompt {prompt!r}, which this segzero does not know; "
             f"set it to one of {', '.join(PROMPTS)}."
         )
-    return {**meta, "reasoner_frame": frame, "prompt": prompt}
+    coordinates = meta.get("coordinates")
+    if coordinates is not None and coordinates not in COORDINATES:
+        raise ModelLoadError(
+            f"{path} gives coordinates {coordinates!r}; set it to one of {', '.join(COORDINATES)} or delete the key."
+        )
+    return {**meta, "reasoner_frame": frame, "prompt": prompt, "coordinates": coordinates}
+
+
+def read_model_type(name: str | os.PathLike[str]) -> str | None:
+    """The ``model_type`` in a model's ``config.json``, read without loading the model.
+
+    A folder's own file is read; for a hub id, the file in the local Hugging Face cache (fetched first
+    when the hub is reachable, as ``from_pretrained`` would). None when there is no readable file.
+    """
+    name = str(name)
+    if looks_like_path(name):
+        path: str | Path | None = Path(name).expanduser() / "config.json"
+    else:
+        from transformers.utils import cached_file
+
+        try:
+            path = cached_file(
+                name,
+                "config.json",
+                _raise_exceptions_for_missing_entries=False,
+                _raise_exceptions_for_connection_errors=False,
+            )
+        except (OSError, ValueError):
+            path = None
+    if path is None or not Path(path).is_file():
+        return None
+    try:
+        config = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    return model_type if isinstance(model_type, str) else None
 
 
 def write_model_meta(folder: str | os.PathLike[str], *, frame: int, prompt: str, **extra: Any) -> Path:
-    """Write ``segzero.json`` (``reasoner_frame``, ``prompt`` and ``extra``) into a reasoner folder.
+    """Write ``segzero.json`` (``reasoner_frame``, ``prompt`` and ``extra``, e.g. ``coordinates``) into a
+    reasoner folder.
 
     :func:`read_model_meta` reads it back, and so :meth:`segzero.pipeline.ReasoningSegmenter.from_pretrained`
     runs the model in that frame with that prompt unless told otherwise. Returns the file's path.

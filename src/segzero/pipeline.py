@@ -1,4 +1,4 @@
-"""The one way through: image + request -> reasoner -> answer -> frame mapping -> SAM2 -> mask.
+"""The one way through: image + request -> reasoner -> answer -> frame mapping -> segmenter -> mask.
 
 The CLI, the server, the evaluator and the demo all call :class:`ReasoningSegmenter`; its second
 half (completion -> answer -> image-frame prompts -> masks) is :func:`segment_answers`, which the
@@ -25,7 +25,7 @@ from segzero.frames import Frame, ObjectPrompt, to_image_frame
 from segzero.images import ImageInput, load_image
 from segzero.prompts import normalize_request
 from segzero.reasoner import Reasoner
-from segzero.segmenter import Segmenter, SegmenterOutput
+from segzero.segmenter import Segmenter, SegmenterOutput, load_segmenter
 
 
 @dataclass
@@ -37,9 +37,9 @@ class SegmentationResult:
         thinking: the model's reasoning (inside ``<think>``), or None.
         completion: the raw completion text.
         objects: per object, box and points in the ORIGINAL image's pixel frame (each names it).
-        answer: the parsed answer, coordinates in the reasoner frame.
+        answer: the parsed answer, coordinates on the reasoner's answer grid.
         mask: bool ``(height, width)`` of the original image; all False when the answer was unusable.
-        score: SAM2's predicted IoU (mean over objects), or None when nothing was segmented.
+        score: the segmenter's score (mean over objects), or None when nothing was segmented.
         status / reason: whether and why parsing failed (see :class:`segzero.answer.ParseStatus`).
         timings: seconds per stage for this request; batch stages are shared equally by its requests.
         image_size: ``(width, height)`` of the original image.
@@ -89,11 +89,13 @@ def segment_answers(
     """The pipeline's second half: completions -> answers -> image-frame prompts -> one mask per completion.
 
     Args:
-        segmenter: a :class:`~segzero.segmenter.Segmenter` (anything with its ``segment_many``).
+        segmenter: a :class:`~segzero.segmenter.Segmenter` or :class:`~segzero.segmenter.ConceptSegmenter`
+            (anything with their ``segment_many``).
         images: the image each completion is about, in its original frame; give the same object for
             completions about the same image, so it is encoded once.
         completions: the reasoner's texts.
-        frame: the reasoner frame the answers are in (its side, or the :class:`~segzero.frames.Frame`).
+        frame: the grid the answers are on (its side, or the :class:`~segzero.frames.Frame`): the
+            reasoner's :attr:`~segzero.reasoner.Reasoner.answer_frame`.
         mode: which prompts the segmenter uses (:data:`~segzero.defaults.SEGMENTER_MODES`).
 
     Returns:
@@ -107,7 +109,7 @@ def segment_answers(
 
 
 class ReasoningSegmenter:
-    """Reasoning segmentation with a reasoner (VLM) and a frozen segmenter (SAM2).
+    """Reasoning segmentation with a reasoner (VLM) and a frozen segmenter (SAM 2 or SAM 3).
 
     Example::
 
@@ -117,13 +119,25 @@ class ReasoningSegmenter:
 
     ``config`` (a :class:`~segzero.config.PipelineConfig`) holds every setting; the models it names
     are the ones given here.
+
+    Raises:
+        InputError: the segmenter does not serve the config's segmenter mode (``concept`` needs SAM 3's
+            text interface, :class:`~segzero.segmenter.ConceptSegmenter`).
     """
 
     def __init__(self, reasoner: Reasoner, segmenter: Segmenter, config: PipelineConfig | None = None) -> None:
         config = config or PipelineConfig(reasoner=reasoner.name or DEFAULT_REASONER,
                                           segmenter=segmenter.name or DEFAULT_SEGMENTER)  # fmt: skip
-        # The loaded reasoner's frame is the frame; the prompt follows the usual rule.
-        self.config = dataclasses.replace(config.resolved(), frame=reasoner.frame)
+        # The loaded reasoner's frame and convention are the pipeline's; the prompt follows the usual rule.
+        self.config = dataclasses.replace(
+            config.resolved(), frame=reasoner.frame, coordinates=reasoner.coordinates
+        )
+        modes = getattr(segmenter, "modes", None)
+        if modes is not None and self.config.segmenter_mode not in modes:
+            raise InputError(
+                f"The segmenter {segmenter.name or type(segmenter).__name__} serves the modes {', '.join(modes)}, "
+                f"not --segmenter-mode {self.config.segmenter_mode}; the concept mode needs SAM 3's text interface."
+            )
         self.reasoner = reasoner
         self.segmenter = segmenter
 
@@ -139,23 +153,27 @@ class ReasoningSegmenter:
             ModelLoadError: a model cannot be loaded, or its ``segzero.json`` is malformed.
         """
         config = config.resolved()
-        return cls(
-            Reasoner.from_pretrained(config.reasoner, device=config.device, dtype=config.dtype, frame=config.frame),
-            Segmenter.from_pretrained(config.segmenter, device=config.device, dtype=config.dtype),
-            config,
+        reasoner = Reasoner.from_pretrained(
+            config.reasoner, device=config.device, dtype=config.dtype, frame=config.frame,
+            coordinates=config.coordinates,
+        )  # fmt: skip
+        segmenter = load_segmenter(
+            config.segmenter, mode=config.segmenter_mode, device=config.device, dtype=config.dtype
         )
+        return cls(reasoner, segmenter, config)
 
     @classmethod
     def from_pretrained(
         cls, reasoner: str = DEFAULT_REASONER, segmenter: str = DEFAULT_SEGMENTER, **settings: Any
     ) -> ReasoningSegmenter:
         """Load both models by hub id or local folder; ``settings`` are :class:`~segzero.config.PipelineConfig`
-        fields (``device``, ``dtype``, ``frame``, ``prompt``, ``segmenter_mode``, ``batch_size``,
-        ``max_new_tokens``, ``max_pixels``).
+        fields (``device``, ``dtype``, ``frame``, ``coordinates``, ``prompt``, ``segmenter_mode``,
+        ``batch_size``, ``max_new_tokens``, ``max_pixels``).
 
         A reasoner folder saved by ``segzero train`` (or a ShapeWorld model) carries a ``segzero.json``
-        saying the frame and the prompt variant it was trained with; they are the defaults here, so
-        e.g. a model trained with the ``no_think`` prompt is asked with it. Explicit settings win.
+        saying the frame, the prompt variant and the coordinate convention it was trained with; they
+        are the defaults here, so e.g. a model trained with the ``no_think`` prompt is asked with it.
+        Explicit settings win, except a coordinate convention that contradicts the model's own.
 
         Raises:
             ModelLoadError: a model cannot be loaded, or its ``segzero.json`` is malformed.
@@ -176,7 +194,13 @@ class ReasoningSegmenter:
 
     @property
     def frame(self) -> int:
+        """Side in pixels of the square image the reasoner is shown."""
         return self.reasoner.frame
+
+    @property
+    def answer_frame(self) -> Frame:
+        """The grid the reasoner's answers are on (its pixels, or the 0-1000 grid)."""
+        return self.reasoner.answer_frame
 
     def segment(self, image: ImageInput, request: str, **generate_kwargs: Any) -> SegmentationResult:
         """Segment what ``request`` means in ``image`` (a path, bytes, PIL image or uint8 array)."""
@@ -185,7 +209,8 @@ class ReasoningSegmenter:
     def segment_batch(
         self, images: Sequence[ImageInput], requests: Sequence[str], **generate_kwargs: Any
     ) -> list[SegmentationResult]:
-        """Segment many requests: one ``generate`` per ``batch_size`` requests, one SAM2 encoding per distinct image.
+        """Segment many requests: one ``generate`` per ``batch_size`` requests, one segmenter encoding per
+        distinct image.
 
         The same path (or the same image object) given for several requests is loaded and
         encoded once. Unparseable answers give an empty mask and a status saying why; the
@@ -212,7 +237,7 @@ class ReasoningSegmenter:
             )
         t2 = time.perf_counter()
         answers, objects, masks = segment_answers(
-            self.segmenter, loaded, completions, self.frame, self.segmenter_mode
+            self.segmenter, loaded, completions, self.answer_frame, self.segmenter_mode
         )
         t3 = time.perf_counter()
         n = len(requests)

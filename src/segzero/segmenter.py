@@ -1,9 +1,15 @@
-"""The segmenter: SAM2 through transformers, frozen, prompted with boxes and positive points.
+"""The segmenter: SAM 2 or SAM 3 through transformers, frozen, prompted with boxes and positive points,
+or (SAM 3) with the phrase that names the object.
 
 Two verbs, as in Meta's predictor: :meth:`Segmenter.embed` encodes images once, and
 :meth:`Segmenter.predict` turns positional prompts (image frame) into a mask, reusing the
 embedding for every object and request on that image. :meth:`Segmenter.segment_many` does both
-for a batch, encoding each distinct image once.
+for a batch, encoding each distinct image once. SAM 3's tracker (``Sam3TrackerModel``) has SAM 2's
+interface, so :class:`Segmenter` serves both families' box and point prompts alike.
+
+:class:`ConceptSegmenter` is the ``concept`` mode: SAM 3's text interface (``Sam3Model``) finds the
+instances of the phrase the reasoner names, and those inside the object's box (or on its points) make
+its mask. :func:`load_segmenter` picks the class a mode needs; both have the same ``segment_many``.
 """
 
 from __future__ import annotations
@@ -15,19 +21,78 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from segzero.defaults import DEFAULT_SEGMENTER, SEGMENTER_MODES
+from segzero.defaults import CONCEPT_INSIDE_SHARE, CONCEPT_SCORE_THRESHOLD, DEFAULT_SEGMENTER, SEGMENTER_MODES
+from segzero.errors import InputError, ModelLoadError
+from segzero.families import SegmenterFamily, segmenter_family
 from segzero.frames import Frame, ObjectPrompt
-from segzero.hub import load_pretrained, pick_device, pick_dtype
+from segzero.hub import load_model_type, load_pretrained, pick_device, pick_dtype
 
-SegmenterMode = Literal["both", "box", "points"]
+SegmenterMode = Literal["both", "box", "points", "concept"]
+
+#: The modes served by box and point prompts (:class:`Segmenter`); ``concept`` is :class:`ConceptSegmenter`'s.
+POSITIONAL_MODES = ("both", "box", "points")
+
+
+def _load(name: str, interface: str, device: str | None, dtype: str | None) -> tuple[Any, Any, str]:
+    """Model, processor and device of the segmenter ``name`` through one of its family's interfaces.
+
+    Args:
+        interface: ``"positional"`` (boxes and points) or ``"concept"`` (text).
+
+    Raises:
+        ModelLoadError: the model cannot be found, is of a family segzero does not run, or its checkpoint
+            lacks the interface.
+    """
+    import transformers
+
+    model_type = load_model_type(name, "segmenter")
+    family: SegmenterFamily = segmenter_family(model_type, name)
+    if model_type not in getattr(family, interface):
+        served = "box and point prompts" if interface == "positional" else "text prompts (--segmenter-mode concept)"
+        raise ModelLoadError(
+            f"The segmenter {name} is a {family.name} checkpoint of type {model_type!r}, which has no interface "
+            f"for {served}; use a {family.name} checkpoint of type {' or '.join(getattr(family, interface))}."
+        )
+    model_class, processor_class = (getattr(transformers, c) for c in getattr(family, f"{interface}_classes"))
+    device = pick_device(device)
+    processor = load_pretrained(processor_class.from_pretrained, name, "segmenter")
+    model = load_pretrained(model_class.from_pretrained, name, "segmenter", dtype=pick_dtype(device, dtype))
+    model.to(device).eval()
+    return model, processor, device
+
+
+def load_segmenter(
+    name: str = DEFAULT_SEGMENTER, *, mode: str = "both", device: str | None = None, dtype: str | None = None
+) -> Segmenter | ConceptSegmenter:
+    """The segmenter ``mode`` needs: :class:`ConceptSegmenter` for ``concept``, else :class:`Segmenter`.
+
+    Raises:
+        InputError: an unknown mode.
+        ModelLoadError: see :func:`_load`.
+    """
+    if mode not in SEGMENTER_MODES:
+        raise InputError(f"--segmenter-mode {mode!r} is not known; choose one of: {', '.join(SEGMENTER_MODES)}.")
+    cls = ConceptSegmenter if mode == "concept" else Segmenter
+    return cls.from_pretrained(name, device=device, dtype=dtype)
+
+
+def _check_frames(objects: Sequence[ObjectPrompt], size: tuple[int, int]) -> None:
+    image_frame = Frame.image(size)
+    for obj in objects:
+        if obj.frame != image_frame:
+            raise ValueError(
+                f"the segmenter takes prompts in the image's pixels ({image_frame}), got an object in "
+                f"the {obj.frame}; map it with segzero.frames.to_image_frame first"
+            )
 
 
 @dataclass
 class ImageEmbedding:
-    """SAM2's multi-scale features of one image, reusable across prompts.
+    """The segmenter's features of one image, reusable across prompts.
 
     Attributes:
-        features: per feature level, a ``(1, C, h, w)`` tensor on the model's device.
+        features: what the model takes instead of pixels: per feature level a ``(1, C, h, w)`` tensor
+            (SAM 2, SAM 3's tracker), or SAM 3's ``vision_embeds`` for one image (concept mode).
         size: the original image size ``(width, height)``.
     """
 
@@ -41,9 +106,10 @@ class SegmenterOutput:
 
     Attributes:
         mask: bool ``(height, width)`` of the original image: the union over objects.
-        score: mean predicted IoU of the chosen candidates (None when there was nothing to segment).
+        score: mean over objects of their scores (None when there was nothing to segment).
         object_masks: bool ``(height, width)`` per object, in the order given.
-        object_scores: predicted IoU of each object's chosen candidate.
+        object_scores: per object, the predicted IoU of its chosen candidate (box and point prompts) or
+            the best score of the instances kept for it (concept mode; 0 when none was kept).
     """
 
     mask: np.ndarray
@@ -59,49 +125,33 @@ def _prompt_parts(obj: ObjectPrompt, mode: str) -> tuple[list[float] | None, lis
     return box, points
 
 
-class Segmenter:
-    """A frozen SAM2 (``Sam2Model`` + ``Sam2Processor``) with embeddings computed once per image.
+class _FrozenSegmenter:
+    """What both segmenters share: a frozen model and processor loaded through one of the family's
+    interfaces (:attr:`interface`), and images encoded in batches of ``embed_batch_size``."""
 
-    ``multimask_output`` (default True) picks, per object, the candidate with the highest predicted IoU
-    among SAM2's three; False asks SAM2 for its single-mask output instead, which it replaces by its best
-    candidate only when that output is unstable (``dynamic_multimask_via_stability``), as the reference
-    release's training-data filter does.
-    """
+    #: ``"positional"`` (boxes and points) or ``"concept"`` (text): which classes :func:`_load` picks.
+    interface = "positional"
+    #: The segmenter modes the class serves.
+    modes: tuple[str, ...] = ()
 
-    def __init__(
-        self,
-        model: Any,
-        processor: Any,
-        *,
-        name: str = "",
-        embed_batch_size: int = 4,
-        multimask_output: bool = True,
-    ) -> None:
+    def __init__(self, model: Any, processor: Any, *, name: str = "", embed_batch_size: int = 4) -> None:
         self.model = model
         self.processor = processor
         self.name = name
         self.embed_batch_size = embed_batch_size
-        self.multimask_output = multimask_output
 
     @classmethod
     def from_pretrained(
-        cls,
-        name_or_path: str = DEFAULT_SEGMENTER,
-        *,
-        device: str | None = None,
-        dtype: str | None = None,
-        multimask_output: bool = True,
-    ) -> "Segmenter":
-        """Load SAM2 in transformers format by hub id (e.g. ``facebook/sam2.1-hiera-large``) or local folder."""
-        from transformers import Sam2Model, Sam2Processor
+        cls, name_or_path: str = DEFAULT_SEGMENTER, *, device: str | None = None, dtype: str | None = None,
+        **options: Any,
+    ):  # fmt: skip
+        """Load the model by hub id or local folder in transformers format; ``options`` go to the constructor.
 
-        device = pick_device(device)
-        processor = load_pretrained(Sam2Processor.from_pretrained, name_or_path, "segmenter")
-        model = load_pretrained(
-            Sam2Model.from_pretrained, name_or_path, "segmenter", dtype=pick_dtype(device, dtype)
-        )
-        model.to(device).eval()
-        return cls(model, processor, name=name_or_path, multimask_output=multimask_output)
+        Raises:
+            ModelLoadError: not found, not a SAM 2 or SAM 3 checkpoint, or one without this interface.
+        """
+        model, processor, _ = _load(name_or_path, cls.interface, device, dtype)
+        return cls(model, processor, name=name_or_path, **options)
 
     @property
     def device(self) -> Any:
@@ -116,35 +166,62 @@ class Segmenter:
             chunk = list(images[start : start + self.embed_batch_size])
             pixels = self.processor(images=chunk, return_tensors="pt")["pixel_values"]
             with torch.inference_mode():
-                feats = self.model.get_image_embeddings(pixels.to(self.device, self.model.dtype))
-            for i, img in enumerate(chunk):
-                out.append(ImageEmbedding([f[i : i + 1] for f in feats], img.size))
+                features = self._encode(pixels.to(self.device, self.model.dtype))
+            out += [ImageEmbedding(f, img.size) for f, img in zip(features, chunk)]
         return out
+
+    def _encode(self, pixels: Any) -> list[Any]:
+        """The features of each image of a ``(n, 3, H, W)`` batch."""
+        raise NotImplementedError
+
+
+class Segmenter(_FrozenSegmenter):
+    """A frozen SAM 2 (``Sam2Model`` + ``Sam2Processor``) or SAM 3 tracker (``Sam3TrackerModel`` +
+    ``Sam3TrackerProcessor``, the same interface) with embeddings computed once per image.
+
+    :meth:`from_pretrained` loads SAM 2 (e.g. ``facebook/sam2.1-hiera-large``) or SAM 3's tracker (e.g.
+    ``facebook/sam3``). ``multimask_output`` (default True) picks, per object, the candidate with the
+    highest predicted IoU among the model's three; False asks for its single-mask output instead, which
+    it replaces by its best candidate only when that output is unstable
+    (``dynamic_multimask_via_stability``), as the reference release's training-data filter does.
+    """
+
+    modes = POSITIONAL_MODES
+
+    def __init__(
+        self,
+        model: Any,
+        processor: Any,
+        *,
+        name: str = "",
+        embed_batch_size: int = 4,
+        multimask_output: bool = True,
+    ) -> None:
+        super().__init__(model, processor, name=name, embed_batch_size=embed_batch_size)
+        self.multimask_output = multimask_output
+
+    def _encode(self, pixels: Any) -> list[Any]:
+        feats = self.model.get_image_embeddings(pixels)
+        return [[f[i : i + 1] for f in feats] for i in range(len(pixels))]
 
     def predict(
         self, embedding: ImageEmbedding, objects: Sequence[ObjectPrompt], mode: SegmenterMode = "both"
     ) -> SegmenterOutput:
         """Segment each object from its prompts (image frame) and return the union.
 
-        Each object gets its box and all its points as positive clicks (label 1); among SAM2's
+        Each object gets its box and all its points as positive clicks (label 1); among the
         multimask candidates the one with the highest predicted IoU is kept (one output with
         ``multimask_output=False``, see the class docstring). Objects whose answer lacks what ``mode``
         needs (a box in ``"box"`` mode, points in ``"points"`` mode) fall back to whatever prompts they
         do have.
 
         Raises:
-            ValueError: an unknown mode, or an object not in this image's pixel frame (a reasoner-frame
-                answer must be mapped first, with :func:`segzero.frames.to_image_frame`).
+            ValueError: a mode this class does not serve, or an object not in this image's pixel frame (a
+                reasoner-frame answer must be mapped first, with :func:`segzero.frames.to_image_frame`).
         """
-        if mode not in SEGMENTER_MODES:
-            raise ValueError(f"segmenter mode must be one of {SEGMENTER_MODES}, got {mode!r}")
-        image_frame = Frame.image(embedding.size)
-        for obj in objects:
-            if obj.frame != image_frame:
-                raise ValueError(
-                    f"the segmenter takes prompts in the image's pixels ({image_frame}), got an object in "
-                    f"the {obj.frame}; map it with segzero.frames.to_image_frame first"
-                )
+        if mode not in self.modes:
+            raise ValueError(f"box and point prompts serve the segmenter modes {self.modes}, got {mode!r}")
+        _check_frames(objects, embedding.size)
         w, h = embedding.size
         masks: list[np.ndarray] = [np.zeros((h, w), dtype=bool)] * len(objects)
         scores: list[float] = [0.0] * len(objects)
@@ -231,4 +308,142 @@ class Segmenter:
             for entries, embedding in zip(chunk, self.embed([images[g[0]] for g in chunk])):
                 for i in entries:
                     outputs[i] = self.predict(embedding, prompts[i], mode)
+        return outputs  # type: ignore[return-value]
+
+
+class ConceptSegmenter(_FrozenSegmenter):
+    """SAM 3's text interface (``Sam3Model`` + ``Sam3Processor``), frozen: the ``concept`` segmenter mode.
+
+    For each object, the phrase the reasoner named (:attr:`ObjectPrompt.label`) is given to SAM 3, which
+    returns every instance of it in the image with a score; the instances scoring above
+    :attr:`score_threshold` that lie inside the object's box (at least :attr:`inside_share` of the
+    instance's pixels) make the object's mask, or, for an answer without a box, those that cover one of
+    its points. An object without a phrase is prompted with its box as SAM 3's visual exemplar instead
+    (and gets an empty mask without a box either). Each distinct image is encoded once; the prompts of a
+    chunk of images go through the detector in one batch. :meth:`from_pretrained` loads SAM 3's detector
+    (e.g. ``facebook/sam3``).
+    """
+
+    interface = "concept"
+    modes = ("concept",)
+    #: Instances scoring above this are candidates.
+    score_threshold = CONCEPT_SCORE_THRESHOLD
+    #: Share of an instance's pixels that must lie inside the object's box.
+    inside_share = CONCEPT_INSIDE_SHARE
+
+    def _encode(self, pixels: Any) -> list[Any]:
+        vision = self.model.get_vision_features(pixel_values=pixels)
+        n = len(pixels)
+        return [
+            [[f[i : i + 1] for f in vision.fpn_hidden_states],
+             [p[i : i + 1] if p.shape[0] == n else p for p in vision.fpn_position_encoding]]
+            for i in range(n)
+        ]  # fmt: skip
+
+    def _instances(
+        self, embeddings: Sequence[ImageEmbedding], texts: Sequence[str], boxes: Sequence[list[float]] | None
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """SAM 3's instances for each ``(embedding, text[, exemplar box])`` query, in one batch.
+
+        Returns:
+            Per query, bool masks ``(n, height, width)`` of the original image and their scores ``(n,)``.
+        """
+        import torch
+        from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
+
+        sizes = [[e.size[1], e.size[0]] for e in embeddings]
+        kwargs: dict[str, Any] = {}
+        if boxes is not None:
+            kwargs = {"input_boxes": [[b] for b in boxes], "original_sizes": sizes}
+        prompts = self.processor(text=list(texts), return_tensors="pt", **kwargs)
+        vision = Sam3VisionEncoderOutput(
+            fpn_hidden_states=[torch.cat(level) for level in zip(*(e.features[0] for e in embeddings))],
+            fpn_position_encoding=[torch.cat(level) for level in zip(*(e.features[1] for e in embeddings))],
+        )
+        names = ("input_ids", "attention_mask", "input_boxes_labels")
+        inputs = {k: prompts[k].to(self.device) for k in names if k in prompts}
+        if "input_boxes" in prompts:
+            inputs["input_boxes"] = prompts["input_boxes"].to(self.device, self.model.dtype)
+        with torch.inference_mode():
+            out = self.model(vision_embeds=vision, **inputs)
+        found = self.processor.post_process_instance_segmentation(
+            out, threshold=self.score_threshold, mask_threshold=0.5, target_sizes=sizes
+        )
+        return [(r["masks"].bool().cpu().numpy(), r["scores"].float().cpu().numpy()) for r in found]
+
+    def _keep(self, obj: ObjectPrompt, masks: np.ndarray) -> np.ndarray:
+        """Which of the instance ``masks`` ``(n, h, w)`` belong to ``obj`` (image frame)."""
+        if obj.box is not None:
+            x1, y1, x2, y2 = (int(v) for v in obj.box)
+            inside = masks[:, y1 : y2 + 1, x1 : x2 + 1].sum(axis=(1, 2))
+            return inside >= self.inside_share * np.maximum(masks.sum(axis=(1, 2)), 1)
+        if obj.points:
+            return np.logical_or.reduce([masks[:, int(y), int(x)] for x, y in obj.points])
+        return np.zeros(len(masks), dtype=bool)
+
+    def segment_many(
+        self,
+        images: Sequence[Image.Image],
+        prompts: Sequence[Sequence[ObjectPrompt]],
+        mode: SegmenterMode = "concept",
+    ) -> list[SegmenterOutput]:
+        """Masks for many (image, objects) pairs, each distinct image object encoded exactly once.
+
+        Args:
+            images: RGB images; the same object may appear several times (several requests on one image).
+            prompts: per entry, the objects in that image's pixel frame (``Frame.image(size)``); each
+                object's ``label`` is its phrase.
+            mode: must be ``"concept"``.
+
+        Raises:
+            ValueError: another mode, or an object not in its image's pixel frame.
+        """
+        if mode not in self.modes:
+            raise ValueError(f"SAM 3's text interface serves the segmenter mode 'concept', got {mode!r}")
+        if len(images) != len(prompts):
+            raise ValueError(f"{len(images)} images for {len(prompts)} prompt lists")
+        entries_by_image: dict[int, list[int]] = {}
+        for i, (img, objs) in enumerate(zip(images, prompts)):
+            _check_frames(objs, img.size)
+            entries_by_image.setdefault(id(img), []).append(i)
+        groups = list(entries_by_image.values())
+        outputs: list[SegmenterOutput | None] = [None] * len(images)
+        for start in range(0, len(groups), self.embed_batch_size):
+            chunk = groups[start : start + self.embed_batch_size]
+            embeddings = self.embed([images[g[0]] for g in chunk])
+            # One query per distinct (image, phrase), or (image, exemplar box) for an object without a phrase.
+            by_text: dict[tuple[int, str], int] = {}
+            by_box: dict[tuple[int, tuple], int] = {}
+            for k, entries in enumerate(chunk):
+                for obj in (o for i in entries for o in prompts[i]):
+                    if obj.label is not None:
+                        by_text.setdefault((k, obj.label), len(by_text))
+                    elif obj.box is not None:
+                        by_box.setdefault((k, tuple(obj.box)), len(by_box))
+            found_text = (
+                self._instances([embeddings[k] for k, _ in by_text], [t for _, t in by_text], None) if by_text else []
+            )
+            found_box = (
+                self._instances(
+                    [embeddings[k] for k, _ in by_box], ["visual"] * len(by_box), [list(b) for _, b in by_box]
+                )
+                if by_box
+                else []
+            )
+            for k, entries in enumerate(chunk):
+                w, h = embeddings[k].size
+                for i in entries:
+                    masks, scores = [], []
+                    for obj in prompts[i]:
+                        if obj.label is not None:
+                            inst, inst_scores = found_text[by_text[(k, obj.label)]]
+                        elif obj.box is not None:
+                            inst, inst_scores = found_box[by_box[(k, tuple(obj.box))]]
+                        else:
+                            inst, inst_scores = np.zeros((0, h, w), dtype=bool), np.zeros(0)
+                        keep = self._keep(obj, inst)
+                        masks.append(np.logical_or.reduce(inst[keep]) if keep.any() else np.zeros((h, w), dtype=bool))
+                        scores.append(float(inst_scores[keep].max()) if keep.any() else 0.0)
+                    union = np.logical_or.reduce(masks) if masks else np.zeros((h, w), dtype=bool)
+                    outputs[i] = SegmenterOutput(union, float(np.mean(scores)) if masks else None, masks, scores)
         return outputs  # type: ignore[return-value]

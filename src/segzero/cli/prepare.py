@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from segzero.cli.app import app, output_in_use
-from segzero.defaults import DEFAULT_SEGMENTER, REASONER_FRAME, SEGMENTER_AGREEMENT_IOU
+from segzero.defaults import COORDINATES, DEFAULT_SEGMENTER, REASONER_FRAME, SEGMENTER_AGREEMENT_IOU
 from segzero.protocols import PROTOCOLS, SEGZERO
 
 
@@ -31,6 +31,9 @@ class SecondPoint(StrEnum):
 class Objects(StrEnum):
     single = "single"
     components = "components"
+
+
+Coordinates = StrEnum("Coordinates", {name: name for name in COORDINATES})
 
 
 class Subset(StrEnum):
@@ -92,6 +95,13 @@ def prepare(
             help=f"Side of the reasoner's square frame to write prompts in [default: {REASONER_FRAME}].",
         ),
     ] = None,
+    coordinates: Annotated[
+        Coordinates,
+        typer.Option(
+            help="pixels: prompts in the --frame pixels (Qwen2.5-VL); relative: on the 0-1000 grid "
+            "(Qwen2-VL, Qwen3-VL), whatever --frame."
+        ),
+    ] = Coordinates.pixels,
     second_point: Annotated[
         SecondPoint | None,
         typer.Option(
@@ -108,7 +118,7 @@ def prepare(
     filter_with_segmenter: Annotated[
         str | None,
         typer.Option(
-            help="SAM2 id or folder: keep only samples it reproduces from box + point 1 "
+            help="SAM 2 or SAM 3 id or folder: keep only samples it reproduces from box + point 1 "
             f"[default: none; {DEFAULT_SEGMENTER} under --protocol reference]."
         ),
     ] = None,
@@ -142,6 +152,14 @@ def prepare(
         segmenter=filter_with_segmenter,
         filter_iou=filter_iou,
     )
+    if coordinates.value != "pixels" and settings.reference_images:
+        raise InputError(
+            f"--coordinates {coordinates.value} contradicts --protocol reference, where prompts are in the "
+            f"{REASONER_FRAME} pixels; drop --coordinates."
+        )
+    from segzero.frames import answer_grid
+
+    grid = answer_grid(settings.frame, coordinates.value).width  # the grid the reasoner answers on
 
     console = Console()
     if output_in_use(out):
@@ -184,9 +202,7 @@ def prepare(
         from segzero.data.reference_prep import reference_training_samples
 
         samples = reference_training_samples(samples, settings.frame, report=report)
-    written = save_prepared(
-        samples, out, frame=settings.frame, second_point=settings.second_point, report=report
-    )
+    written = save_prepared(samples, out, frame=grid, second_point=settings.second_point, report=report)
     report.write_jsonl(out / "skipped.jsonl")
 
     console.print(

@@ -155,10 +155,15 @@ def batch(
 def make_tiny_command(
     out: Annotated[Path, typer.Argument(help="Folder to write reasoner/ and segmenter/ into.")],
     seed: Annotated[int, typer.Option(help="Random seed of the weights.")] = 0,
-    frame: Annotated[int, typer.Option(help="Reasoner frame side (a multiple of 28).")] = 224,
+    frame: Annotated[
+        int, typer.Option(help="Reasoner frame side (a multiple of 28 for Qwen2.5-VL, of 32 for Qwen3-VL).")
+    ] = 224,
+    reasoner_arch: Annotated[str, typer.Option(help="Reasoner architecture: qwen2_5_vl or qwen3_vl.")] = "qwen2_5_vl",
+    segmenter_arch: Annotated[str, typer.Option(help="Segmenter architecture: sam2 or sam3.")] = "sam2",
 ) -> None:
-    """Build tiny random Qwen2.5-VL and SAM2 models offline (for tests and trying the CLI without the hub)."""
+    """Build a tiny random reasoner (Qwen2.5-VL or Qwen3-VL) and segmenter (SAM 2 or SAM 3) offline, for tests
+    and for trying every command without the hub."""
     from segzero.tiny import make_tiny
 
-    models = make_tiny(out, seed=seed, frame=frame)
+    models = make_tiny(out, seed=seed, frame=frame, reasoner_arch=reasoner_arch, segmenter_arch=segmenter_arch)
     Console().print(f"reasoner: {models.reasoner}\nsegmenter: {models.segmenter}", highlight=False)

@@ -77,6 +77,7 @@ class ErrorResponse(BaseModel):
 class ObjectOut(BaseModel):
     box: list[int] | None = Field(description="[x1, y1, x2, y2] in original image pixels (inclusive).")
     points: list[list[int]] = Field(description="Positive clicks [[x, y], ...] in original image pixels.")
+    label: str | None = Field(default=None, description="The phrase the answer names the object with, if any.")
 
 
 class RleOut(BaseModel):

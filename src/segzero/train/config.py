@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from segzero.defaults import DEFAULT_PROMPT, REASONER_FRAME
+from segzero.defaults import COORDINATES, DEFAULT_PROMPT, REASONER_FRAME
 from segzero.errors import InputError
 from segzero.prompts import PROMPTS
 from segzero.rewards import REWARD_NAMES, SEGZERO_REWARDS
@@ -68,9 +68,19 @@ class SegZeroArguments:
     frame: int | None = field(
         default=None,
         metadata={
-            "help": f"Side of the square frame the reasoner sees and answers in ({REASONER_FRAME} in the "
-            "paper). Default: the dataset's `reasoner_frame` column; a different value is refused, since the "
-            "ground-truth prompts are in that frame."
+            "help": f"Side in pixels of the square image the reasoner is shown ({REASONER_FRAME} in the paper). "
+            "A reasoner that answers in pixels (Qwen2.5-VL) answers in this frame, so it must be the dataset's "
+            "`reasoner_frame` (the default; another value is refused); one that answers on the 0-1000 grid "
+            f"(Qwen2-VL, Qwen3-VL) may be shown any size (default {REASONER_FRAME})."
+        },
+    )
+    coordinates: str | None = field(
+        default=None,
+        metadata={
+            "help": f"The reasoner's coordinate convention: {', '.join(COORDINATES)}. Default: the model's own "
+            "(its segzero.json, else its family's: pixels for Qwen2.5-VL, relative for Qwen2-VL and Qwen3-VL); "
+            "a value that contradicts it is refused. Relative needs a dataset prepared with --coordinates "
+            "relative (prompts on the 0-1000 grid)."
         },
     )
     max_prompt_length: int | None = field(
@@ -90,11 +100,16 @@ class SegZeroArguments:
     )
     segmenter: str | None = field(
         default=None,
-        metadata={"help": "SAM2 segmenter (hub id or folder) for the `mask_iou` reward; loaded on each process."},
+        metadata={
+            "help": "SAM 2 or SAM 3 segmenter (hub id or folder) for the `mask_iou` reward; loaded on each process."
+        },
     )
     segmenter_mode: str = field(
         default="both",
-        metadata={"help": "Which predicted prompts the `mask_iou` reward gives SAM2: both, box or points."},
+        metadata={
+            "help": "What the `mask_iou` reward gives the segmenter: both, box, points, or (SAM 3) concept: the "
+            "phrase the answer names (the `concept` prompt asks for it)."
+        },
     )
     resume: str = field(
         default="auto",
@@ -278,6 +293,8 @@ def validate(kind: str, config: TrainConfig) -> None:
     if not training.output_dir:
         raise InputError("Set `output_dir` (in the recipe, or --output-dir) to the run folder.")
     get_prompt(script.prompt)
+    if script.coordinates is not None and script.coordinates not in COORDINATES:
+        raise InputError(f"coordinates must be one of {', '.join(COORDINATES)}, got {script.coordinates!r}.")
     if script.resume not in RESUME_CHOICES and not Path(script.resume).is_dir():
         raise InputError(
             f"resume={script.resume!r} is neither auto, never nor an existing checkpoint folder."
@@ -298,7 +315,7 @@ def validate(kind: str, config: TrainConfig) -> None:
             f"({', '.join(script.reward_funcs)}); give one weight per reward."
         )
     if "mask_iou" in script.reward_funcs and not script.segmenter:
-        raise InputError("The `mask_iou` reward needs `segmenter` (a SAM2 hub id or folder).")
+        raise InputError("The `mask_iou` reward needs `segmenter` (a SAM 2 or SAM 3 hub id or folder).")
     if script.segmenter_mode not in SEGMENTER_MODES:
         raise InputError(f"segmenter_mode must be one of {', '.join(SEGMENTER_MODES)}.")
 

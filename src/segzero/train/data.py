@@ -3,10 +3,13 @@
 GRPO rows (``GRPOTrainer`` with a VLM):
 
 * ``prompt``: the conversation of :func:`segzero.reasoner.build_messages` (one user turn, an image
-  placeholder then the prompt text), the one way prompts are built at inference too;
+  placeholder then the prompt text, worded for the reasoner's coordinate convention), the one way
+  prompts are built at inference too;
 * ``images``: ``[reasoner_image(image, frame)]``, the image as the reasoner sees it. TRL reads
   ``images`` before ``image`` and puts each image into the placeholder;
-* ``reasoner_boxes`` / ``reasoner_points``: the ground truth of the accuracy rewards (reasoner frame);
+* ``reasoner_boxes`` / ``reasoner_points``: the ground truth of the accuracy rewards, on the answer grid;
+* ``reasoner_frame``: the side of that grid, which the rewards read completions in (the view's side
+  for a reasoner that answers in pixels, 1000 for one that answers on the relative grid);
 * with the ``mask_iou`` reward only: ``image`` (the ORIGINAL image, the frame of the masks), ``mask_rle``
   and ``ignore_rle``.
 
@@ -25,7 +28,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from segzero.defaults import REASONER_FRAME, RELATIVE_GRID
 from segzero.errors import DatasetError
+from segzero.frames import answer_grid
 from segzero.prompts import PromptVariant, get_prompt
 from segzero.reasoner import build_messages, reasoner_image
 from segzero.train.config import SegZeroArguments
@@ -52,18 +57,32 @@ def load_rows(script: SegZeroArguments):
     return data
 
 
-def dataset_frame(data, requested: int | None) -> int:
-    """The reasoner frame the dataset's prompts are in; ``requested`` must agree with it.
+def dataset_frame(data, requested: int | None, coordinates: str = "pixels") -> int:
+    """The side of the square image the reasoner is shown in training, checked against the dataset.
+
+    The dataset's prompts are on the grid its ``reasoner_frame`` column names. A reasoner that answers
+    in pixels answers on its view, so the view is that grid; one that answers on the relative grid
+    needs the prompts on it (``RELATIVE_GRID``) and may be shown any size (``requested``, else
+    ``REASONER_FRAME``).
 
     Raises:
-        DatasetError: rows in different frames, or a ``requested`` frame that differs from the data's.
+        DatasetError: rows in different frames, a ``requested`` frame that differs from the data's (pixels),
+            or prompts that are not on the relative grid (relative).
     """
     frames = set(data.unique("reasoner_frame")) if "reasoner_frame" in data.column_names else set()
     if len(frames) > 1:
         raise DatasetError(
             f"The dataset mixes reasoner frames {sorted(frames)}; prepare it again with one --frame."
         )
-    frame = int(frames.pop()) if frames else requested
+    grid = int(frames.pop()) if frames else None
+    if coordinates == "relative":
+        if grid not in (None, RELATIVE_GRID):
+            raise DatasetError(
+                f"The reasoner answers on the 0-{RELATIVE_GRID} grid but the dataset's prompts are in frame {grid}; "
+                "prepare the data with --coordinates relative."
+            )
+        return requested or REASONER_FRAME
+    frame = grid if grid is not None else requested
     if frame is None:
         raise DatasetError("The dataset has no reasoner_frame column; set `frame` in the recipe.")
     if requested is not None and requested != frame:
@@ -79,19 +98,24 @@ def answer_target(solution: str) -> str:
     return f"<answer>{solution}</answer>"
 
 
-def grpo_dataset(data, prompt: str | PromptVariant, frame: int, *, with_masks: bool = False):
-    """A lazy GRPO view of prepared rows (see the module docstring for the columns)."""
+def grpo_dataset(
+    data, prompt: str | PromptVariant, frame: int, *, coordinates: str = "pixels", with_masks: bool = False
+):
+    """A lazy GRPO view of prepared rows (see the module docstring for the columns); ``frame`` is the side of
+    the view the reasoner is shown, ``coordinates`` its convention."""
     variant = get_prompt(prompt) if isinstance(prompt, str) else prompt
     missing = [c for c in (*GT_COLUMNS, *(MASK_COLUMNS[:1] if with_masks else ())) if c not in data.column_names]
     if missing:
         raise DatasetError(f"The dataset lacks the columns {', '.join(missing)}; write it with `segzero prepare`.")
+    grid = answer_grid(frame, coordinates).width
 
     def transform(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         out = {
-            "prompt": [build_messages(r, variant) for r in batch["request"]],
+            "prompt": [build_messages(r, variant, coordinates) for r in batch["request"]],
             "images": [[reasoner_image(img, frame)] for img in batch["image"]],
             "reasoner_boxes": batch["reasoner_boxes"],
             "reasoner_points": batch["reasoner_points"],
+            "reasoner_frame": [grid] * len(batch["request"]),
         }
         if with_masks:
             out["image"] = [img.convert("RGB") for img in batch["image"]]
@@ -102,13 +126,13 @@ def grpo_dataset(data, prompt: str | PromptVariant, frame: int, *, with_masks: b
     return data.with_transform(transform)
 
 
-def sft_dataset(data, prompt: str | PromptVariant, frame: int):
+def sft_dataset(data, prompt: str | PromptVariant, frame: int, coordinates: str = "pixels"):
     """A lazy SFT view of prepared rows: ``prompt``, ``completion`` and ``images``."""
     variant = get_prompt(prompt) if isinstance(prompt, str) else prompt
 
     def transform(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         return {
-            "prompt": [build_messages(r, variant) for r in batch["request"]],
+            "prompt": [build_messages(r, variant, coordinates) for r in batch["request"]],
             "completion": [
                 [{"role": "assistant", "content": [{"type": "text", "text": answer_target(s)}]}]
                 for s in batch["solution"]
@@ -119,7 +143,9 @@ def sft_dataset(data, prompt: str | PromptVariant, frame: int):
     return data.with_transform(transform)
 
 
-def prompt_lengths(processor, requests: list[str], prompt: str | PromptVariant, frame: int) -> list[int]:
+def prompt_lengths(
+    processor, requests: list[str], prompt: str | PromptVariant, frame: int, coordinates: str = "pixels"
+) -> list[int]:
     """Tokens of each request's full prompt (chat template, generation prompt and image tokens).
 
     The image is the same size for every row (``frame x frame``), so its token count is measured once
@@ -132,7 +158,7 @@ def prompt_lengths(processor, requests: list[str], prompt: str | PromptVariant, 
 
     def text(request: str) -> str:
         return processor.apply_chat_template(
-            build_messages(request, variant), tokenize=False, add_generation_prompt=True
+            build_messages(request, variant, coordinates), tokenize=False, add_generation_prompt=True
         )
 
     probe = text(requests[0])
@@ -144,11 +170,11 @@ def prompt_lengths(processor, requests: list[str], prompt: str | PromptVariant, 
     return [len(x) + image_extra for x in ids]
 
 
-def drop_long_prompts(data, processor, script: SegZeroArguments, frame: int):
+def drop_long_prompts(data, processor, script: SegZeroArguments, frame: int, coordinates: str = "pixels"):
     """``data`` without the rows whose prompt exceeds ``script.max_prompt_length`` tokens (logged)."""
     if script.max_prompt_length is None:
         return data
-    lengths = prompt_lengths(processor, data["request"], script.prompt, frame)
+    lengths = prompt_lengths(processor, data["request"], script.prompt, frame, coordinates)
     keep = [i for i, n in enumerate(lengths) if n <= script.max_prompt_length]
     if not keep:
         raise DatasetError(

@@ -16,17 +16,17 @@ from segzero.train.run import run_training
 
 
 def build_rewards(script) -> list:
-    """TRL reward callables in ``script.reward_funcs`` order; loads SAM2 only for ``mask_iou``."""
+    """TRL reward callables in ``script.reward_funcs`` order; loads the segmenter only for ``mask_iou``."""
     from segzero.rewards import make_trl_rewards
 
     segmenter = None
     if "mask_iou" in script.reward_funcs:
         from accelerate import PartialState
 
-        from segzero.segmenter import Segmenter
+        from segzero.segmenter import load_segmenter
 
-        # One frozen SAM2 per process, on that process's device.
-        segmenter = Segmenter.from_pretrained(script.segmenter, device=str(PartialState().device))
+        # One frozen segmenter per process, on that process's device.
+        segmenter = load_segmenter(script.segmenter, mode=script.segmenter_mode, device=str(PartialState().device))
     return make_trl_rewards(script.reward_funcs, segmenter=segmenter, mode=script.segmenter_mode)
 
 
@@ -37,8 +37,8 @@ def train_grpo(config: TrainConfig) -> Path:
     script = config.script
     with_masks = "mask_iou" in script.reward_funcs
 
-    def make_trainer(data, frame: int, **common) -> GRPOTrainer:
-        dataset = grpo_dataset(data, script.prompt, frame, with_masks=with_masks)
+    def make_trainer(data, frame: int, coordinates: str, **common) -> GRPOTrainer:
+        dataset = grpo_dataset(data, script.prompt, frame, coordinates=coordinates, with_masks=with_masks)
         return GRPOTrainer(reward_funcs=build_rewards(script), train_dataset=dataset, **common)
 
     return run_training(config, "grpo", make_trainer)

@@ -14,29 +14,37 @@ from segzero.hub import write_model_meta
 from segzero.train.config import ADAPTER_DIR, FINAL_DIR, TrainConfig
 from segzero.train.data import dataset_frame, drop_long_prompts, load_rows
 
-#: ``make_trainer(rows, frame, **common) -> trainer``: a TRL trainer on the prepared ``rows`` (those
-#: that fit ``max_prompt_length``) in the reasoner ``frame``; ``common`` holds the arguments every
-#: trainer takes (``model``, ``args``, ``processing_class``, ``peft_config``).
+#: ``make_trainer(rows, frame, coordinates, **common) -> trainer``: a TRL trainer on the prepared ``rows``
+#: (those that fit ``max_prompt_length``), the reasoner shown ``frame x frame`` images and answering in the
+#: ``coordinates`` convention; ``common`` holds the arguments every trainer takes (``model``, ``args``,
+#: ``processing_class``, ``peft_config``).
 MakeTrainer = Callable[..., Any]
 
 
 def run_training(config: TrainConfig, method: str, make_trainer: MakeTrainer) -> Path:
     """Run (or continue) one training run; returns the ``output_dir/final`` folder of the trained reasoner.
 
-    The order is what both methods need: refuse a bad ``resume`` before anything loads; read the rows,
-    their frame and the processor; drop prompts over ``max_prompt_length``; build the trainer; make
-    checkpoints in the hub's key names loadable; train; save the state and the final model with its
-    ``segzero.json`` (``method`` is recorded there).
+    The order is what both methods need: refuse a bad ``resume`` and an unsupported reasoner family or
+    contradicting coordinate convention before anything loads; read the rows, their frame and the
+    processor; drop prompts over ``max_prompt_length``; build the trainer; make checkpoints in the
+    hub's key names loadable; train; save the state and the final model with its ``segzero.json``
+    (``method`` is recorded there).
     """
     from trl import get_peft_config
 
+    from segzero.reasoner import reasoner_coordinates
+
     script, args, model_args = config
     resume_from = checkpoint_to_resume(args.output_dir, script.resume)
+    coordinates = reasoner_coordinates(
+        model_args.model_name_or_path, script.coordinates,
+        revision=model_args.model_revision, trust_remote_code=args.trust_remote_code,
+    )  # fmt: skip
 
     data = load_rows(script)
-    frame = dataset_frame(data, script.frame)
+    frame = dataset_frame(data, script.frame, coordinates)
     processor = load_processor(model_args, args.trust_remote_code)
-    data = drop_long_prompts(data, processor, script, frame)
+    data = drop_long_prompts(data, processor, script, frame, coordinates)
 
     args.model_init_kwargs = model_init_kwargs(model_args, args.model_init_kwargs)
     # The lazy views hand TRL exactly the columns it (and the rewards) need; the Trainer's column
@@ -45,6 +53,7 @@ def run_training(config: TrainConfig, method: str, make_trainer: MakeTrainer) ->
     trainer = make_trainer(
         data,
         frame,
+        coordinates,
         model=model_args.model_name_or_path,
         args=args,
         processing_class=processor,
@@ -53,7 +62,7 @@ def run_training(config: TrainConfig, method: str, make_trainer: MakeTrainer) ->
     accept_saved_key_names(trainer.accelerator.unwrap_model(trainer.model))
     trainer.train(resume_from_checkpoint=resume_from)
     trainer.save_state()
-    return save_final(trainer, model_args, frame=frame, prompt=script.prompt, method=method)
+    return save_final(trainer, model_args, frame=frame, prompt=script.prompt, coordinates=coordinates, method=method)
 
 
 def checkpoint_to_resume(output_dir: str | Path, resume: str) -> str | None:
@@ -138,14 +147,13 @@ def load_processor(model_args: Any, trust_remote_code: bool = False):
     )
 
 
-def save_final(trainer: Any, model_args: Any, *, frame: int, prompt: str, method: str) -> Path:
+def save_final(trainer: Any, model_args: Any, *, frame: int, prompt: str, coordinates: str, method: str) -> Path:
     """Save the trained reasoner to ``output_dir/final`` in Hugging Face format and return that folder.
 
     The folder holds the model (full weights; a LoRA adapter is merged into the base weights), the
-    processor, and ``segzero.json`` (``reasoner_frame``, ``prompt``, ``method``, ``base_model``), so
-    ``ReasoningSegmenter.from_pretrained(output_dir/"final", segmenter)`` uses the right frame and
-    prompt. With
-    LoRA the adapter alone is kept in ``output_dir/adapter`` too.
+    processor, and ``segzero.json`` (``reasoner_frame``, ``prompt``, ``coordinates``, ``method``,
+    ``base_model``), so ``ReasoningSegmenter.from_pretrained(output_dir/"final", segmenter)`` uses the
+    right frame, prompt and convention. With LoRA the adapter alone is kept in ``output_dir/adapter`` too.
 
     Every process must call this (DeepSpeed ZeRO-3 gathers the weights collectively); only the main
     process writes.
@@ -161,8 +169,9 @@ def save_final(trainer: Any, model_args: Any, *, frame: int, prompt: str, method
             trainer.processing_class.save_pretrained(final)
         _fix_saved_config(final)
         write_model_meta(
-            final, frame=frame, prompt=prompt, method=method, base_model=model_args.model_name_or_path
-        )
+            final, frame=frame, prompt=prompt, coordinates=coordinates, method=method,
+            base_model=model_args.model_name_or_path,
+        )  # fmt: skip
     trainer.accelerator.wait_for_everyone()
     return final
 

@@ -23,7 +23,7 @@ def train_sft(config: TrainConfig) -> Path:
         raise InputError("SFT trains on the answer only: leave completion_only_loss unset or true.")
     prompt = config.script.prompt
 
-    def make_trainer(data, frame: int, **common) -> SFTTrainer:
-        return SFTTrainer(train_dataset=sft_dataset(data, prompt, frame), **common)
+    def make_trainer(data, frame: int, coordinates: str, **common) -> SFTTrainer:
+        return SFTTrainer(train_dataset=sft_dataset(data, prompt, frame, coordinates), **common)
 
     return run_training(config, "sft", make_trainer)
