@@ -27,7 +27,7 @@ def _folder(tmp_path, model_type: str, name: str = "model"):
 @pytest.mark.parametrize(
     ("model_type", "name", "coordinates", "token"),
     [
-        ("qwen2_vl", "Qwen2-VL", "relative", 28),
+        ("qwen2_vl", "Qwen2-VL", "pixels", 28),
         ("qwen2_5_vl", "Qwen2.5-VL", "pixels", 28),
         ("qwen3_vl", "Qwen3-VL", "relative", 32),
         ("qwen3_vl_moe", "Qwen3-VL", "relative", 32),

@@ -98,7 +98,7 @@ class PipelineConfig:
         default=None,
         metadata={
             "help": "How the reasoner writes coordinates: pixels of the image it is shown (Qwen2.5-VL) or "
-            "relative, on a 0-1000 grid over the image (Qwen2-VL, Qwen3-VL); a value that contradicts the "
+            "relative, on a 0-1000 grid over the image (Qwen3-VL); a value that contradicts the "
             "model's own is refused.",
             "choices": COORDINATES,
             "model_key": "coordinates",

@@ -8,9 +8,11 @@ names the supported ones.
 
 Coordinate conventions, as the families were trained (the Qwen technical reports):
 
-- Qwen2-VL: relative, integers on a 0-1000 grid over the image;
-- Qwen2.5-VL: absolute pixels of the image the model was shown (Seg-Zero's 840x840 view);
-- Qwen3-VL (dense and MoE): relative again, 0-1000.
+- Qwen2-VL and Qwen2.5-VL: absolute pixels of the image the model was shown (Seg-Zero's 840x840
+  view). Qwen2-VL's own grounding pretraining used a 0-1000 grid, but Seg-Zero trains it (the paper's
+  Qwen2-VL-2B reasoner) in pixels of the 840 view like Qwen2.5-VL, and segzero follows the paper;
+  its recipes' data is in pixels;
+- Qwen3-VL (dense and MoE): relative, integers on a 0-1000 grid over the image.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class SegmenterFamily:
 
 
 REASONER_FAMILIES = (
-    ReasonerFamily("Qwen2-VL", ("qwen2_vl",), "relative", 28),
+    ReasonerFamily("Qwen2-VL", ("qwen2_vl",), "pixels", 28),
     ReasonerFamily("Qwen2.5-VL", ("qwen2_5_vl",), "pixels", 28),
     ReasonerFamily("Qwen3-VL", ("qwen3_vl", "qwen3_vl_moe"), "relative", 32),
 )

@@ -10,8 +10,8 @@ SAM 3's text interface.
 
 Every variant is rendered for the reasoner's coordinate convention
 (:func:`PromptVariant.render`): for a reasoner that answers in pixels (Qwen2.5-VL) the
-text is exactly the template; for one that answers on the 0-1000 grid (Qwen2-VL,
-Qwen3-VL) one sentence says so, right before the example answer, and nothing else
+text is exactly the template; for one that answers on the 0-1000 grid
+(Qwen3-VL) one sentence says so, right before the example answer, and nothing else
 changes. So each variant suits Qwen3-VL, and the pixel texts stay the released ones.
 """
 

@@ -2,7 +2,7 @@
 
 It is shown the image resized to ``frame x frame`` (bilinear, aspect ratio not kept: the *view*) and
 answers on its family's grid (:func:`segzero.frames.answer_grid`): the view's pixels for Qwen2.5-VL,
-a 0-1000 grid over the image for Qwen2-VL and Qwen3-VL. The families segzero runs are in
+a 0-1000 grid over the image for Qwen3-VL. The families segzero runs are in
 :mod:`segzero.families`; the released Seg-Zero checkpoints are Qwen2.5-VL.
 """
 

@@ -99,7 +99,7 @@ def prepare(
         Coordinates,
         typer.Option(
             help="pixels: prompts in the --frame pixels (Qwen2.5-VL); relative: on the 0-1000 grid "
-            "(Qwen2-VL, Qwen3-VL), whatever --frame."
+            "(Qwen3-VL), whatever --frame."
         ),
     ] = Coordinates.pixels,
     second_point: Annotated[

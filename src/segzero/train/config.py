@@ -69,16 +69,16 @@ class SegZeroArguments:
         default=None,
         metadata={
             "help": f"Side in pixels of the square image the reasoner is shown ({REASONER_FRAME} in the paper). "
-            "A reasoner that answers in pixels (Qwen2.5-VL) answers in this frame, so it must be the dataset's "
+            "A reasoner that answers in pixels (Qwen2-VL, Qwen2.5-VL) answers in this frame, so it must be the dataset's "
             "`reasoner_frame` (the default; another value is refused); one that answers on the 0-1000 grid "
-            f"(Qwen2-VL, Qwen3-VL) may be shown any size (default {REASONER_FRAME})."
+            f"(Qwen3-VL) may be shown any size (default {REASONER_FRAME})."
         },
     )
     coordinates: str | None = field(
         default=None,
         metadata={
             "help": f"The reasoner's coordinate convention: {', '.join(COORDINATES)}. Default: the model's own "
-            "(its segzero.json, else its family's: pixels for Qwen2.5-VL, relative for Qwen2-VL and Qwen3-VL); "
+            "(its segzero.json, else its family's: pixels for Qwen2-VL and Qwen2.5-VL, relative for Qwen3-VL); "
             "a value that contradicts it is refused. Relative needs a dataset prepared with --coordinates "
             "relative (prompts on the 0-1000 grid)."
         },
