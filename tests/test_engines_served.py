@@ -7,6 +7,7 @@ CPU cores, so the module is ``slow``; the two servers it needs start side by sid
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -75,10 +76,35 @@ class _Served:
 
 
 @pytest.fixture(scope="module")
-def servers(tiny_models, taught_models, tmp_path_factory):
-    """``transformers serve`` for the random tiny reasoner and for the taught one, started together."""
+def loud_models(tiny_models, tmp_path_factory):
+    """The tiny random reasoner with its weight matrices scaled by 10, beside the tiny segmenter.
+
+    At their initial scale tiny random reasoners answer newlines whatever they are shown; scaled up, the
+    greedy text depends on every token of the chat and every pixel of the view.
+    """
+    import shutil
+
+    import torch
+
+    from segzero.reasoner import Reasoner
+    from segzero.tiny import TinyModels
+
+    folder = tmp_path_factory.mktemp("loud") / "reasoner"
+    shutil.copytree(tiny_models.reasoner, folder)
+    model = Reasoner.from_pretrained(str(folder), device="cpu", frame=tiny_models.frame).model
+    with torch.no_grad():
+        for weight in model.parameters():
+            if weight.dim() >= 2:
+                weight.mul_(10)
+    model.save_pretrained(folder)
+    return TinyModels(folder, tiny_models.segmenter, tiny_models.frame)
+
+
+@pytest.fixture(scope="module")
+def servers(loud_models, taught_models, tmp_path_factory):
+    """``transformers serve`` for the loud random reasoner and for the taught one, started together."""
     logs = tmp_path_factory.mktemp("serve-logs")
-    started = {"random": _Served(tiny_models.reasoner, logs / "random.log"),
+    started = {"random": _Served(loud_models.reasoner, logs / "random.log"),
                "taught": _Served(taught_models.reasoner, logs / "taught.log")}  # fmt: skip
     try:
         for served in started.values():
@@ -103,19 +129,25 @@ def _pipes(models, served, frame, **settings):
     return local, remote
 
 
-def test_greedy_completions_match_the_in_process_engine(servers, tiny_models):
-    """A random reasoner's greedy text depends on every token of the chat and every pixel of the view, so equal
+#: Special tokens such as ``<|im_start|>``: transformers serve leaves those a random model writes in the
+#: content, where generate's decoding drops them (it also trims the content's ends).
+SPECIAL_TOKEN = re.compile(r"<\|[a-z_]+\|>")
+
+
+def test_greedy_completions_match_the_in_process_engine(servers, loud_models):
+    """The loud reasoner's greedy text depends on every token of the chat and every pixel of the view, so equal
     completions mean both engines built the same request."""
-    local, remote = _pipes(tiny_models, servers["random"], tiny_models.frame, max_new_tokens=24)
-    images = [_photo(), _photo(70, 90, seed=1), _photo(seed=2)]
-    requests = ["the cup", "what can I use to cut the bread?", "the dog on the left"]
+    local, remote = _pipes(loud_models, servers["random"], loud_models.frame, max_new_tokens=24)
+    photo = _photo(seed=2)
+    images = [_photo(), _photo(70, 90, seed=1), photo, photo]
+    requests = ["the cup", "what can I use to cut the bread?", "the dog on the left", "the cup"]
     try:
-        here = [r.completion for r in local.segment_batch(images, requests)]
-        there = [r.completion for r in remote.segment_batch(images, requests)]
+        here = [r.completion.strip() for r in local.segment_batch(images, requests)]
+        there = [SPECIAL_TOKEN.sub("", r.completion).strip() for r in remote.segment_batch(images, requests)]
     finally:
         remote.close()
     assert there == here
-    assert len(set(here)) > 1 and all(here)  # the requests and images do reach the model
+    assert len(set(here)) == 4  # every image and every request reaches the model
 
 
 def test_masks_match_the_in_process_engine(servers, taught_models):

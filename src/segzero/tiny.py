@@ -161,6 +161,7 @@ def build_reasoner(
     tie_word_embeddings: bool = True,
     rope_theta: float | None = None,
     mrope_section: Sequence[int] | None = None,
+    weights: bool = True,
 ) -> Path:
     """Build and save a random Qwen2.5-VL or Qwen3-VL reasoner with its processor; return ``out_dir``.
 
@@ -196,6 +197,8 @@ def build_reasoner(
             frequencies first; Qwen3-VL's 24 : 20 : 20, interleaved). Time may get none with
             Qwen2.5-VL: a still image's tokens all share one time position, so time frequencies
             say nothing about where an image token is.
+        weights: False saves everything but the weights (config, generation config, processor): enough for
+            vLLM's ``load_format="dummy"`` and ``from_config``, at sizes whose weights would not fit a disk.
     """
     if arch not in REASONER_ARCHS:
         raise InputError(f"Unknown reasoner architecture {arch!r}; choose one of: {', '.join(REASONER_ARCHS)}.")
@@ -287,17 +290,23 @@ def build_reasoner(
         vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=tie_word_embeddings,
     )
-    with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's RNG
-        torch.manual_seed(seed)
-        model = model_class(config).eval()
-    model.generation_config = GenerationConfig(
+    generation_config = GenerationConfig(
         bos_token_id=ids["<|endoftext|>"],
         # Qwen stops on either end marker; <|im_end|> closes an assistant turn.
         eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
         pad_token_id=ids["<|endoftext|>"],
         do_sample=False,
     )
-    model.save_pretrained(out)
+    if weights:
+        with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's RNG
+            torch.manual_seed(seed)
+            model = model_class(config).eval()
+        model.generation_config = generation_config
+        model.save_pretrained(out)
+    else:
+        config.architectures = [model_class.__name__]
+        config.save_pretrained(out)
+        generation_config.save_pretrained(out)
     processor = processor_class(
         image_processor=image_processor,
         video_processor=video_processor,
@@ -535,10 +544,14 @@ def build_segmenter(
     hidden_size: int = 32,
     stage_dims: tuple[int, int, int, int] = (8, 16, 32, 64),
     stage_heads: tuple[int, int, int, int] = (1, 1, 2, 2),
+    blocks_per_stage: tuple[int, int, int, int] = (1, 1, 2, 1),
+    window_size_per_stage: tuple[int, int, int, int] = (8, 4, 4, 2),
+    global_attention_blocks: tuple[int, ...] = (3,),
 ) -> Path:
     """Build and save a random SAM2 (``Sam2Model`` + ``Sam2Processor``); return ``out_dir``.
 
-    The Hiera backbone has four stages (1, 1, 2, 1 blocks) at strides 4, 8, 16 and 32 of
+    The Hiera backbone has four stages (by default 1, 1, 2, 1 blocks; :data:`SAM2_LARGE` gives
+    SAM2-large's) at strides 4, 8, 16 and 32 of
     the ``image_size x image_size`` input; as in SAM2, the FPN keeps the three finest
     (``image_size/4``, ``/8``, ``/16``). The processor resizes an image of any size to the
     square input and maps boxes and points given in original ``(x, y)`` pixels into it;
@@ -552,6 +565,8 @@ def build_segmenter(
         image_size: side of the model's square input, a multiple of 32.
         hidden_size: width of the FPN, prompt encoder and mask decoder (a multiple of 8).
         stage_dims / stage_heads: Hiera width and attention heads per stage.
+        blocks_per_stage / window_size_per_stage / global_attention_blocks: Hiera depth per stage, attention
+            window per stage, and the blocks (counted over all stages) that attend globally.
     """
     if image_size % 32:
         raise InputError(f"The segmenter's image_size must be a multiple of 32; got {image_size}.")
@@ -569,15 +584,15 @@ def build_segmenter(
                 "hidden_size": stage_dims[0],
                 "num_attention_heads": stage_heads[0],
                 "image_size": [image_size, image_size],
-                # One global-attention block after the windowed one at stride 16, the stage the mask
-                # decoder attends to (as SAM2's global blocks sit inside its third stage). A global
+                # By default one global-attention block after the windowed one at stride 16, the stage the
+                # mask decoder attends to (as SAM2's global blocks sit inside its third stage). A global
                 # block may not open a pooling stage: its window size is halved by the query stride.
-                "blocks_per_stage": [1, 1, 2, 1],
+                "blocks_per_stage": list(blocks_per_stage),
                 "embed_dim_per_stage": list(stage_dims),
                 "num_attention_heads_per_stage": list(stage_heads),
                 # The first window must tile the stride-4 grid exactly (windowed positional embedding).
-                "window_size_per_stage": [8, 4, 4, 2],
-                "global_attention_blocks": [3],
+                "window_size_per_stage": list(window_size_per_stage),
+                "global_attention_blocks": list(global_attention_blocks),
             },
             "backbone_channel_list": list(reversed(stage_dims)),
             "backbone_feature_sizes": [[fine, fine], [fine // 2, fine // 2], [fine // 4, fine // 4]],
@@ -605,6 +620,17 @@ def build_segmenter(
     processor.save_pretrained(out)
     return out
 
+
+#: :func:`build_segmenter`'s arguments for SAM2.1-hiera-large's shapes (1024 px input; random weights).
+SAM2_LARGE = dict(
+    image_size=1024,
+    hidden_size=256,
+    stage_dims=(144, 288, 576, 1152),
+    stage_heads=(2, 4, 8, 16),
+    blocks_per_stage=(2, 6, 36, 4),
+    window_size_per_stage=(8, 4, 16, 8),
+    global_attention_blocks=(23, 33, 43),
+)
 
 #: SAM 3's vision transformer patch size (the released one: 14 px patches of a 1008 px input).
 SAM3_PATCH_SIZE = 14
