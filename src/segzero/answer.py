@@ -173,12 +173,30 @@ def extract_json(text: str) -> tuple[Any, bool]:
     return None, saw
 
 
+def _shown(value: Any) -> str:
+    """At most 60 characters of ``repr(value)`` for a reason; never raises (Python refuses to print
+    integers of more than 4,300 digits, which a Python-literal hex answer can hold)."""
+    try:
+        return f"{value!r:.60}"
+    except ValueError:
+        return f"a {type(value).__name__} too long to show"
+
+
 def _number(value: Any) -> float:
+    """A finite float from a decoded JSON or literal number; ValueError for anything else.
+
+    An integer beyond the float range (``1`` followed by 400 zeros) is as unusable as ``inf`` and
+    is refused the same way, instead of letting ``float()`` raise OverflowError.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{value!r} is not a number")
-    v = float(value)
+        raise ValueError(f"{_shown(value)} is not a number")
+    try:
+        v = float(value)
+    except OverflowError:
+        digits = int(value.bit_length() * math.log10(2)) + 1
+        raise ValueError(f"an integer of about {digits} digits is too large to be a number") from None
     if not math.isfinite(v):
-        raise ValueError(f"{value!r} is not a finite number")
+        raise ValueError(f"{_shown(value)} is not a finite number")
     return v
 
 
@@ -188,18 +206,18 @@ def _clamp(v: float, frame: int) -> float:
 
 def _read_box(value: Any, frame: int) -> Box:
     if not isinstance(value, (list, tuple)) or len(value) != 4:
-        raise ValueError(f"a bbox needs 4 numbers, got {value!r:.60}")
+        raise ValueError(f"a bbox needs 4 numbers, got {_shown(value)}")
     x1, y1, x2, y2 = (_clamp(_number(v), frame) for v in value)
     return (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
 
 
 def _read_points(value: Any, frame: int) -> list[Point]:
     if not isinstance(value, (list, tuple)):
-        raise ValueError(f"a point needs 2 numbers, got {value!r:.60}")
+        raise ValueError(f"a point needs 2 numbers, got {_shown(value)}")
     if value and all(isinstance(p, (list, tuple)) for p in value):  # [[x, y], [x, y]]
         return [pt for p in value for pt in _read_points(p, frame)]
     if len(value) != 2:
-        raise ValueError(f"a point needs 2 numbers, got {value!r:.60}")
+        raise ValueError(f"a point needs 2 numbers, got {_shown(value)}")
     x, y = (_clamp(_number(v), frame) for v in value)
     return [(x, y)]
 
