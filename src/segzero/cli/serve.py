@@ -46,6 +46,15 @@ def serve(
         int, typer.Option(min=1, help=help_for("max_request_chars"))
     ] = _D.max_request_chars,
     decode_workers: Annotated[int, typer.Option(min=1, help=help_for("decode_workers"))] = _D.decode_workers,
+    header_timeout_s: Annotated[
+        float, typer.Option(min=0.001, help=help_for("header_timeout_s"))
+    ] = _D.header_timeout_s,
+    body_timeout_s: Annotated[
+        float, typer.Option(min=0.001, help=help_for("body_timeout_s"))
+    ] = _D.body_timeout_s,
+    keep_alive_timeout_s: Annotated[
+        float, typer.Option(min=0.001, help=help_for("keep_alive_timeout_s"))
+    ] = _D.keep_alive_timeout_s,
     warmup: Annotated[bool, typer.Option("--warmup/--no-warmup", help=help_for("warmup"))] = _D.warmup,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     *,
@@ -55,6 +64,7 @@ def serve(
     import uvicorn
 
     from segzero.serve.app import create_app
+    from segzero.serve.server import uvicorn_options
 
     settings = ServeSettings(
         max_batch_size=max_batch_size,
@@ -65,6 +75,9 @@ def serve(
         max_pixels=model.max_pixels,
         max_request_chars=max_request_chars,
         decode_workers=decode_workers,
+        header_timeout_s=header_timeout_s,
+        body_timeout_s=body_timeout_s,
+        keep_alive_timeout_s=keep_alive_timeout_s,
         warmup=warmup,
     )
     console = Console(stderr=True)
@@ -74,4 +87,10 @@ def serve(
     # The pipeline's batch_size is the server's batch size, so one batch is one generate call.
     pipeline = dataclasses.replace(model, batch_size=max_batch_size).load()
     console.print(f"Serving on http://{host}:{port}/ (API docs at /docs)", highlight=False)
-    uvicorn.run(create_app(pipeline, settings), host=host, port=port, log_level=log_level.lower())
+    uvicorn.run(
+        create_app(pipeline, settings),
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        **uvicorn_options(settings),
+    )

@@ -9,7 +9,8 @@ Endpoints:
 - ``GET /``: the web page; ``/docs`` and ``/openapi.json``: the API description.
 
 Errors are JSON ``{"error": "one sentence"}`` with these statuses: 400 malformed body,
-413 upload over ``max_upload_bytes`` or image over ``max_pixels`` (both "too large":
+408 headers or body slower than ``header_timeout_s`` / ``body_timeout_s`` (the connection is
+closed), 413 upload over ``max_upload_bytes`` or image over ``max_pixels`` (both "too large":
 the client should send something smaller), 415 not multipart/JSON or not a supported
 image format, 422 missing/empty/too-long request or a corrupt image, 503 queue full
 (with ``Retry-After``), 504 no answer within ``request_timeout_s``, 500 the model
@@ -132,7 +133,8 @@ class HealthResponse(BaseModel):
 
 
 _ERRORS = {
-    400: "Malformed body: invalid JSON, base64 or multipart.",
+    400: "Malformed body: invalid or too deeply nested JSON, invalid base64 or multipart.",
+    408: "Headers or body not received within header_timeout_s / body_timeout_s; the connection is closed.",
     413: "Upload larger than max_upload_bytes, or image larger than max_pixels.",
     415: f"Body neither multipart/form-data nor application/json, or image not {ALLOWED_NAMES}.",
     422: "Missing field, empty or too long request, unknown field, or corrupt image.",

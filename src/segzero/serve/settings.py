@@ -45,6 +45,24 @@ class ServeSettings:
             "help": "Images decoded at the same time; bounds the memory of many large uploads at once."
         },
     )
+    header_timeout_s: float = field(
+        default=10.0,
+        metadata={
+            "help": "Seconds a client has to send a request's headers, from its first byte (or from "
+            "connecting); slower clients get 408 and are disconnected."
+        },
+    )
+    body_timeout_s: float = field(
+        default=60.0,
+        metadata={
+            "help": "Seconds a client has to send the whole request body once its headers are in; slower "
+            "uploads get 408 and are disconnected. Raise it for large images over slow links."
+        },
+    )
+    keep_alive_timeout_s: float = field(
+        default=5.0,
+        metadata={"help": "Seconds an idle keep-alive connection is held open between requests."},
+    )
     warmup: bool = field(
         default=True,
         metadata={
