@@ -31,6 +31,8 @@ _MAX_SCAN_CHARS = 20_000
 _MAX_CANDIDATES = 64
 _MAX_DEPTH = 16
 
+_SPAN_CHARS = "{}[]\"'\\"  # what a bracketed span's end depends on
+_SPAN_CHARS_RE = re.compile(f"[{re.escape(_SPAN_CHARS)}]")
 _THINK_RE = re.compile(r"<think>(.*?)(?:</think>|<answer>|$)", re.DOTALL)
 _ANSWER_RE = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL)
 _THINK_BLOCK_RE = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
@@ -105,9 +107,15 @@ def _balanced_span(text: str, start: int) -> str | None:
     closers = {"{": "}", "[": "]"}
     stack: list[str] = []
     quote: str | None = None
-    i = start
-    while i < len(text):
+    i, n = start, len(text)
+    while i < n:
         ch = text[i]
+        if ch not in _SPAN_CHARS:  # other characters change nothing: jump to the next one that may
+            found = _SPAN_CHARS_RE.search(text, i)
+            if found is None:
+                return None
+            i = found.start()
+            ch = text[i]
         if quote:
             if ch == "\\":
                 i += 1
