@@ -643,7 +643,8 @@ def test_import_does_not_pull_torch():
 
 
 class FakeSegmenter:
-    """Implements only ``segment_many``: each object's mask is its box, filled with exclusive ends."""
+    """Implements only ``segment_many``: each object's mask is its box, filled with exclusive ends (nothing
+    for an object with points only)."""
 
     def __init__(self):
         self.calls = []
@@ -654,7 +655,7 @@ class FakeSegmenter:
         for image, objs in zip(images, prompts):
             w, h = image.size
             mask = np.zeros((h, w), dtype=bool)
-            for o in objs:
+            for o in (o for o in objs if o.box is not None):
                 x1, y1, x2, y2 = o.box
                 mask[y1:y2, x1:x2] = True
             outs.append(type("Out", (), {"mask": mask, "score": 1.0})())
