@@ -26,7 +26,7 @@ from segzero.defaults import REASONER_FRAME
 from segzero.rewards import GroundTruth
 from tests.test_rewards import FakeSegmenter, rle
 
-BASE_S = 1.0
+BASE_S = 2.0  # covers the parser's bounded scan (at most 20,000 characters), with room for a busy machine
 PER_CHAR_S = 2e-6  # 2 s per megabyte: a quadratic check takes minutes on a megabyte
 
 GROUND_TRUTHS = (
