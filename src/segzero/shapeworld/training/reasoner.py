@@ -49,7 +49,7 @@ class ReasonerBuildConfig:
     vision_heads: int = field(default=2, metadata={"help": "Attention heads of the vision tower."})
     rope_theta: float = field(
         default=QWEN_ROPE_THETA,
-        metadata={"help": "Rotary base of the language model (the released models' by default)."},
+        metadata={"help": "Rotary base of the language model (the released models use 1e6)."},
     )
     mrope_section: tuple[int, int, int] | None = field(
         default=None,

@@ -60,7 +60,8 @@ class ShapeWorldTrainConfig:
     stages: tuple[str, ...] = field(
         default=STAGES,
         metadata={
-            "help": "What to train: segmenter, reasoner (build, tower, warm-up, knowledge stage, GRPO)."
+            "help": "What to train, of " + ", ".join(STAGES) + " (the reasoner: build, tower, warm-up, "
+            "knowledge stage, GRPO)."
         },
     )
     device: str | None = field(

@@ -89,11 +89,12 @@ class SegmenterTrainConfig:
         metadata={"help": "Continue from the weights of this segmenter folder instead of a random build."},
     )
 
-    def check(self, name: str = "segmenter") -> None:
+    def check(self, name: str = "") -> None:
         """Raise :class:`InputError` for settings no run can use, naming them as ``name.field``."""
+        prefix = f"{name}." if name else ""
         for key in ("steps", "batch_size", "scenes"):
             if getattr(self, key) < 1:
-                raise InputError(f"{name}.{key} must be at least 1, got {getattr(self, key)}.")
+                raise InputError(f"{prefix}{key} must be at least 1, got {getattr(self, key)}.")
 
 
 @dataclass
@@ -247,6 +248,7 @@ def train_segmenter(
     from segzero.tiny import build_segmenter
 
     config = config or SegmenterTrainConfig()
+    config.check()
     torch.set_num_threads(config.threads)
     t0 = time.perf_counter()
     out = Path(out_dir)
