@@ -159,13 +159,19 @@ def test_warmup_sft_trains_a_slow_tower_at_the_full_rate_from_the_given_step(tin
     assert tower_step(2, 1) == pytest.approx(1e-3, rel=0.2)
 
 
-def test_warmup_sft_rejects_a_negative_vision_learning_rate(tiny_models, tmp_path):
+def test_warmup_sft_rejects_settings_no_run_can_use(tiny_models, tmp_path):
     from segzero.shapeworld.training.sft import SFTLoopConfig, sft_loop
 
     with pytest.raises(ValueError, match="vision_lr_scale"):
         sft_loop(tiny_models.reasoner, [], tmp_path / "out", SFTLoopConfig(vision_lr_scale=-1))
     with pytest.raises(ValueError, match="vision_full_from"):
         sft_loop(tiny_models.reasoner, [], tmp_path / "out", SFTLoopConfig(vision_full_from=-1))
+    # Evaluations need a function to run: the loop owns none (the probes live in benchmarks/).
+    with pytest.raises(ValueError, match="eval_every needs an evaluate function"):
+        sft_loop(tiny_models.reasoner, [], tmp_path / "out", SFTLoopConfig(eval_every=5, eval_samples=[None]))
+    with pytest.raises(ValueError, match="steps must be at least 1"):
+        sft_loop(tiny_models.reasoner, [], tmp_path / "out", SFTLoopConfig(steps=0))
+    assert not (tmp_path / "out").exists()
 
 
 def test_warmup_shape_loss_teaches_the_tower_the_shapes_and_changes_it(tiny_models, tmp_path):
