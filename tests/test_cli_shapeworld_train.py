@@ -26,6 +26,7 @@ def sets(*items: str) -> list[str]:
     return [arg for item in items for arg in ("--set", item)]
 
 
+@pytest.mark.slow
 def test_train_models_runs_every_reasoner_stage_and_keeps_a_fixed_vision_tower_fixed(tmp_path):
     pytest.importorskip("trl")
     import torch

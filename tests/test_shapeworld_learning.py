@@ -67,6 +67,7 @@ def grpo_gain(
     return held_out_accuracy(start), held_out_accuracy(final)
 
 
+@pytest.mark.slow
 def test_grpo_raises_the_held_out_accuracy_reward(tmp_path):
     pytest.importorskip("trl")
     before, after = grpo_gain(tmp_path)
