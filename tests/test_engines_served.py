@@ -285,3 +285,45 @@ def test_segment_and_batch_commands_through_a_server(servers, taught_models, tmp
     assert res.exit_code == 0, res.output
     assert "3 segmented (0 without a usable answer)" in res.output
     assert json.loads((tmp_path / "many" / "00002-kitchen.json").read_text())["status"] == "ok"
+
+
+def test_the_server_hands_each_request_to_the_engine_as_it_comes(flaky, taught_models):
+    """``segzero serve`` on the openai engine: no batches, each request answered when done; a request the
+    reasoner server keeps failing gets a 502 and the others are answered."""
+    import io
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastapi.testclient import TestClient
+
+    from segzero.serve import ServeSettings, create_app
+
+    url = f"http://127.0.0.1:{flaky.server_port}/v1"
+    remote = ReasoningSegmenter.from_pretrained(
+        str(taught_models.reasoner), str(taught_models.segmenter), engine="openai", reasoner_url=url,
+        device="cpu", frame=TAUGHT_FRAME, max_new_tokens=64, max_in_flight=4,
+    )  # fmt: skip
+    remote.reasoner.backoff_s = 0.01
+
+    def post(client, seed):
+        buffer = io.BytesIO()
+        _photo(seed=seed).save(buffer, format="PNG")
+        return client.post("/v1/segment", files={"image": ("a.png", buffer.getvalue(), "image/png")},
+                           data={"request": "the cup"})  # fmt: skip
+
+    try:
+        with TestClient(create_app(remote, ServeSettings(max_batch_size=4, warmup=False))) as client:
+            assert client.get("/health").json()["engine"] == "openai"
+            with ThreadPoolExecutor(4) as pool:
+                answers = list(pool.map(lambda seed: post(client, seed), range(4)))
+            from segzero import defaults
+
+            flaky.fail[:] = [500] * (defaults.ENGINE_RETRIES + 1)
+            lost = post(client, 9)
+            metrics = client.get("/metrics").json()
+    finally:
+        remote.close()
+    assert [a.status_code for a in answers] == [200] * 4
+    assert all(a.json()["thinking"] == "it is on the left" and a.json()["mask_area"] > 0 for a in answers)
+    assert max(a.json()["batch_size"] for a in answers) > 1  # several in the reasoner at once
+    assert lost.status_code == 502 and "The reasoner gave no answer" in lost.json()["error"]
+    assert flaky.most > 1 and metrics["requests"] == 5
