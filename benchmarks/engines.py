@@ -73,12 +73,16 @@ def prepare_models(args) -> tuple[Path, Path, int]:
     return reasoner, segmenter, 840
 
 
+#: What the requests ask for: short phrases, as the taught tiny reasoner was taught on.
+OBJECTS = ("cup", "dog", "knife", "bread", "plate", "chair", "lamp", "book")
+
+
 def workload(n: int, distinct: int, seed: int = 0) -> tuple[list[Image.Image], list[str]]:
-    """``n`` requests on ``distinct`` photos-sized noise images (640x480 and around), spread evenly."""
+    """``n`` requests on ``distinct`` photo-sized noise images (640 wide, about 480 high), spread evenly."""
     rng = np.random.default_rng(seed)
     photos = [Image.fromarray((rng.random((480 - 8 * i, 640, 3)) * 255).astype(np.uint8)) for i in range(distinct)]
     images = [photos[i % distinct] for i in range(n)]
-    requests = [f"the object number {i} that someone could use to cut bread" for i in range(n)]
+    requests = [f"the {OBJECTS[(i // distinct) % len(OBJECTS)]}" for i in range(n)]
     return images, requests
 
 
@@ -196,6 +200,13 @@ def segmenter_alone(pipe, images, args) -> float:
     return len(images) / statistics.median(times)
 
 
+def _free_gpu_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", choices=("tiny", "7b"), default="tiny")
@@ -230,6 +241,7 @@ def main() -> None:
             pipe.close()
             del pipe
             gc.collect()
+            _free_gpu_cache()  # vLLM sizes its cache by the GPU memory free when it starts
     base = rows[0]["requests_per_s"]
     print(f"{len(requests)} requests on {args.images} images, config {args.config}; segmenter alone {sam_rps:.1f} req/s")
     print(f"{'engine':<13} {'req/s':>7} {'tokens/s':>9} {'vs first':>8} {'reason s/req':>12} {'segment s/req':>13} "

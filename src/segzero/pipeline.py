@@ -262,6 +262,8 @@ class ReasoningSegmenter:
         if self.streams:
             return [f.result() for f in self.submit_batch(images, requests, on_text=on_text, **generate_kwargs)]
         loaded, load_s = self._check_and_load(images, requests)
+        if not requests:
+            return []
         t1 = time.perf_counter()
         generate_kwargs = {"max_new_tokens": self.max_new_tokens, **generate_kwargs}
         completions: list[str] = []
@@ -307,14 +309,14 @@ class ReasoningSegmenter:
             return futures
         loaded, load_s = self._check_and_load(images, requests)
         generate_kwargs = {"max_new_tokens": self.max_new_tokens, **generate_kwargs}
+        load_s /= max(len(requests), 1)
         by_image: dict[int, list[int]] = {}
         for i, img in enumerate(loaded):
             by_image.setdefault(id(img), []).append(i)
         futures = [Future() for _ in requests]
         stage = self._segmenter_stage()
         for indices in by_image.values():
-            job = _Job(loaded[indices[0]], [requests[i] for i in indices], [futures[i] for i in indices],
-                       load_s / len(requests))  # fmt: skip
+            job = _Job(loaded[indices[0]], [requests[i] for i in indices], [futures[i] for i in indices], load_s)
             for k, i in enumerate(indices):
                 sent = self.reasoner.submit(
                     job.image, requests[i], prompt=self.prompt,

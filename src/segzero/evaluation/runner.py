@@ -270,7 +270,8 @@ def _scored_batches(
     pipe: Any, batches: Iterator[list[Sample]], benchmark: str, keep_masks: bool
 ) -> Iterator[list[tuple[SampleRecord, bool]]]:
     """:func:`run_batch` of each batch, in order; a pipeline with ``segment_chunks`` hands a streaming engine
-    the next batches while this one is scored. A batch that raised is run again as :func:`run_batch` does."""
+    the next batches while this one is scored. A batch that raised is run again one sample at a time, as
+    :func:`run_batch` does."""
     if not hasattr(pipe, "segment_chunks"):
         for batch in batches:
             yield run_batch(pipe, batch, benchmark, keep_masks)
@@ -284,8 +285,10 @@ def _scored_batches(
 
     for results in pipe.segment_chunks(chunks()):
         batch = handed.popleft()
-        if isinstance(results, Exception):
-            yield run_batch(pipe, batch, benchmark, keep_masks)
+        if isinstance(results, Exception) and len(batch) == 1:
+            yield [_failed(batch[0], benchmark, results)]
+        elif isinstance(results, Exception):  # one sample at a time, so only the bad one fails
+            yield [pair for sample in batch for pair in run_batch(pipe, [sample], benchmark, keep_masks)]
         else:
             yield [_score(s, r, benchmark, keep_masks) for s, r in zip(batch, results)]
 
