@@ -120,13 +120,20 @@ def _photo(w=160, h=120, seed=0):
     return Image.fromarray((rng.random((h, w, 3)) * 255).astype(np.uint8))
 
 
+def _remote(models, url, frame=TAUGHT_FRAME, **settings):
+    """The pipeline on ``models`` with its reasoner asked at ``url`` (the openai engine)."""
+    return ReasoningSegmenter.from_pretrained(
+        str(models.reasoner), str(models.segmenter), engine="openai", reasoner_url=url, device="cpu", frame=frame,
+        **settings,
+    )  # fmt: skip
+
+
 def _pipes(models, served, frame, **settings):
-    common = dict(device="cpu", frame=frame, **settings)
-    local = ReasoningSegmenter.from_pretrained(str(models.reasoner), str(models.segmenter), batch_size=1, **common)
-    remote = ReasoningSegmenter.from_pretrained(
-        str(models.reasoner), str(models.segmenter), engine="openai", reasoner_url=served.url, **common
+    """The in-process pipeline (one request per generate call: no padding) and the one asking ``served``."""
+    local = ReasoningSegmenter.from_pretrained(
+        str(models.reasoner), str(models.segmenter), batch_size=1, device="cpu", frame=frame, **settings
     )
-    return local, remote
+    return local, _remote(models, served.url, frame, **settings)
 
 
 #: Special tokens such as ``<|im_start|>``: transformers serve leaves those a random model writes in the
@@ -235,10 +242,7 @@ def test_busy_and_failing_servers_are_retried_and_a_lost_request_is_recorded(fla
     from segzero import defaults
 
     url = f"http://127.0.0.1:{flaky.server_port}/v1"
-    remote = ReasoningSegmenter.from_pretrained(
-        str(taught_models.reasoner), str(taught_models.segmenter), engine="openai", reasoner_url=url,
-        device="cpu", frame=TAUGHT_FRAME, max_new_tokens=64, max_in_flight=1,
-    )  # fmt: skip
+    remote = _remote(taught_models, url, max_new_tokens=64, max_in_flight=1)
     remote.reasoner.backoff_s = 0.01
     try:
         flaky.fail[:] = [503, 429, 502]  # one request, tried four times
@@ -256,10 +260,7 @@ def test_busy_and_failing_servers_are_retried_and_a_lost_request_is_recorded(fla
 
 def test_requests_in_flight_are_bounded(flaky, taught_models):
     url = f"http://127.0.0.1:{flaky.server_port}/v1"
-    remote = ReasoningSegmenter.from_pretrained(
-        str(taught_models.reasoner), str(taught_models.segmenter), engine="openai", reasoner_url=url,
-        device="cpu", frame=TAUGHT_FRAME, max_new_tokens=64, max_in_flight=2,
-    )  # fmt: skip
+    remote = _remote(taught_models, url, max_new_tokens=64, max_in_flight=2)
     try:
         results = remote.segment_batch([_photo(seed=s) for s in range(6)], ["the cup"] * 6)
     finally:
@@ -298,10 +299,7 @@ def test_the_server_hands_each_request_to_the_engine_as_it_comes(flaky, taught_m
     from segzero.serve import ServeSettings, create_app
 
     url = f"http://127.0.0.1:{flaky.server_port}/v1"
-    remote = ReasoningSegmenter.from_pretrained(
-        str(taught_models.reasoner), str(taught_models.segmenter), engine="openai", reasoner_url=url,
-        device="cpu", frame=TAUGHT_FRAME, max_new_tokens=64, max_in_flight=4,
-    )  # fmt: skip
+    remote = _remote(taught_models, url, max_new_tokens=64, max_in_flight=4)
     remote.reasoner.backoff_s = 0.01
 
     def post(client, seed):
