@@ -31,9 +31,12 @@ from segzero.evaluation.report import (
 from segzero.evaluation.results import ResultsWriter, RunConfig, summarize_run
 
 
-def _run(path, benchmark="ReasonSeg", split="test", reasoner=DEFAULT_REASONER, records=None, subset=None):
+def _run(path, benchmark="ReasonSeg", split="test", reasoner=DEFAULT_REASONER, records=None, subset=None,
+         protocol="reference", origin=None):  # fmt: skip
     extra = {"subset": subset} if subset else {}
-    config = RunConfig(benchmark=benchmark, split=split, pipeline={"reasoner": reasoner}, dataset="/data/rs", extra=extra)
+    extra.update({"origin": origin} if origin else {})
+    pipeline = {"reasoner": reasoner, "protocol": protocol}
+    config = RunConfig(benchmark=benchmark, split=split, pipeline=pipeline, dataset="/data/rs", extra=extra)
     records = records or [
         {"id": "a", "request": "r", "intersection": 1, "union": 2, "iou": 0.5, "parse_status": "ok",
          "box_hit": True, "extra": {"subset": "short"}},
