@@ -37,7 +37,7 @@ def iter_samples(
         segmenter: if given, keep only samples it reproduces (see :mod:`segzero.data.filter`).
         filter_threshold: the IoU the segmenter must reach.
         **options: passed to the reader: ``split_by``, ``images`` (refer); ``subset``, ``all_texts``, ``keep_empty``
-            (ReasonSeg); ``frame``, ``source`` (reference); ``second_point``, ``objects``, ``protocol`` (all but
+            (ReasonSeg); ``frame``, ``source``, ``keep_empty`` (reference); ``second_point``, ``objects``, ``protocol`` (all but
             prepared).
 
     Raises:

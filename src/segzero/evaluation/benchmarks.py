@@ -58,8 +58,9 @@ class BenchmarkSpec:
         limit: evaluate only the first ``limit`` samples (for quick checks).
         split_by / images: ``refer`` only: the split scheme (umd, unc, google) and the COCO images folder.
         data_split: the split's name inside a Hugging Face dataset, when it differs from ``split``.
-        keep_empty: ReasonSeg folders: keep the samples whose ground truth has no target pixel instead
-            of skipping them, as the reference's evaluation does (``--protocol reference``).
+        keep_empty: ReasonSeg folders and the reference's format: keep the samples whose ground truth has
+            no target pixel instead of skipping them, as the reference's evaluation does (``--protocol
+            reference``).
     """
 
     benchmark: str
@@ -216,6 +217,8 @@ def iter_benchmark(spec: BenchmarkSpec, report: SkipLog | None = None) -> Iterat
         )
     elif fmt == "reasonseg":
         samples = iter_samples("reasonseg", spec.data, spec.split, report=report, keep_empty=spec.keep_empty)
+    elif fmt == "reference-hf":
+        samples = iter_samples(fmt, spec.data, _dataset_split(spec), report=report, keep_empty=spec.keep_empty)
     else:
         samples = iter_samples(fmt, spec.data, _dataset_split(spec), report=report)
 
