@@ -175,8 +175,9 @@ def test_a_subset_run_is_reported_as_that_subset(baseline, taught_models, reason
     assert summary["overall"] == base["subsets"]["long"]  # the same samples, the same figures
     assert summary["paper"] == []  # the paper publishes no long-query figures for val
     rows = json.loads(_report_json(run, tmp_path / "rows.json"))
-    ours = [r for r in rows if r["source"] == "run"]
-    assert [r["subset"] for r in ours] == ["long"] and ours[0]["vs"] is None
+    ours = [r for r in rows if r["source"] == "run"]  # the run, and its masks under the reference's rules
+    assert [(r["subset"], r["protocol"]) for r in ours] == [("long", "segzero"), ("long", "reference")]
+    assert ours[0]["vs"] is None
     assert ours[0]["giou"] == pytest.approx(100 * base["subsets"]["long"]["giou"])
     assert not [r for r in rows if r["source"] == "paper"]  # not the whole split's numbers
     _visualize(run, k=1)

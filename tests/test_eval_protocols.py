@@ -29,6 +29,7 @@ from segzero.frames import Frame, ObjectPrompt
 from segzero.pipeline import segment_answers
 from segzero.segmenter import Segmenter
 from tests.conftest import TAUGHT_FRAME
+from tests.test_eval_cli import _plane, _rect
 
 runner = CliRunner()
 
@@ -36,19 +37,6 @@ SIZES = [(150, 100), (90, 130), (120, 80), (100, 140)]
 TARGET = (10, 12, 60, 70)  # inclusive corners
 IGNORE_BOX = (61, 12, 75, 70)  # beside the target, touching it
 ONLY_IGNORE = "img3"  # its one region is ignore: no target pixel under segzero, some under the reference
-
-
-def _rect(box):
-    x1, y1, x2, y2 = box
-    return [[x1, y1], [x2, y1], [x2, y2], [x1, y2]]
-
-
-def _plane(size, box):
-    w, h = size
-    plane = np.zeros((h, w), bool)
-    x1, y1, x2, y2 = box
-    plane[y1 : y2 + 1, x1 : x2 + 1] = True
-    return plane
 
 
 def truth(k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -52,3 +52,20 @@ def test_the_export_reads_back_exactly_through_lisas_reader(tmp_path):
                 assert not drawn.any()
                 continue
             assert (exported & drawn).sum() / (exported | drawn).sum() > 0.97, (sample.id, value)
+
+
+def test_the_export_command_writes_it_only_as_a_reasonseg_folder(tmp_path):
+    from typer.testing import CliRunner
+
+    from segzero.cli.app import app
+
+    def export(*extra: str):
+        return CliRunner().invoke(app, ["shapeworld", "export", "-n", "1", "--split", "val", *extra])
+
+    refused = export("--out", str(tmp_path / "p"), "--like-reasonseg")
+    assert "--like-reasonseg shapes a ReasonSeg folder" in str(refused.exception) and not (tmp_path / "p").exists()
+    plain = export("--out", str(tmp_path / "plain"), "--format", "reasonseg")
+    like = export("--out", str(tmp_path / "like"), "--format", "reasonseg", "--like-reasonseg")
+    assert plain.exit_code == like.exit_code == 0
+    sizes = {name: next(read_reasonseg(tmp_path / name, "val")).mask.shape for name in ("plain", "like")}
+    assert sizes == {"plain": (112, 112), "like": (154, 112)}  # seed 10000000: 112 x 154

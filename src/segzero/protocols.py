@@ -175,6 +175,11 @@ def check_pipeline(config: Any, recorded: Mapping[str, Any] | None = None) -> No
         "max_new_tokens": (MAX_NEW_TOKENS, f"the reasoner writes up to {MAX_NEW_TOKENS} tokens"),
         "frame": (own_frame, f"answers are mapped from the {own_frame} frame the reasoner answers in"),
     }  # fmt: skip
+    if getattr(config, "coordinates", None) not in (None, "pixels"):  # a pipeline with coordinate conventions
+        raise InputError(
+            f"--coordinates {config.coordinates} contradicts --protocol reference, which maps answers written "
+            "in pixels of the reasoner's view (Qwen2.5-VL); evaluate this reasoner with --protocol segzero."
+        )
     for name, (wanted, why) in fixed.items():
         value = getattr(config, name)
         if value is None or value == wanted:

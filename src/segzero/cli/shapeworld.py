@@ -203,7 +203,8 @@ def export(
     from segzero.data.common import add_mask_prompts
     from segzero.data.prepared import save_prepared
     from segzero.errors import InputError
-    from segzero.shapeworld.generator import FAMILIES, export_reasonseg_folder, like_reasonseg, make_split
+    from segzero.shapeworld import generator
+    from segzero.shapeworld.generator import FAMILIES, export_reasonseg_folder, make_split
 
     families = [f.strip() for f in family.split(",") if f.strip()]
     if not families or any(f not in FAMILIES for f in families):
@@ -216,7 +217,7 @@ def export(
         raise InputError(f"{out} already holds files; choose an empty or new folder.")
     samples = [s for f in families for s in make_split(split, n, f)]
     if like_reasonseg:
-        samples = [like_reasonseg(s) for s in samples]
+        samples = [generator.like_reasonseg(s) for s in samples]
     if fmt == "reasonseg":
         export_reasonseg_folder(samples, out / split)
         typer.echo(

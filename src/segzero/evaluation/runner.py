@@ -247,7 +247,7 @@ def _score(sample: Sample, result: Any, benchmark: str, keep_masks: bool, pipe: 
             sample.mask,
             sample.boxes or None,
             protocol=protocol,
-            frame=getattr(pipe, "frame", None),
+            frame=getattr(pipe, "answer_frame", None) or getattr(pipe, "frame", None),
             keep_mask=keep_masks,
             extra=_extra(sample, benchmark),
         )
