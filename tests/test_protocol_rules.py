@@ -248,3 +248,15 @@ def test_a_reasoner_that_records_its_frame_keeps_it_and_one_recording_another_pr
     write_model_meta(tmp_path / "ablation", frame=840, prompt="box_only")
     with pytest.raises(InputError, match="segzero.json asks for the prompt 'box_only'.*--protocol segzero"):
         PipelineConfig(reasoner=str(tmp_path / "ablation"), protocol="reference").resolved()
+
+
+def test_a_box_with_swapped_corners_is_drawn_as_the_same_rectangle():
+    from PIL import Image
+
+    from segzero.masks import draw_overlay
+
+    image, mask = Image.new("RGB", (60, 40)), np.zeros((40, 60), bool)
+    frame = Frame.image((60, 40))
+    swapped = draw_overlay(image, mask, [ObjectPrompt(box=(50, 30, 10, 5), frame=frame)])
+    ordered = draw_overlay(image, mask, [ObjectPrompt(box=(10, 5, 50, 30), frame=frame)])
+    assert np.array_equal(np.asarray(swapped), np.asarray(ordered)) and np.asarray(ordered).any()
