@@ -156,8 +156,9 @@ class ReasoningSegmenter:
         return cls(
             Reasoner.from_pretrained(config.reasoner, device=config.device, dtype=config.dtype, frame=config.frame),
             Segmenter.from_pretrained(
-                config.segmenter, device=config.device, dtype=config.dtype, reference=config.protocol == REFERENCE
-            ),
+                config.segmenter, device=config.device, dtype=config.dtype,
+                **({"reference": True} if config.protocol == REFERENCE else {}),
+            ),  # fmt: skip
             config,
         )
 
