@@ -75,7 +75,7 @@ def no_models(monkeypatch):
     def reasoner(name, *, device=None, dtype=None, frame, coordinates=None):
         return _Loaded(name, frame, coordinates)
 
-    def segmenter(name, *, device=None, dtype=None):
+    def segmenter(name, *, device=None, dtype=None, reference=False):
         return _Loaded(name)
 
     monkeypatch.setattr(P.Reasoner, "from_pretrained", staticmethod(reasoner))
