@@ -44,9 +44,11 @@ from segzero.defaults import (
     MAX_IN_FLIGHT,
     MAX_NEW_TOKENS,
     REASONER_FRAME,
+    REFERENCE_SEGMENTER,
     SEGMENTER_MODES,
 )
 from segzero.errors import InputError
+from segzero.protocols import PROTOCOLS, SEGZERO, check_pipeline, default_segmenter
 
 
 def _prompt_names() -> tuple[str, ...]:
@@ -63,9 +65,22 @@ class PipelineConfig:
         default=DEFAULT_REASONER,
         metadata={"help": "Reasoner: hub id or local folder.", "run": True},
     )
-    segmenter: str = field(
-        default=DEFAULT_SEGMENTER,
-        metadata={"help": "Segmenter (SAM2): hub id or local folder.", "run": True},
+    segmenter: str | None = field(
+        default=None,
+        metadata={
+            "help": f"Segmenter (SAM2): hub id or local folder. Default: {DEFAULT_SEGMENTER}; "
+            f"{REFERENCE_SEGMENTER} (SAM 2.0) under --protocol reference.",
+            "run": True,
+        },
+    )
+    protocol: str = field(
+        default=SEGZERO,
+        metadata={
+            "help": "Whose rules for reading answers, mapping them and prompting the segmenter: segzero's, "
+            "or the reference release's, to reproduce its figures (docs/reproducing.md).",
+            "choices": PROTOCOLS,
+            "run": True,
+        },
     )
     prompt: str | None = field(
         default=None,
@@ -173,8 +188,22 @@ class PipelineConfig:
         check_engine(self)
 
     def resolved(self) -> PipelineConfig:
-        """This config with every ``None`` model setting filled by :func:`model_settings`."""
-        return dataclasses.replace(self, **model_settings(self.reasoner, self))
+        """This config with every ``None`` model setting filled by :func:`model_settings` and the segmenter
+        by the protocol's default (:func:`segzero.protocols.default_segmenter`).
+
+        Raises:
+            InputError: a setting contradicts the protocol (:func:`segzero.protocols.check_pipeline`).
+            ModelLoadError: the reasoner's ``segzero.json`` is malformed.
+        """
+        from segzero.hub import read_model_meta
+
+        out = dataclasses.replace(
+            self,
+            segmenter=self.segmenter or default_segmenter(self.protocol),
+            **model_settings(self.reasoner, self),
+        )
+        check_pipeline(out, read_model_meta(self.reasoner))
+        return out
 
     def run_settings(self) -> dict[str, Any]:
         """The settings that change an evaluation's results (fields marked ``run``), by name."""

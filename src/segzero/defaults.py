@@ -25,13 +25,12 @@ CONCEPT_SCORE_THRESHOLD = 0.3
 #: ``concept`` mode: an instance is kept when at least this share of its mask lies inside the object's box.
 CONCEPT_INSIDE_SHARE = 0.5
 
-#: Value of ignore pixels in ground-truth masks (ambiguous regions, ReasonSeg): neither target nor background.
-IGNORE = 255
-
 #: Released checkpoints on the Hugging Face hub.
 DEFAULT_REASONER = "Ricky06662/Seg-Zero-7B"
 MULTI_OBJECT_REASONER = "Ricky06662/VisionReasoner-7B"
 DEFAULT_SEGMENTER = "facebook/sam2.1-hiera-large"
+#: The segmenter the reference release evaluated with: SAM 2.0, not 2.1 (SPEC section 9.1).
+REFERENCE_SEGMENTER = "facebook/sam2-hiera-large"
 
 #: Decoding for evaluation: greedy, at most this many new tokens.
 MAX_NEW_TOKENS = 1024

@@ -67,8 +67,9 @@ def draw_overlay(
     line = max(1, round(min(out.size) / 200))
     radius = max(2, round(min(out.size) / 80))
     for obj in objects:
-        if obj.box is not None:
-            draw.rectangle(obj.box, outline=(0, 255, 0), width=line)
+        if obj.box is not None:  # corners in any order (the reference protocol keeps the answer's order)
+            x1, y1, x2, y2 = obj.box
+            draw.rectangle((min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)), outline=(0, 255, 0), width=line)
         for x, y in obj.points:
             draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=(255, 255, 0), outline=(0, 0, 0))
     if not caption:

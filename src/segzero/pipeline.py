@@ -28,11 +28,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from segzero.answer import ParsedAnswer, ParseStatus, parse_answer
+from segzero.answer import PARSERS, ParsedAnswer, ParseStatus
 from segzero.config import PipelineConfig
-from segzero.defaults import DEFAULT_REASONER, DEFAULT_SEGMENTER, STREAM_WINDOW
+from segzero.defaults import DEFAULT_REASONER, STREAM_WINDOW
 from segzero.errors import InputError, ReasonerRequestError
 from segzero.frames import Frame, ObjectPrompt, to_image_frame
+from segzero.protocols import REFERENCE, SEGZERO, check_protocol
 from segzero.images import ImageInput, load_image
 from segzero.prompts import normalize_request
 from segzero.reasoner import OnText, ReasonerEngine, load_reasoner
@@ -102,6 +103,7 @@ def segment_answers(
     completions: Sequence[str],
     frame: int | Frame,
     mode: str = "both",
+    protocol: str = SEGZERO,
 ) -> tuple[list[ParsedAnswer], list[list[ObjectPrompt]], list[SegmenterOutput]]:
     """The pipeline's second half: completions -> answers -> image-frame prompts -> one mask per completion.
 
@@ -114,13 +116,25 @@ def segment_answers(
         frame: the grid the answers are on (its side, or the :class:`~segzero.frames.Frame`): the
             reasoner's :attr:`~segzero.reasoner.Reasoner.answer_frame`.
         mode: which prompts the segmenter uses (:data:`~segzero.defaults.SEGMENTER_MODES`).
+        protocol: whose rules read and map the answers (:data:`segzero.answer.PARSERS`, the rounding of
+            :func:`segzero.frames.map_object`). Under ``reference`` an answer whose coordinates cannot be
+            mapped to whole pixels fails, as it does there.
 
     Returns:
         Per completion: the parsed answer (reasoner frame), its objects in image pixels, and the
         segmenter's output (an empty mask when the answer had no usable object).
     """
-    answers = [parse_answer(c, frame) for c in completions]
-    objects = [[to_image_frame(o, img.size) for o in a.objects] for a, img in zip(answers, images)]
+    parse = PARSERS[check_protocol(protocol)]
+    answers = [parse(c, frame) for c in completions]
+    objects: list[list[ObjectPrompt]] = []
+    for n, (answer, img) in enumerate(zip(answers, images)):
+        try:
+            objects.append([to_image_frame(o, img.size, rounding=protocol) for o in answer.objects])
+        except ValueError as exc:  # reference rounding only: a coordinate too large for a pixel
+            answers[n] = dataclasses.replace(
+                answer, objects=(), status=ParseStatus.INVALID_VALUES, reason=str(exc)
+            )
+            objects.append([])
     # One call for the whole list, so each distinct image is encoded once.
     return answers, objects, segmenter.segment_many(images, objects, mode)
 
@@ -144,7 +158,7 @@ class ReasoningSegmenter:
 
     def __init__(self, reasoner: ReasonerEngine, segmenter: Segmenter, config: PipelineConfig | None = None) -> None:
         config = config or PipelineConfig(reasoner=reasoner.name or DEFAULT_REASONER,
-                                          segmenter=segmenter.name or DEFAULT_SEGMENTER)  # fmt: skip
+                                          segmenter=segmenter.name or None)  # fmt: skip
         # The loaded reasoner's frame and convention are the pipeline's; the prompt follows the usual rule.
         self.config = dataclasses.replace(
             config.resolved(), frame=reasoner.frame, coordinates=reasoner.coordinates
@@ -175,7 +189,8 @@ class ReasoningSegmenter:
         reasoner = load_reasoner(config)  # first: a missing vLLM or an unreachable server fails fast
         try:
             segmenter = load_segmenter(
-                config.segmenter, mode=config.segmenter_mode, device=config.device, dtype=config.dtype
+                config.segmenter, mode=config.segmenter_mode, device=config.device, dtype=config.dtype,
+                reference=config.protocol == REFERENCE,
             )
         except BaseException:
             reasoner.close()
@@ -184,12 +199,13 @@ class ReasoningSegmenter:
 
     @classmethod
     def from_pretrained(
-        cls, reasoner: str = DEFAULT_REASONER, segmenter: str = DEFAULT_SEGMENTER, **settings: Any
+        cls, reasoner: str = DEFAULT_REASONER, segmenter: str | None = None, **settings: Any
     ) -> ReasoningSegmenter:
         """Load both models by hub id or local folder; ``settings`` are :class:`~segzero.config.PipelineConfig`
-        fields (``device``, ``dtype``, ``frame``, ``coordinates``, ``prompt``, ``segmenter_mode``,
+        fields (``protocol``, ``device``, ``dtype``, ``frame``, ``coordinates``, ``prompt``, ``segmenter_mode``,
         ``batch_size``, ``max_new_tokens``, ``max_pixels``, and the engine's: ``engine``, ``reasoner_url``,
-        ``api_key``, ``max_in_flight``, ``tensor_parallel_size``, ``vllm_args``).
+        ``api_key``, ``max_in_flight``, ``tensor_parallel_size``, ``vllm_args``). ``segmenter`` None is the
+        protocol's default (:func:`segzero.protocols.default_segmenter`).
 
         A reasoner folder saved by ``segzero train`` (or a ShapeWorld model) carries a ``segzero.json``
         saying the frame, the prompt variant and the coordinate convention it was trained with; they
@@ -214,6 +230,7 @@ class ReasoningSegmenter:
     batch_size = property(lambda self: self.config.batch_size)
     max_new_tokens = property(lambda self: self.config.max_new_tokens)
     max_pixels = property(lambda self: self.config.max_pixels)
+    protocol = property(lambda self: self.config.protocol)
 
     @property
     def frame(self) -> int:
@@ -275,7 +292,7 @@ class ReasoningSegmenter:
             )
         t2 = time.perf_counter()
         answers, objects, masks = segment_answers(
-            self.segmenter, loaded, completions, self.answer_frame, self.segmenter_mode
+            self.segmenter, loaded, completions, self.answer_frame, self.segmenter_mode, self.protocol
         )
         n = len(requests)
         timings = {"load": load_s / n, "reason": (t2 - t1) / n, "segment": (time.perf_counter() - t2) / n}
