@@ -7,6 +7,7 @@ import json
 import pytest
 
 from segzero import pipeline as P
+from segzero import reasoner as R
 from segzero.errors import InputError, ModelLoadError
 from segzero.hub import MODEL_META, read_model_meta, write_model_meta
 
@@ -78,7 +79,7 @@ def no_models(monkeypatch):
     def segmenter(name, *, device=None, dtype=None, reference=False):
         return _Loaded(name)
 
-    monkeypatch.setattr(P.Reasoner, "from_pretrained", staticmethod(reasoner))
+    monkeypatch.setattr(R.Reasoner, "from_pretrained", staticmethod(reasoner))
     monkeypatch.setattr(P.Segmenter, "from_pretrained", staticmethod(segmenter))
 
 

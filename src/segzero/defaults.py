@@ -35,6 +35,26 @@ REFERENCE_SEGMENTER = "facebook/sam2-hiera-large"
 #: Decoding for evaluation: greedy, at most this many new tokens.
 MAX_NEW_TOKENS = 1024
 
+#: Where the reasoner runs: transformers' ``generate`` in this process, vLLM in this process, or any
+#: OpenAI-compatible chat-completions server (``vllm serve``, SGLang, ``transformers serve``).
+ENGINES = ("transformers", "vllm", "openai")
+
+#: openai engine: requests sent to the server at once.
+MAX_IN_FLIGHT = 32
+
+#: openai engine: seconds one request may take before it is tried again, and how many times it is tried
+#: again (after 429, 5xx, timeouts and lost connections), waiting ``ENGINE_BACKOFF_S``, then twice that, ...
+ENGINE_TIMEOUT_S = 600.0
+ENGINE_RETRIES = 4
+ENGINE_BACKOFF_S = 1.0
+
+#: Streaming engines (vllm, openai): requests handed over ahead of the results being collected, so the engine
+#: schedules many at once and never waits for a batch's slowest request.
+STREAM_WINDOW = 256
+
+#: vllm engine: share of the GPU's memory vLLM may take, leaving room for the segmenter on the same GPU.
+VLLM_GPU_MEMORY_UTILIZATION = 0.8
+
 #: Value of ignore pixels in ground-truth masks (ambiguous regions, ReasonSeg): they count for
 #: neither the prediction nor against it.
 IGNORE = 255

@@ -282,8 +282,20 @@ class Segmenter(_FrozenSegmenter):
             ValueError: a mode this class does not serve, or an object not in this image's pixel frame (a
                 reasoner-frame answer must be mapped first, with :func:`segzero.frames.to_image_frame`).
         """
+        return self.predict_many(embedding, [objects], mode)[0]
+
+    def predict_many(
+        self, embedding: ImageEmbedding, requests: Sequence[Sequence[ObjectPrompt]], mode: SegmenterMode = "both"
+    ) -> list[SegmenterOutput]:
+        """:meth:`predict` for several requests on one image, all their objects decoded together: one decoder
+        call per kind of prompt (box and points, box alone, points alone), whatever the number of requests.
+
+        Raises:
+            ValueError: as :meth:`predict`.
+        """
         if mode not in self.modes:
             raise ValueError(f"box and point prompts serve the segmenter modes {self.modes}, got {mode!r}")
+        objects = [obj for objs in requests for obj in objs]
         _check_frames(objects, embedding.size)
         w, h = embedding.size
         masks: list[np.ndarray] = [np.zeros((h, w), dtype=bool)] * len(objects)
@@ -304,9 +316,13 @@ class Segmenter(_FrozenSegmenter):
             group_masks, group_scores = self._decode(embedding, boxes, points)
             for j, i in enumerate(idx):
                 masks[i], scores[i] = group_masks[j], group_scores[j]
-        union = np.logical_or.reduce(masks) if masks else np.zeros((h, w), dtype=bool)
-        score = float(np.mean(scores)) if objects else None
-        return SegmenterOutput(union, score, masks, scores)
+        outputs, start = [], 0
+        for objs in requests:
+            own = slice(start, start + len(objs))
+            start += len(objs)
+            union = np.logical_or.reduce(masks[own]) if objs else np.zeros((h, w), dtype=bool)
+            outputs.append(SegmenterOutput(union, float(np.mean(scores[own])) if objs else None, masks[own], scores[own]))
+        return outputs
 
     def _decode(
         self, embedding: ImageEmbedding, boxes: list[list[float]] | None, points: list[list[list[float]]] | None
@@ -326,8 +342,9 @@ class Segmenter(_FrozenSegmenter):
         iou = out.iou_scores[0].float()  # (objects, candidates)
         best = iou.argmax(dim=-1)
         low_res = out.pred_masks[0].float()[torch.arange(len(best)), best]  # (objects, h', w')
-        full = self.processor.post_process_masks([low_res[:, None].cpu()], [[h, w]])[0][:, 0]
-        return [m.numpy().astype(bool) for m in full], iou.gather(1, best[:, None])[:, 0].tolist()
+        # Upscaled and thresholded where the model is; only the boolean masks travel to the CPU.
+        full = self.processor.post_process_masks([low_res[:, None]], [[h, w]])[0][:, 0].bool().cpu().numpy()
+        return list(full), iou.gather(1, best[:, None])[:, 0].tolist()
 
     def _processor_prompts(
         self, w: int, h: int, boxes: list[list[float]] | None, points: list[list[list[float]]] | None
@@ -375,8 +392,9 @@ class Segmenter(_FrozenSegmenter):
     ) -> list[SegmenterOutput]:
         """Masks for many (image, objects) pairs; each distinct image object is encoded exactly once.
 
-        Distinct images are encoded ``embed_batch_size`` at a time and their embeddings dropped once
-        every entry on them is decoded, so memory stays bounded however long the list.
+        Distinct images are encoded ``embed_batch_size`` at a time, the objects of every entry on one
+        image are decoded together (:meth:`predict_many`), and the embeddings are dropped once decoded, so
+        memory stays bounded however long the list.
 
         Args:
             images: RGB images; the same object may appear several times (several requests on one image).
@@ -396,8 +414,8 @@ class Segmenter(_FrozenSegmenter):
         for start in range(0, len(groups), self.embed_batch_size):
             chunk = groups[start : start + self.embed_batch_size]
             for entries, embedding in zip(chunk, self.embed([images[g[0]] for g in chunk])):
-                for i in entries:
-                    outputs[i] = self.predict(embedding, prompts[i], mode)
+                for i, out in zip(entries, self.predict_many(embedding, [prompts[i] for i in entries], mode)):
+                    outputs[i] = out
         return outputs  # type: ignore[return-value]
 
 

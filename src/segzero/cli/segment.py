@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from segzero.cli.app import app
 from segzero.cli.options import load_pipeline, model_options
 from segzero.config import PipelineConfig
-from segzero.errors import InputError, SegZeroError
+from segzero.errors import InputError, ReasonerRequestError, SegZeroError
 
 console = Console(stderr=True)
 
@@ -58,6 +58,8 @@ def segment(
     normalize_request(request)
     pipe = load_pipeline(model)
     result = pipe.segment(loaded, request)
+    if result.error:
+        raise ReasonerRequestError(f"The reasoner gave no answer: {result.error}.")
     files = write_result(result, loaded, out, _stem(image.stem), {"image": str(image)})
     _print_result(result, files)
 
@@ -129,25 +131,32 @@ def batch(
     if not ready:
         raise InputError(f"No usable request in {requests_file} ({len(bad)} skipped).")
     pipe = load_pipeline(model)
-    batch_size = model.batch_size
-    failed = 0
+    chunks = [ready[start : start + model.batch_size] for start in range(0, len(ready), model.batch_size)]
+    failed = lost = 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("Segmenting", total=len(ready))
-        for start in range(0, len(ready), batch_size):
-            chunk = ready[start : start + batch_size]
-            results = pipe.segment_batch([images[r["image"]] for r in chunk], [r["request"] for r in chunk])
+        # A streaming engine (vllm, openai) is handed the next chunks while this one is written.
+        answered = pipe.segment_chunks(([images[r["image"]] for r in c], [r["request"] for r in c]) for c in chunks)
+        for chunk, results in zip(chunks, answered):
+            if isinstance(results, Exception):
+                raise results
             for rec, result in zip(chunk, results):
                 stem = _stem(str(rec.get("id") or f"{rec['line']:05d}-{Path(rec['image']).stem}"))
                 extra = {"id": rec.get("id"), "line": rec["line"], "image": rec["image"]}
                 write_result(result, images[rec["image"]], out, stem, extra)
                 failed += result.status.value not in ("ok", "partial")
+                if result.error:
+                    lost += 1
+                    console.print(f"[yellow]line {rec['line']} failed:[/] {result.error}", highlight=False)
             progress.advance(task, len(chunk))
     console.print(
-        f"{len(ready)} segmented ({failed} without a usable answer), {len(bad)} skipped; results in {out}",
+        f"{len(ready)} segmented ({failed} without a usable answer"
+        + (f", {lost} of them failed in the reasoner" if lost else "")
+        + f"), {len(bad)} skipped; results in {out}",
         highlight=False,
     )
-    if bad:
+    if bad or lost:
         raise typer.Exit(1)
 
 

@@ -1,6 +1,7 @@
 """The evaluation runner: every sample of a benchmark split through the pipeline, resumable and shardable.
 
-Every sample goes through :meth:`segzero.pipeline.ReasoningSegmenter.segment_batch`; nothing here
+Every sample goes through :meth:`segzero.pipeline.ReasoningSegmenter.segment_chunks`, batch by batch (a
+streaming engine, vllm or openai, is handed the next batches while one is scored); nothing here
 re-implements a pipeline step. What it builds on is in three modules beside it: what to evaluate
 and reading it (:mod:`segzero.evaluation.benchmarks`), the run folder, its records and summaries
 (:mod:`segzero.evaluation.results`), and shards and their merging (:mod:`segzero.evaluation.shards`).
@@ -33,6 +34,7 @@ import contextlib
 import os
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,7 +232,7 @@ def _extra(sample: Sample, benchmark: str) -> dict[str, Any]:
     return {} if subset is None else {SUBSET_KEY: subset}
 
 
-def _failed(sample: Sample, benchmark: str, exc: BaseException, protocol: str) -> tuple[SampleRecord, bool]:
+def _failed(sample: Sample, benchmark: str, exc: BaseException | str, protocol: str) -> tuple[SampleRecord, bool]:
     record = error_record(
         sample.id, sample.request, sample.mask, exc, sample.boxes or None, protocol=protocol,
         extra=_extra(sample, benchmark),
@@ -240,6 +242,8 @@ def _failed(sample: Sample, benchmark: str, exc: BaseException, protocol: str) -
 
 def _score(sample: Sample, result: Any, benchmark: str, keep_masks: bool, pipe: Any) -> tuple[SampleRecord, bool]:
     protocol = _protocol(pipe)
+    if getattr(result, "error", None):  # the reasoner engine gave up on this request after its retries
+        return _failed(sample, benchmark, result.error, protocol)
     try:
         record = record_from_result(
             sample.id,
@@ -281,6 +285,33 @@ def run_batch(
             return [_failed(batch[0], benchmark, exc, _protocol(pipe))]
         return [pair for sample in batch for pair in run_batch(pipe, [sample], benchmark, keep_masks)]
     return [_score(s, r, benchmark, keep_masks, pipe) for s, r in zip(batch, results)]
+
+
+def _scored_batches(
+    pipe: Any, batches: Iterator[list[Sample]], benchmark: str, keep_masks: bool
+) -> Iterator[list[tuple[SampleRecord, bool]]]:
+    """:func:`run_batch` of each batch, in order; a pipeline with ``segment_chunks`` hands a streaming engine
+    the next batches while this one is scored. A batch that raised is run again one sample at a time, as
+    :func:`run_batch` does."""
+    if not hasattr(pipe, "segment_chunks"):
+        for batch in batches:
+            yield run_batch(pipe, batch, benchmark, keep_masks)
+        return
+    handed: deque[list[Sample]] = deque()
+
+    def chunks() -> Iterator[tuple[list[Any], list[str]]]:
+        for batch in batches:
+            handed.append(batch)
+            yield [s.image for s in batch], [s.request for s in batch]
+
+    for results in pipe.segment_chunks(chunks()):
+        batch = handed.popleft()
+        if isinstance(results, Exception) and len(batch) == 1:
+            yield [_failed(batch[0], benchmark, results, _protocol(pipe))]
+        elif isinstance(results, Exception):  # one sample at a time, so only the bad one fails
+            yield [pair for sample in batch for pair in run_batch(pipe, [sample], benchmark, keep_masks)]
+        else:
+            yield [_score(s, r, benchmark, keep_masks, pipe) for s, r in zip(batch, results)]
 
 
 def evaluate(
@@ -355,8 +386,7 @@ def evaluate(
         in_row = 0
         batches = _prefetch(_aligned_batches(iter_benchmark(spec, SkipLog()), position, done, size))
         with ResultsWriter(out_dir, config) as writer, contextlib.closing(batches):
-            for batch in batches:
-                scored = run_batch(pipe, batch, spec.benchmark, keep_masks)
+            for scored in _scored_batches(pipe, batches, spec.benchmark, keep_masks):
                 for record, systemic in scored:
                     writer.write(record)
                     in_row = in_row + 1 if systemic else 0
