@@ -153,7 +153,8 @@ def test_grpo_data_hold_the_shares_of_target_free_and_multi_target_requests(tmp_
     plain = list(read_prepared(prepare_grpo_data(tmp_path / "plain", 12, 112)))
     assert all(len(s.boxes) == 1 and "no_target" not in s.extra for s in plain)
     mix = RequestMix(no_target_share=0.5, multi_target_share=0.5)
-    mixed = list(read_prepared(prepare_grpo_data(tmp_path / "mixed", 12, 112, requests=mix, answer_form="multi")))
+    mixed = prepare_grpo_data(tmp_path / "mixed", 12, 112, requests=mix, answer_form="multi")
+    mixed = list(read_prepared(mixed))
     assert [s.id for s in mixed] == [s.id for s in plain]
     empty = [s for s in mixed if s.extra.get("no_target")]
     several = [s for s in mixed if len(s.boxes) >= 2]

@@ -74,7 +74,7 @@ def train_models(
 
 @shapeworld_app.command("fields")
 def fields() -> None:
-    """List the settings of `train-models` (defaults: the shipped models') and of `export`, with their help."""
+    """List the settings of `train-models` (defaults: the shipped models') and of `export`, with help."""
     from rich.console import Console
     from rich.table import Table
 
@@ -143,7 +143,8 @@ def export(
             "--set",
             "-s",
             help="A request setting, as YAML: --set no_target_share=0.2 --set multi_target_share=0.3 "
-            "(requests that match no shape, several shapes). Repeatable; `segzero shapeworld fields` lists them.",
+            "(requests that match no shape, several shapes). Repeatable; `segzero shapeworld fields` "
+            "lists them.",
         ),
     ] = None,
 ) -> None:
@@ -166,7 +167,9 @@ def export(
     mix = read_export_settings(sets or [])
     if answer_form is not None:
         if fmt != "prepared":
-            raise InputError("--answer-form sets the prepared format's solutions; give it with --format prepared.")
+            raise InputError(
+                "--answer-form sets the prepared format's solutions; give it with --format prepared."
+            )
         if answer_form not in ANSWER_FORMS:
             raise InputError(f"Unknown answer form {answer_form!r}; choose from {', '.join(ANSWER_FORMS)}.")
         if answer_form == "single" and (mix.no_target_share or mix.multi_target_share):

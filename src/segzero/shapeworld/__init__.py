@@ -2,8 +2,8 @@
 
 Scenes of a few coloured shapes, small enough (112 px by default) that a tiny reasoner and a tiny
 segmenter can be trained on a CPU in minutes, with exact masks and requests that name exactly one
-shape (or, as :class:`RequestMix` asks, none or several). Two request families mirror the real benchmarks: ``"referring"`` (RefCOCOg-like) and
-``"reasoning"`` (ReasonSeg-like)::
+shape (or, as :class:`RequestMix` asks, none or several). Two request families mirror the real
+benchmarks: ``"referring"`` (RefCOCOg-like) and ``"reasoning"`` (ReasonSeg-like)::
 
     from segzero.shapeworld import make_sample, make_split
     sample = make_sample(7, "reasoning")          # a segzero.data.records.Sample

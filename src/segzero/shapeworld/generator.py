@@ -736,8 +736,8 @@ def _ref_no_kind(scene: Scene, rng: random.Random) -> Request | None:
     if not options:
         return None
     kind = rng.choice(options)
-    return _none(f"the {kind}", f"The shapes are {_listing(scene, range(len(scene.shapes)))}; none is a {kind}.",
-                 "no_kind")
+    everything = _listing(scene, range(len(scene.shapes)))
+    return _none(f"the {kind}", f"The shapes are {everything}; none is a {kind}.", "no_kind")
 
 
 def _ref_no_colour(scene: Scene, rng: random.Random) -> Request | None:
@@ -746,8 +746,8 @@ def _ref_no_colour(scene: Scene, rng: random.Random) -> Request | None:
     if not options:
         return None
     colour = rng.choice(options)
-    return _none(f"the {colour} shape",
-                 f"The shapes are {_listing(scene, range(len(scene.shapes)))}; none is {colour}.", "no_colour")
+    everything = _listing(scene, range(len(scene.shapes)))
+    return _none(f"the {colour} shape", f"The shapes are {everything}; none is {colour}.", "no_colour")
 
 
 def _ref_no_colour_kind(scene: Scene, rng: random.Random) -> Request | None:
@@ -758,8 +758,9 @@ def _ref_no_colour_kind(scene: Scene, rng: random.Random) -> Request | None:
     if not options:
         return None
     colour, kind = rng.choice(options)
-    return _none(f"the {colour} {kind}", f"There is a {colour} shape and there is a {kind}, but the {kind} is "
-                 f"not {colour}.", "no_colour_kind")
+    return _none(f"the {colour} {kind}",
+                 f"There is a {colour} shape and there is a {kind}, but the {kind} is not {colour}.",
+                 "no_colour_kind")
 
 
 def _ref_no_size_kind(scene: Scene, rng: random.Random) -> Request | None:
@@ -768,8 +769,8 @@ def _ref_no_size_kind(scene: Scene, rng: random.Random) -> Request | None:
     if not options:
         return None
     size, kind = rng.choice(options)
-    return _none(f"the {size} {kind}", f"Every {kind} in the picture is {'large' if size == 'small' else 'small'}.",
-                 "no_size_kind")
+    other = "large" if size == "small" else "small"
+    return _none(f"the {size} {kind}", f"Every {kind} in the picture is {other}.", "no_size_kind")
 
 
 def _ref_no_size_colour_kind(scene: Scene, rng: random.Random) -> Request | None:
@@ -863,7 +864,8 @@ def _rsn_no_world_kind(scene: Scene, rng: random.Random) -> Request | None:
     kind = rng.choice(options)
     thing = rng.choice(KIND_THINGS[kind])
     return _none(f"the shape that looks like {thing}",
-                 f"{thing[0].upper()}{thing[1:]} has the outline of a {kind}; there is no {kind}.", "no_world_kind")
+                 f"{thing[0].upper()}{thing[1:]} has the outline of a {kind}; there is no {kind}.",
+                 "no_world_kind")
 
 
 def _rsn_no_same_colour_as_kind(scene: Scene, rng: random.Random) -> Request | None:
@@ -879,15 +881,15 @@ def _rsn_no_same_colour_as_kind(scene: Scene, rng: random.Random) -> Request | N
 def _rsn_no_odd_colour_out(scene: Scene, rng: random.Random) -> Request | None:
     if _unique(scene, lambda s: s.colour):
         return None
-    return _none("the shape whose colour no other shape shares", _twin_story(scene, lambda s: s.colour, "colour"),
-                 "no_odd_colour_out")
+    return _none("the shape whose colour no other shape shares",
+                 _twin_story(scene, lambda s: s.colour, "colour"), "no_odd_colour_out")
 
 
 def _rsn_no_odd_kind_out(scene: Scene, rng: random.Random) -> Request | None:
     if _unique(scene, lambda s: s.kind):
         return None
-    return _none("the only shape whose form no other shape shares", _twin_story(scene, lambda s: s.kind, "form"),
-                 "no_odd_kind_out")
+    return _none("the only shape whose form no other shape shares",
+                 _twin_story(scene, lambda s: s.kind, "form"), "no_odd_kind_out")
 
 
 def _rsn_every_could_roll(scene: Scene, rng: random.Random) -> Request | None:
@@ -929,7 +931,8 @@ def _rsn_every_world_kind(scene: Scene, rng: random.Random) -> Request | None:
     kind = rng.choice(list(groups))
     thing = rng.choice(KIND_THINGS[kind])
     return _several(scene, _every(rng, f"shape that looks like {thing}", f"shapes that look like {thing}"),
-                    groups[kind], f"{thing[0].upper()}{thing[1:]} has the outline of a {kind}.", "every_world_kind")
+                    groups[kind], f"{thing[0].upper()}{thing[1:]} has the outline of a {kind}.",
+                    "every_world_kind")
 
 
 def _rsn_every_same_colour_as_kind(scene: Scene, rng: random.Random) -> Request | None:
@@ -1246,7 +1249,8 @@ def make_split(
     """Yield ``n`` samples of split ``name`` with seeds ``SPLIT_SEEDS[name].start + seed_offset + 0..n-1``.
 
     ``options`` go to :func:`make_sample` (``n_shapes``, ``allow_overlap``, ``textured_background``,
-    ``template``, ``no_target_share``, ``multi_target_share``). With ``templates`` sample ``i`` uses template ``templates[i % len(templates)]``.
+    ``template``, ``no_target_share``, ``multi_target_share``). With ``templates`` sample ``i`` uses
+    template ``templates[i % len(templates)]``.
     Each sample's ``extra["split"]`` is set and its id becomes ``shapeworld-{split}-{family}-{seed}``.
     """
     if name not in SPLIT_SEEDS:

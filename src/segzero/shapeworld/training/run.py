@@ -174,7 +174,9 @@ class ShapeWorldTrainConfig:
         from segzero.data.prepared import ANSWER_FORMS
 
         if self.grpo_answer_form is not None and self.grpo_answer_form not in ANSWER_FORMS:
-            raise InputError(f"grpo_answer_form must be one of {ANSWER_FORMS} or null, got {self.grpo_answer_form!r}")
+            raise InputError(
+                f"grpo_answer_form must be one of {ANSWER_FORMS} or null, got {self.grpo_answer_form!r}"
+            )
         self.grpo_requests.check()
         self.segmenter.check("segmenter")
         self.warmup.check("warmup")
