@@ -103,6 +103,8 @@ def evaluate(reasoner: Path, segmenter: Path, sets: dict[str, dict[str, list]], 
 
 
 def main() -> None:
+    from shapeworld_probes import save_run
+
     from segzero.data.prepared import ANSWER_FORMS
     from segzero.hub import read_model_meta
     from segzero.shapeworld.generator import FAMILIES, RequestMix
@@ -166,16 +168,7 @@ def main() -> None:
             for m in r.values()
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    table = "\n".join(lines)
-    print(table)
-    (args.out / "results.json").write_text(
-        json.dumps(
-            {"results": results, "seconds": seconds, "args": {k: str(v) for k, v in vars(args).items()}},
-            indent=2,
-        )
-    )
-    (args.out / "table.md").write_text(table + "\n")
-    print("Seconds:", json.dumps({k: round(v) for k, v in seconds.items()}))
+    save_run(args.out, "\n".join(lines), results, seconds, args)
 
 
 if __name__ == "__main__":

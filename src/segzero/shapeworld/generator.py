@@ -731,21 +731,26 @@ def _groups(scene: Scene, key: Callable[[Shape], object]) -> dict[object, list[i
             for v in sorted(counts, key=str) if counts[v] >= 2}
 
 
+def _missing(scene: Scene, rng: random.Random, values: Iterable[str],
+             key: Callable[[Shape], str]) -> str | None:
+    """One of ``values`` that no shape has as its ``key``, or None when every one is there."""
+    present = _count(scene, key)
+    options = [v for v in values if v not in present]
+    return rng.choice(options) if options else None
+
+
 def _ref_no_kind(scene: Scene, rng: random.Random) -> Request | None:
-    options = [k for k in sorted(KINDS) if k not in _count(scene, lambda s: s.kind)]
-    if not options:
+    kind = _missing(scene, rng, sorted(KINDS), lambda s: s.kind)
+    if kind is None:
         return None
-    kind = rng.choice(options)
     everything = _listing(scene, range(len(scene.shapes)))
     return _none(f"the {kind}", f"The shapes are {everything}; none is a {kind}.", "no_kind")
 
 
 def _ref_no_colour(scene: Scene, rng: random.Random) -> Request | None:
-    present = _count(scene, lambda s: s.colour)
-    options = [c for c in sorted(PALETTE) if c not in present]
-    if not options:
+    colour = _missing(scene, rng, sorted(PALETTE), lambda s: s.colour)
+    if colour is None:
         return None
-    colour = rng.choice(options)
     everything = _listing(scene, range(len(scene.shapes)))
     return _none(f"the {colour} shape", f"The shapes are {everything}; none is {colour}.", "no_colour")
 
@@ -784,40 +789,38 @@ def _ref_no_size_colour_kind(scene: Scene, rng: random.Random) -> Request | None
                  "no_size_colour_kind")
 
 
-def _ref_every_kind(scene: Scene, rng: random.Random) -> Request | None:
-    groups = _groups(scene, lambda s: s.kind)
+def _every_sharing(scene: Scene, rng: random.Random, key: Callable[[Shape], object],
+                   noun: Callable[[object], str], story: Callable[[object, int], str],
+                   template: str) -> Request | None:
+    """Every shape of a group of two or more that share ``key``: ``noun(value)`` names one of them
+    (``"red shape"``, plural with an ``s``), ``story(value, n)`` says how many there are."""
+    groups = _groups(scene, key)
     if not groups:
         return None
-    kind = rng.choice(list(groups))
-    return _several(scene, _every(rng, kind, f"{kind}s"), groups[kind],
-                    f"There are {len(groups[kind])} {kind}s.", "every_kind")
+    value = rng.choice(list(groups))
+    one = noun(value)
+    return _several(scene, _every(rng, one, f"{one}s"), groups[value], story(value, len(groups[value])),
+                    template)
+
+
+def _ref_every_kind(scene: Scene, rng: random.Random) -> Request | None:
+    return _every_sharing(scene, rng, lambda s: s.kind, str, lambda k, n: f"There are {n} {k}s.",
+                          "every_kind")
 
 
 def _ref_every_colour(scene: Scene, rng: random.Random) -> Request | None:
-    groups = _groups(scene, lambda s: s.colour)
-    if not groups:
-        return None
-    colour = rng.choice(list(groups))
-    return _several(scene, _every(rng, f"{colour} shape", f"{colour} shapes"), groups[colour],
-                    f"{len(groups[colour])} shapes are {colour}.", "every_colour")
+    return _every_sharing(scene, rng, lambda s: s.colour, lambda c: f"{c} shape",
+                          lambda c, n: f"{n} shapes are {c}.", "every_colour")
 
 
 def _ref_every_colour_kind(scene: Scene, rng: random.Random) -> Request | None:
-    groups = _groups(scene, lambda s: (s.colour, s.kind))
-    if not groups:
-        return None
-    colour, kind = rng.choice(list(groups))
-    return _several(scene, _every(rng, f"{colour} {kind}", f"{colour} {kind}s"), groups[(colour, kind)],
-                    f"There are {len(groups[(colour, kind)])} {colour} {kind}s.", "every_colour_kind")
+    return _every_sharing(scene, rng, lambda s: (s.colour, s.kind), lambda ck: " ".join(ck),
+                          lambda ck, n: f"There are {n} {' '.join(ck)}s.", "every_colour_kind")
 
 
 def _ref_every_size(scene: Scene, rng: random.Random) -> Request | None:
-    groups = _groups(scene, lambda s: s.size)
-    if not groups:
-        return None
-    size = rng.choice(list(groups))
-    return _several(scene, _every(rng, f"{size} shape", f"{size} shapes"), groups[size],
-                    f"{len(groups[size])} shapes are {size}.", "every_size")
+    return _every_sharing(scene, rng, lambda s: s.size, lambda z: f"{z} shape",
+                          lambda z, n: f"{n} shapes are {z}.", "every_size")
 
 
 _ROLL_TEXTS = ("the one that could roll", "the shape that could roll down a slope",
@@ -847,21 +850,18 @@ def _rsn_no_could_roll(scene: Scene, rng: random.Random) -> Request | None:
 
 
 def _rsn_no_world_colour(scene: Scene, rng: random.Random) -> Request | None:
-    present = _count(scene, lambda s: s.colour)
-    options = [c for c in sorted(PALETTE) if c not in present]
-    if not options:
+    colour = _missing(scene, rng, sorted(PALETTE), lambda s: s.colour)
+    if colour is None:
         return None
-    colour = rng.choice(options)
     thing = rng.choice(COLOUR_THINGS[colour])
     return _none(f"the shape that has the colour of {thing}",
                  f"{thing[0].upper()}{thing[1:]} is {colour}; no shape is {colour}.", "no_world_colour")
 
 
 def _rsn_no_world_kind(scene: Scene, rng: random.Random) -> Request | None:
-    options = [k for k in sorted(KINDS) if k not in _count(scene, lambda s: s.kind)]
-    if not options:
+    kind = _missing(scene, rng, sorted(KINDS), lambda s: s.kind)
+    if kind is None:
         return None
-    kind = rng.choice(options)
     thing = rng.choice(KIND_THINGS[kind])
     return _none(f"the shape that looks like {thing}",
                  f"{thing[0].upper()}{thing[1:]} has the outline of a {kind}; there is no {kind}.",
