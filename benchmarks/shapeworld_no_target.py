@@ -51,12 +51,13 @@ def answers_nothing(completion: str) -> bool:
 
 
 def eval_sets(n: int) -> dict[str, dict[str, list]]:
-    """Held-out test samples per family: ``n`` requests that match nothing and ``n`` that match one shape."""
+    """Held-out test samples per family: ``n`` requests that match one shape (the first ``n`` test seeds,
+    as ``segzero shapeworld eval`` reads them) and ``n`` that match nothing (the next ``n``)."""
     from segzero.shapeworld.generator import FAMILIES, make_split
 
     return {
         family: {
-            "no target": list(make_split("test", n, family, no_target_share=1.0)),
+            "no target": list(make_split("test", n, family, seed_offset=n, no_target_share=1.0)),
             "target": list(make_split("test", n, family)),
         }
         for family in FAMILIES
