@@ -75,6 +75,8 @@ def evaluate(reasoner_dir: Path, segmenter_dir: Path, sets: dict[str, list]) -> 
 
 
 def main() -> None:
+    from shapeworld_probes import save_run
+
     from segzero.shapeworld.generator import make_split
     from segzero.shapeworld.shipped import SHIPPED_MODELS
     from segzero.shapeworld.training.common import GRPO_SEED_OFFSET
@@ -159,16 +161,7 @@ def main() -> None:
         ]
         fmt = min(m["seg_format_strict"] for m in r.values())
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {fmt:.3f} |")
-    table = "\n".join(lines)
-    print(table)
-    (args.out / "results.json").write_text(
-        json.dumps(
-            {"results": results, "seconds": seconds, "args": {k: str(v) for k, v in vars(args).items()}},
-            indent=2,
-        )
-    )
-    (args.out / "table.md").write_text(table + "\n")
-    print("Seconds:", json.dumps({k: round(v) for k, v in seconds.items()}))
+    save_run(args.out, "\n".join(lines), results, seconds, args)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ this module as ``shapeworld_probes``) and by the tests (as ``benchmarks.shapewor
 * :func:`listing_accuracy`, :func:`choice_outcome`: how a scene-listing thinking names the shapes it
   boxes, and whether it then chooses the meant one;
 * :func:`answer_image_dependence`, :func:`mean_pairwise_tv`: how much the answer depends on the image
-  and on the request.
+  and on the request;
+* :func:`save_run`: a benchmark run's table and figures, printed and written.
 """
 
 from __future__ import annotations
@@ -258,3 +259,19 @@ def mean_pairwise_tv(p: np.ndarray) -> float:
     groups, members = p.shape[:2]
     d = 0.5 * np.abs(p[:, :, None] - p[:, None, :]).sum(-1)  # the diagonal is 0
     return float(d.sum() / (groups * members * (members - 1)))
+
+
+def save_run(out: Path, table: str, results: dict, seconds: dict[str, float], args: Any) -> None:
+    """Print a benchmark run's table and times; write ``table.md`` and ``results.json`` (results, seconds
+    and the command-line ``args``) into ``out``."""
+    import json
+
+    print(table)
+    (out / "results.json").write_text(
+        json.dumps(
+            {"results": results, "seconds": seconds, "args": {k: str(v) for k, v in vars(args).items()}},
+            indent=2,
+        )
+    )
+    (out / "table.md").write_text(table + "\n")
+    print("Seconds:", json.dumps({k: round(v) for k, v in seconds.items()}))

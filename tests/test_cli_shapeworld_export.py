@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from typer.testing import CliRunner
 
 from segzero.cli.app import app
 from segzero.masks import decode_rle
-from segzero.data.prepared import load_prepared
+from segzero.data.prepared import load_prepared, read_prepared
 from segzero.data.reasonseg import read_reasonseg
 from segzero.frames import scale
 from segzero.shapeworld import make_split
@@ -34,6 +36,35 @@ def test_prepared_export_holds_both_families_with_masks_and_prompts_in_the_frame
         assert (x2, y2) == (scale(xs.max(), 112, 224), scale(ys.max(), 112, 224))
 
 
+def test_prepared_export_writes_target_free_and_multi_target_requests(tmp_path):
+    result = run("--out", str(tmp_path / "d"), "-n", "10", "--family", "referring,reasoning",
+                 "--set", "no_target_share=0.4", "--set", "multi_target_share=0.4", "--answer-form", "multi")
+    assert result.exit_code == 0, result.output
+    expected = [*make_split("train", 10, "referring", no_target_share=0.4, multi_target_share=0.4),
+                *make_split("train", 10, "reasoning", no_target_share=0.4, multi_target_share=0.4)]
+    data = load_prepared(tmp_path / "d")
+    assert len(data) == 20
+    counts = set()
+    for row, sample in zip(data, expected):
+        assert (row["id"], row["request"]) == (sample.id, sample.request)
+        extra, solution = json.loads(row["extra"]), json.loads(row["solution"])
+        n = len(sample.extra["targets"])
+        counts.add(min(n, 2))
+        mask = decode_rle(row["mask_rle"])
+        assert mask.shape == (112, 112) and np.array_equal(mask, sample.mask)
+        assert len(row["reasoner_boxes"]) == len(row["reasoner_points"]) == len(solution) == n
+        if n == 0:
+            assert extra["no_target"] is True and solution == [] and not mask.any()
+        else:
+            assert [o["bbox_2d"] for o in solution] == row["reasoner_boxes"]
+            shapes = [extra["shapes"][i]["box"] for i in sample.extra["targets"]]
+            assert row["reasoner_boxes"] == [[scale(v, 112, 840) for v in box] for box in shapes]
+    assert counts == {0, 1, 2}
+    back = list(read_prepared(tmp_path / "d"))
+    empty = [s for s in back if s.extra.get("no_target")]
+    assert empty and all(s.boxes == [] and s.points == [] and not s.mask.any() for s in empty)
+
+
 def test_reasonseg_export_reads_back_through_the_reasonseg_reader(tmp_path):
     result = run("--out", str(tmp_path / "rs"), "-n", "2", "--split", "test", "--family", "reasoning",
                  "--format", "reasonseg")
@@ -55,6 +86,11 @@ def test_bad_options_and_a_used_folder_are_refused_without_writing(tmp_path):
         ["--out", str(tmp_path / "x"), "--family", "blue"],
         ["--out", str(tmp_path / "x"), "--format", "coco"],
         ["--out", str(tmp_path / "x"), "--split", "holdout"],
+        ["--out", str(tmp_path / "x"), "--set", "no_target_share=1.5"],
+        ["--out", str(tmp_path / "x"), "--set", "no_target_shares=0.5"],
+        ["--out", str(tmp_path / "x"), "--set", "multi_target_share=0.5", "--answer-form", "single"],
+        ["--out", str(tmp_path / "x"), "--answer-form", "polygon"],
+        ["--out", str(tmp_path / "x"), "--format", "reasonseg", "--set", "no_target_share=0.2"],
     ):
         result = run(*args, "-n", "2")
         assert result.exit_code != 0

@@ -90,6 +90,9 @@ def test_train_models_runs_every_reasoner_stage_and_keeps_a_fixed_vision_tower_f
         (["knowledge=7"], ["knowledge takes null"]),
         (["knowledge=null", "knowledge.steps=2"], ["knowledge.steps is set, but knowledge is null"]),
         (["warmup.steps"], ["key=value"]),
+        (["grpo_requests.no_target_share=1.5"], ["no_target_share must be a number in [0, 1]"]),
+        (["grpo_requests.no_target_share=0.6", "grpo_requests.multi_target_share=0.6"], ["at most 1"]),
+        (["grpo_answer_form=polygon"], ["grpo_answer_form must be one of"]),
     ],
 )
 def test_train_models_names_a_bad_setting_before_any_stage(tmp_path, items, words):
@@ -137,6 +140,26 @@ def test_settings_set_fields_of_the_run_and_of_its_stages(tmp_path):
     assert {moved.segmenter.device, moved.warmup.device, moved.tower.device} == {"cuda"}
     assert config.segmenter.device == "cpu"
     assert read_settings(None, ["tower=null"]).tower is None
+    mixed = read_settings(None, ["grpo_requests.no_target_share=0.25", "grpo_answer_form=multi"])
+    assert (mixed.grpo_requests.no_target_share, mixed.grpo_requests.multi_target_share) == (0.25, 0.0)
+    assert mixed.grpo_answer_form == "multi" and default.grpo_requests.no_target_share == 0.0
+
+
+def test_grpo_data_hold_the_shares_of_target_free_and_multi_target_requests(tmp_path):
+    from segzero.data.prepared import read_prepared
+    from segzero.shapeworld.generator import RequestMix
+    from segzero.shapeworld.training.grpo import prepare_grpo_data
+
+    plain = list(read_prepared(prepare_grpo_data(tmp_path / "plain", 12, 112)))
+    assert all(len(s.boxes) == 1 and "no_target" not in s.extra for s in plain)
+    mix = RequestMix(no_target_share=0.5, multi_target_share=0.5)
+    mixed = prepare_grpo_data(tmp_path / "mixed", 12, 112, requests=mix, answer_form="multi")
+    mixed = list(read_prepared(mixed))
+    assert [s.id for s in mixed] == [s.id for s in plain]
+    empty = [s for s in mixed if s.extra.get("no_target")]
+    several = [s for s in mixed if len(s.boxes) >= 2]
+    assert empty and several and len(empty) + len(several) == 12
+    assert all(s.boxes == [] and s.extra["solution"] == "[]" and not s.mask.any() for s in empty)
 
 
 def test_fields_lists_every_setting_with_its_default():
@@ -150,7 +173,9 @@ def test_fields_lists_every_setting_with_its_default():
     assert "warmup.evaluate" not in rows and "warmup.eval_samples" not in rows  # not settable
     result = CliRunner().invoke(app, ["shapeworld", "fields"])
     assert result.exit_code == 0, result.output
-    for key in ("stages", "segmenter.steps", "tower.steps", "warmup_thinking", "grpo_overrides"):
+    assert rows["grpo_requests.no_target_share"][0] == "0.0"
+    for key in ("stages", "segmenter.steps", "tower.steps", "warmup_thinking", "grpo_overrides",
+                "export --set", "multi_target_share"):
         assert key in result.output
 
 

@@ -24,7 +24,10 @@ from PIL import Image
 from segzero.data.records import Sample
 from segzero.errors import InputError
 from segzero.geometry import mask_iou, mask_to_box
+from segzero.shapeworld.generator import RequestMix
 from segzero.shapeworld import (
+    MULTI_TARGET_TEMPLATES,
+    NO_TARGET_TEMPLATES,
     PALETTE,
     SPLIT_SEEDS,
     TEMPLATES,
@@ -69,8 +72,21 @@ def _best(idx: list[int], value, want_max: bool, lead) -> set[int]:
     return {order[0]} if lead(value(order[0]), value(order[1])) else set()
 
 
+def _singular(text: str) -> str:
+    """``"all the shapes that look like a coin"`` -> ``"the shape that looks like a coin"``."""
+    text = "the " + text.removeprefix("all the ")
+    for plural, one in (("shapes that have", "shape that has"), ("shapes that look", "shape that looks"),
+                        (" are not ", " is not "), ("shapes", "shape")):
+        text = text.replace(plural, one)
+    return re.sub(rf"\b({KIND_RE})s\b", r"\1", text)
+
+
 def select(scene, text: str) -> set[int]:
     """Indices of the shapes the request text picks out, re-derived from attributes alone."""
+    if text.startswith("every "):
+        return select(scene, "the " + text.removeprefix("every "))
+    if text.startswith("all the "):
+        return select(scene, _singular(text))
     shapes = scene.shapes
     every = list(range(len(shapes)))
     sel = lambda pred: {i for i in every if pred(shapes[i])}  # noqa: E731
@@ -85,6 +101,8 @@ def select(scene, text: str) -> set[int]:
         return sel(lambda s: s.kind == m[1])
     if m := re.fullmatch(rf"the ({COLOURS}) shape", text):
         return sel(lambda s: s.colour == m[1])
+    if m := re.fullmatch(r"the (small|large) shape", text):
+        return sel(lambda s: s.size == m[1])
     if m := re.fullmatch(r"the (.+) (on the left|on the right|at the top|at the bottom)", text):
         group = sorted(select(scene, "the " + m[1]))
         axis = 0 if m[2] in ("on the left", "on the right") else 1
@@ -99,6 +117,9 @@ def select(scene, text: str) -> set[int]:
         return _best(group, lambda i: shapes[i].area, True, lambda a, b: a >= 1.3 * b)
     if "corners" in text:
         assert all(s.kind in CORNERS for s in shapes), "corner questions must avoid stars"
+        if m := re.fullmatch(rf"the shape with more corners than the ({KIND_RE})", text):
+            refs = sel(lambda s: s.kind == m[1])
+            return sel(lambda s: CORNERS[s.kind] > CORNERS[m[1]]) if len(refs) == 1 else set()
         if m := re.fullmatch(r"the shape (?:with|that has) the (most|fewest) corners", text):
             return _best(every, lambda i: CORNERS[shapes[i].kind], m[1] == "most", lambda a, b: a != b)
         m = re.fullmatch(r"the shape with (?:exactly )?(no|three|four|five|six) corners", text)
@@ -122,7 +143,8 @@ def select(scene, text: str) -> set[int]:
     if text == "the shape whose colour no other shape shares":
         counts = Counter(s.colour for s in shapes)
         return sel(lambda s: counts[s.colour] == 1)
-    if text == "the only shape whose form no other shape shares":
+    if text in ("the only shape whose form no other shape shares",
+                "the shape whose form no other shape shares"):
         counts = Counter(s.kind for s in shapes)
         return sel(lambda s: counts[s.kind] == 1)
     if text.startswith("the shape that has the colour of "):
@@ -278,6 +300,95 @@ def test_sample_fields():
     assert sample.is_sentence is True and make_sample(7, "referring").is_sentence is False
     assert {"family", "template", "seed", "scene_seed", "explanation"} <= set(sample.extra)
     assert sample.extra["explanation"] and sample.request == sample.request.strip().lower()
+
+
+# ------------------------------------------------------------------------------------------------
+# Requests that match no shape or several
+
+
+def _check_targets(sample, scene) -> None:
+    """The request matches exactly ``extra["targets"]`` in its own scene, and the sample says so."""
+    targets = sample.extra["targets"]
+    assert select(scene, sample.request) == set(targets), (sample.id, sample.request)
+    union = np.zeros((scene.size, scene.size), bool)
+    for i in targets:
+        union |= scene.shapes[i].mask
+    assert sample.mask.dtype == np.uint8 and np.array_equal(sample.mask, union.astype(np.uint8))
+    if not targets:
+        assert sample.boxes == [] and sample.points == [] and not sample.mask.any()
+        assert sample.extra["no_target"] is True and sample.extra["n_targets"] == 0
+    elif len(targets) >= 2:
+        assert sample.extra["n_targets"] == len(targets) and "no_target" not in sample.extra
+        assert sample.boxes == [scene.shapes[i].bbox for i in targets]
+        for (point,), i in zip(sample.points, targets, strict=True):
+            assert scene.shapes[i].mask[point[1], point[0]]  # (x, y) inside that shape
+    else:
+        assert sample.boxes == [scene.shapes[targets[0]].bbox] and sample.points == []
+        assert "no_target" not in sample.extra and "n_targets" not in sample.extra
+
+
+@pytest.mark.parametrize("family", sorted(TEMPLATES))
+def test_target_free_and_multi_target_requests_match_exactly_their_shapes(family):
+    counts, used = Counter(), Counter()
+    for seed in range(150):
+        options = {"allow_overlap": seed % 5 == 1, "textured_background": seed % 3 == 0}
+        sample = make_sample(seed, family, no_target_share=0.4, multi_target_share=0.4, **options)
+        _check_targets(sample, generate_scene(sample.extra["scene_seed"], **options))
+        counts[min(len(sample.extra["targets"]), 2)] += 1
+        used[sample.extra["template"]] += 1
+    # About 40% / 20% / 40% of 150 (three standard errors apart from the edges).
+    assert 40 <= counts[0] <= 80 and 12 <= counts[1] <= 48 and 40 <= counts[2] <= 80, counts
+    assert set(NO_TARGET_TEMPLATES[family]) | set(MULTI_TARGET_TEMPLATES[family]) <= set(used)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=SEEDS, family=st.sampled_from(sorted(TEMPLATES)), overlap=st.booleans(),
+       shapes=st.sampled_from([(2, 4), (1, 3), (3, 6)]))
+def test_any_seed_with_shares_gives_requests_that_match_their_targets(seed, family, overlap, shapes):
+    options = {"allow_overlap": overlap, "n_shapes": shapes}
+    sample = make_sample(seed, family, no_target_share=0.5, multi_target_share=0.5, **options)
+    _check_targets(sample, generate_scene(sample.extra["scene_seed"], **options))
+
+
+@pytest.mark.parametrize("family", sorted(TEMPLATES))
+def test_each_target_free_and_multi_target_template_can_be_forced(family):
+    for registry, want in ((NO_TARGET_TEMPLATES, 0), (MULTI_TARGET_TEMPLATES, 2)):
+        for name in registry[family]:
+            for seed in (3, 11):
+                sample = make_sample(seed, family, template=name)
+                assert sample.extra["template"] == name
+                assert min(len(sample.extra["targets"]), 2) == want
+                _check_targets(sample, generate_scene(sample.extra["scene_seed"]))
+
+
+def test_shares_are_off_by_default_and_leave_single_target_samples_as_they_were():
+    for family in TEMPLATES:
+        for seed in range(40):
+            plain = make_sample(seed, family)
+            assert plain.extra["template"] in TEMPLATES[family] and len(plain.extra["targets"]) == 1
+            off = make_sample(seed, family, no_target_share=0.0, multi_target_share=0.0)
+            assert _digest(off) == _digest(plain)
+            mixed = make_sample(seed, family, no_target_share=0.3, multi_target_share=0.3)
+            if mixed.extra["template"] in TEMPLATES[family]:
+                assert (_digest(mixed), mixed.boxes) == (_digest(plain), plain.boxes)
+                assert mixed.extra == plain.extra
+    split = list(make_split("val", 6, "reasoning", no_target_share=1.0))
+    assert all(s.extra["no_target"] and s.extra["split"] == "val" for s in split)
+
+
+@pytest.mark.parametrize("shares", [(-0.1, 0.0), (0.0, 1.5), (0.6, 0.5), (True, 0.0), ("half", 0.0)])
+def test_bad_shares_are_refused(shares):
+    with pytest.raises(InputError, match="share"):
+        make_sample(0, "referring", no_target_share=shares[0], multi_target_share=shares[1])
+    with pytest.raises(InputError, match="share"):
+        RequestMix(*shares).check()
+
+
+def test_an_unknown_template_names_every_known_one():
+    with pytest.raises(InputError, match="every_colour"):
+        make_sample(0, "referring", template="every_dog")
+    with pytest.raises(InputError):
+        make_sample(0, "referring", template="no_could_roll")  # a reasoning template
 
 
 # ------------------------------------------------------------------------------------------------

@@ -74,16 +74,18 @@ def train_models(
 
 @shapeworld_app.command("fields")
 def fields() -> None:
-    """List the settings of `train-models` with their defaults (the shipped models') and help text."""
+    """List the settings of `train-models` (defaults: the shipped models') and of `export`, with help."""
     from rich.console import Console
     from rich.table import Table
 
+    from segzero.shapeworld.generator import RequestMix
     from segzero.shapeworld.training.settings import describe_settings
 
-    table = Table("key", "default", "help", show_lines=False)
-    for key, default, help_text in describe_settings():
-        table.add_row(key, default, help_text)
-    Console().print(table)
+    for title, config in (("train-models --set", None), ("export --set", RequestMix())):
+        table = Table("key", "default", "help", title=title, show_lines=False)
+        for key, default, help_text in describe_settings(config):
+            table.add_row(key, default, help_text)
+        Console().print(table)
 
 
 @shapeworld_app.command("eval")
@@ -119,6 +121,14 @@ def export(
         ),
     ] = "prepared",
     frame: Annotated[int, typer.Option(min=1, help="Reasoner frame of the prepared prompts.")] = REASONER_FRAME,
+    answer_form: Annotated[
+        str | None,
+        typer.Option(
+            "--answer-form",
+            help="prepared format: the form of the solution column (single, multi, ...); default: single "
+            "for one target, a list for none or several.",
+        ),
+    ] = None,
     like_reasonseg: Annotated[
         bool,
         typer.Option(
@@ -127,13 +137,25 @@ def export(
             "as ReasonSeg has, so every difference between `segzero eval --protocol segzero|reference` shows.",
         ),
     ] = False,
+    sets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            "-s",
+            help="A request setting, as YAML: --set no_target_share=0.2 --set multi_target_share=0.3 "
+            "(requests that match no shape, several shapes). Repeatable; `segzero shapeworld fields` "
+            "lists them.",
+        ),
+    ] = None,
 ) -> None:
     """Write ShapeWorld samples as a dataset the other commands read: `segzero train`, `segzero eval`."""
-    from segzero.data.common import add_mask_prompts
-    from segzero.data.prepared import save_prepared
+    from dataclasses import asdict
+
+    from segzero.data.prepared import ANSWER_FORMS
     from segzero.errors import InputError
     from segzero.shapeworld import generator
-    from segzero.shapeworld.generator import FAMILIES, export_reasonseg_folder, make_split
+    from segzero.shapeworld.generator import FAMILIES, export_prepared, export_reasonseg_folder, make_split
+    from segzero.shapeworld.training.settings import read_export_settings
 
     families = [f.strip() for f in family.split(",") if f.strip()]
     if not families or any(f not in FAMILIES for f in families):
@@ -142,9 +164,23 @@ def export(
         raise InputError(f"Unknown format {fmt!r}; choose prepared or reasonseg.")
     if like_reasonseg and fmt != "reasonseg":
         raise InputError("--like-reasonseg shapes a ReasonSeg folder; give it with --format reasonseg.")
+    mix = read_export_settings(sets or [])
+    if answer_form is not None:
+        if fmt != "prepared":
+            raise InputError(
+                "--answer-form sets the prepared format's solutions; give it with --format prepared."
+            )
+        if answer_form not in ANSWER_FORMS:
+            raise InputError(f"Unknown answer form {answer_form!r}; choose from {', '.join(ANSWER_FORMS)}.")
+        if answer_form == "single" and (mix.no_target_share or mix.multi_target_share):
+            raise InputError("single answers name one object; with no_target_share or multi_target_share "
+                             "choose an answer form that holds a list.")
+    if fmt == "reasonseg" and mix.no_target_share:
+        raise InputError("ReasonSeg folders hold no target-free requests; export no_target_share with "
+                         "--format prepared.")
     if output_in_use(out):
         raise InputError(f"{out} already holds files; choose an empty or new folder.")
-    samples = [s for f in families for s in make_split(split, n, f)]
+    samples = [s for f in families for s in make_split(split, n, f, **asdict(mix))]
     if like_reasonseg:
         samples = [generator.like_reasonseg(s) for s in samples]
     if fmt == "reasonseg":
@@ -153,10 +189,7 @@ def export(
             f"wrote {len(samples)} samples to {out / split} (read it with --data {out} --split {split})"
         )
         return
-    usable, skipped = [], []
-    for sample in samples:
-        (usable if add_mask_prompts(sample) else skipped).append(sample)
-    kept = save_prepared(usable, out, frame=frame)
+    kept, skipped = export_prepared(samples, out, frame, answer_form)
     typer.echo(f"wrote {kept} samples of split {split} to {out} (prepared, frame {frame})")
     if skipped:
         ids = ", ".join(s.id for s in skipped[:10])

@@ -2,8 +2,8 @@
 
 Scenes of a few coloured shapes, small enough (112 px by default) that a tiny reasoner and a tiny
 segmenter can be trained on a CPU in minutes, with exact masks and requests that name exactly one
-shape. Two request families mirror the real benchmarks: ``"referring"`` (RefCOCOg-like) and
-``"reasoning"`` (ReasonSeg-like)::
+shape (or, as :class:`RequestMix` asks, none or several). Two request families mirror the real
+benchmarks: ``"referring"`` (RefCOCOg-like) and ``"reasoning"`` (ReasonSeg-like)::
 
     from segzero.shapeworld import make_sample, make_split
     sample = make_sample(7, "reasoning")          # a segzero.data.records.Sample
@@ -16,13 +16,17 @@ The mini models that ship in the package are in :mod:`segzero.shapeworld.shipped
 from segzero.shapeworld.generator import (
     FAMILIES,
     KINDS,
+    MULTI_TARGET_TEMPLATES,
+    NO_TARGET_TEMPLATES,
     PALETTE,
     SPLIT_SEEDS,
     TEMPLATES,
     Request,
+    RequestMix,
     Scene,
     Shape,
     describe,
+    export_prepared,
     export_reasonseg_folder,
     generate_scene,
     make_sample,
@@ -33,13 +37,17 @@ from segzero.shapeworld.generator import (
 __all__ = [
     "FAMILIES",
     "KINDS",
+    "MULTI_TARGET_TEMPLATES",
+    "NO_TARGET_TEMPLATES",
     "PALETTE",
     "SPLIT_SEEDS",
     "TEMPLATES",
     "Request",
+    "RequestMix",
     "Scene",
     "Shape",
     "describe",
+    "export_prepared",
     "export_reasonseg_folder",
     "generate_scene",
     "make_sample",

@@ -23,7 +23,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import NamedTuple
 
@@ -33,7 +33,7 @@ from PIL import Image
 
 from segzero.data.records import IGNORE, Sample
 from segzero.errors import InputError
-from segzero.geometry import mask_to_box
+from segzero.geometry import inscribed_point, mask_to_box
 
 # ---------------------------------------------------------------------------------------------
 # Vocabulary
@@ -703,16 +703,352 @@ TEMPLATES: dict[str, dict[str, Template]] = {
 }
 
 
-def describe(scene: Scene, family: str, rng: random.Random, template: str | None = None) -> Request | None:
-    """A request of ``family`` about ``scene`` naming exactly one shape, or None if the scene allows none.
+# Requests that match nothing or several shapes ---------------------------------------------------
+#
+# A "none" template names something the scene does not hold, preferably beside a near miss (a purple
+# circle and a red star, no purple star); a "several" template names a group of two or more shapes.
+# The texts reuse the single-target phrasings ("the purple star") or say "every"/"all the".
 
-    With ``template`` given only that template is tried; otherwise templates are tried in a random order.
+
+def _none(text: str, story: str, template: str) -> Request:
+    return Request(text, (), f"{story} Nothing in the picture matches.", template)
+
+
+def _several(scene: Scene, text: str, targets: Iterable[int], story: str, template: str) -> Request:
+    targets = tuple(sorted(targets))
+    return Request(text, targets, f"{story} That is {_listing(scene, targets)}.", template)
+
+
+def _every(rng: random.Random, singular: str, plural: str) -> str:
+    """``"every red shape"`` or ``"all the red shapes"``."""
+    return f"every {singular}" if rng.random() < 0.5 else f"all the {plural}"
+
+
+def _groups(scene: Scene, key: Callable[[Shape], object]) -> dict[object, list[int]]:
+    """Shape indices by ``key``, only the values that two or more shapes share (sorted by value)."""
+    counts = _count(scene, key)
+    return {v: [i for i, s in enumerate(scene.shapes) if key(s) == v]
+            for v in sorted(counts, key=str) if counts[v] >= 2}
+
+
+def _missing(scene: Scene, rng: random.Random, values: Iterable[str],
+             key: Callable[[Shape], str]) -> str | None:
+    """One of ``values`` that no shape has as its ``key``, or None when every one is there."""
+    present = _count(scene, key)
+    options = [v for v in values if v not in present]
+    return rng.choice(options) if options else None
+
+
+def _ref_no_kind(scene: Scene, rng: random.Random) -> Request | None:
+    kind = _missing(scene, rng, sorted(KINDS), lambda s: s.kind)
+    if kind is None:
+        return None
+    everything = _listing(scene, range(len(scene.shapes)))
+    return _none(f"the {kind}", f"The shapes are {everything}; none is a {kind}.", "no_kind")
+
+
+def _ref_no_colour(scene: Scene, rng: random.Random) -> Request | None:
+    colour = _missing(scene, rng, sorted(PALETTE), lambda s: s.colour)
+    if colour is None:
+        return None
+    everything = _listing(scene, range(len(scene.shapes)))
+    return _none(f"the {colour} shape", f"The shapes are {everything}; none is {colour}.", "no_colour")
+
+
+def _ref_no_colour_kind(scene: Scene, rng: random.Random) -> Request | None:
+    pairs = _count(scene, lambda s: (s.colour, s.kind))
+    colours, kinds = _count(scene, lambda s: s.colour), _count(scene, lambda s: s.kind)
+    # Both words name something in the scene, only not together.
+    options = [(c, k) for c in sorted(colours) for k in sorted(kinds) if (c, k) not in pairs]
+    if not options:
+        return None
+    colour, kind = rng.choice(options)
+    return _none(f"the {colour} {kind}",
+                 f"There is a {colour} shape and there is a {kind}, but the {kind} is not {colour}.",
+                 "no_colour_kind")
+
+
+def _ref_no_size_kind(scene: Scene, rng: random.Random) -> Request | None:
+    present = _count(scene, lambda s: (s.size, s.kind))
+    options = [(z, k) for (_, k) in sorted(present) for z in SIZE_CLASSES if (z, k) not in present]
+    if not options:
+        return None
+    size, kind = rng.choice(options)
+    other = "large" if size == "small" else "small"
+    return _none(f"the {size} {kind}", f"Every {kind} in the picture is {other}.", "no_size_kind")
+
+
+def _ref_no_size_colour_kind(scene: Scene, rng: random.Random) -> Request | None:
+    present = _count(scene, lambda s: (s.size, s.colour, s.kind))
+    options = sorted({(z, c, k) for (_, c, k) in present for z in SIZE_CLASSES if (z, c, k) not in present})
+    if not options:
+        return None
+    size, colour, kind = rng.choice(options)
+    other = "large" if size == "small" else "small"
+    return _none(f"the {size} {colour} {kind}", f"The {colour} {kind} is {other}, not {size}.",
+                 "no_size_colour_kind")
+
+
+def _every_sharing(scene: Scene, rng: random.Random, key: Callable[[Shape], object],
+                   noun: Callable[[object], str], story: Callable[[object, int], str],
+                   template: str) -> Request | None:
+    """Every shape of a group of two or more that share ``key``: ``noun(value)`` names one of them
+    (``"red shape"``, plural with an ``s``), ``story(value, n)`` says how many there are."""
+    groups = _groups(scene, key)
+    if not groups:
+        return None
+    value = rng.choice(list(groups))
+    one = noun(value)
+    return _several(scene, _every(rng, one, f"{one}s"), groups[value], story(value, len(groups[value])),
+                    template)
+
+
+def _ref_every_kind(scene: Scene, rng: random.Random) -> Request | None:
+    return _every_sharing(scene, rng, lambda s: s.kind, str, lambda k, n: f"There are {n} {k}s.",
+                          "every_kind")
+
+
+def _ref_every_colour(scene: Scene, rng: random.Random) -> Request | None:
+    return _every_sharing(scene, rng, lambda s: s.colour, lambda c: f"{c} shape",
+                          lambda c, n: f"{n} shapes are {c}.", "every_colour")
+
+
+def _ref_every_colour_kind(scene: Scene, rng: random.Random) -> Request | None:
+    return _every_sharing(scene, rng, lambda s: (s.colour, s.kind), lambda ck: " ".join(ck),
+                          lambda ck, n: f"There are {n} {' '.join(ck)}s.", "every_colour_kind")
+
+
+def _ref_every_size(scene: Scene, rng: random.Random) -> Request | None:
+    return _every_sharing(scene, rng, lambda s: s.size, lambda z: f"{z} shape",
+                          lambda z, n: f"{n} shapes are {z}.", "every_size")
+
+
+_ROLL_TEXTS = ("the one that could roll", "the shape that could roll down a slope",
+               "the shape that would roll away if pushed")
+
+
+def _corner_phrase(n: int) -> str:
+    return "with no corners" if n == 0 else f"with exactly {_NUMBER_WORDS[n]} corners"
+
+
+def _rsn_no_n_corners(scene: Scene, rng: random.Random) -> Request | None:
+    corners = _corner_counts(scene)
+    if corners is None:
+        return None
+    options = [n for n in sorted({c for c, _ in KINDS.values()} - {10}) if n not in corners]
+    if not options:
+        return None
+    n = rng.choice(options)
+    return _none(f"the shape {_corner_phrase(n)}", _corner_story(scene) + f" None has {n}.", "no_n_corners")
+
+
+def _rsn_no_could_roll(scene: Scene, rng: random.Random) -> Request | None:
+    if any(s.can_roll for s in scene.shapes):
+        return None
+    return _none(rng.choice(_ROLL_TEXTS), "Only round shapes roll, and every shape here has corners.",
+                 "no_could_roll")
+
+
+def _rsn_no_world_colour(scene: Scene, rng: random.Random) -> Request | None:
+    colour = _missing(scene, rng, sorted(PALETTE), lambda s: s.colour)
+    if colour is None:
+        return None
+    thing = rng.choice(COLOUR_THINGS[colour])
+    return _none(f"the shape that has the colour of {thing}",
+                 f"{thing[0].upper()}{thing[1:]} is {colour}; no shape is {colour}.", "no_world_colour")
+
+
+def _rsn_no_world_kind(scene: Scene, rng: random.Random) -> Request | None:
+    kind = _missing(scene, rng, sorted(KINDS), lambda s: s.kind)
+    if kind is None:
+        return None
+    thing = rng.choice(KIND_THINGS[kind])
+    return _none(f"the shape that looks like {thing}",
+                 f"{thing[0].upper()}{thing[1:]} has the outline of a {kind}; there is no {kind}.",
+                 "no_world_kind")
+
+
+def _rsn_no_same_colour_as_kind(scene: Scene, rng: random.Random) -> Request | None:
+    colours = _count(scene, lambda s: s.colour)
+    options = [k for k in _unique(scene, lambda s: s.kind) if colours[scene.shapes[k].colour] == 1]
+    if not options:
+        return None
+    ref = scene.shapes[rng.choice(options)]
+    return _none(f"the shape that has the same colour as the {ref.kind} but is not the {ref.kind}",
+                 f"The {ref.kind} is {ref.colour}; no other shape is {ref.colour}.", "no_same_colour_as_kind")
+
+
+def _rsn_no_odd_colour_out(scene: Scene, rng: random.Random) -> Request | None:
+    if _unique(scene, lambda s: s.colour):
+        return None
+    return _none("the shape whose colour no other shape shares",
+                 _twin_story(scene, lambda s: s.colour, "colour"), "no_odd_colour_out")
+
+
+def _rsn_no_odd_kind_out(scene: Scene, rng: random.Random) -> Request | None:
+    if _unique(scene, lambda s: s.kind):
+        return None
+    return _none("the only shape whose form no other shape shares",
+                 _twin_story(scene, lambda s: s.kind, "form"), "no_odd_kind_out")
+
+
+def _rsn_every_could_roll(scene: Scene, rng: random.Random) -> Request | None:
+    rollers = [i for i, s in enumerate(scene.shapes) if s.can_roll]
+    if len(rollers) < 2:
+        return None
+    return _several(scene, _every(rng, "shape that could roll", "shapes that could roll"), rollers,
+                    "Only round shapes roll.", "every_could_roll")
+
+
+def _rsn_every_n_corners(scene: Scene, rng: random.Random) -> Request | None:
+    corners = _corner_counts(scene)
+    if corners is None:
+        return None
+    groups = _groups(scene, lambda s: s.n_corners)
+    if not groups:
+        return None
+    n = rng.choice(list(groups))
+    phrase = _corner_phrase(n)
+    return _several(scene, _every(rng, f"shape {phrase}", f"shapes {phrase}"), groups[n],
+                    _corner_story(scene) + f" {len(groups[n])} have {n}.", "every_n_corners")
+
+
+def _rsn_every_world_colour(scene: Scene, rng: random.Random) -> Request | None:
+    groups = _groups(scene, lambda s: s.colour)
+    if not groups:
+        return None
+    colour = rng.choice(list(groups))
+    thing = rng.choice(COLOUR_THINGS[colour])
+    tail = f"the colour of {thing}"
+    return _several(scene, _every(rng, f"shape that has {tail}", f"shapes that have {tail}"), groups[colour],
+                    f"{thing[0].upper()}{thing[1:]} is {colour}.", "every_world_colour")
+
+
+def _rsn_every_world_kind(scene: Scene, rng: random.Random) -> Request | None:
+    groups = _groups(scene, lambda s: s.kind)
+    if not groups:
+        return None
+    kind = rng.choice(list(groups))
+    thing = rng.choice(KIND_THINGS[kind])
+    return _several(scene, _every(rng, f"shape that looks like {thing}", f"shapes that look like {thing}"),
+                    groups[kind], f"{thing[0].upper()}{thing[1:]} has the outline of a {kind}.",
+                    "every_world_kind")
+
+
+def _rsn_every_same_colour_as_kind(scene: Scene, rng: random.Random) -> Request | None:
+    options = []
+    for k in _unique(scene, lambda s: s.kind):
+        ref = scene.shapes[k]
+        others = [i for i, s in enumerate(scene.shapes) if i != k and s.colour == ref.colour]
+        if len(others) >= 2:
+            options.append((k, others))
+    if not options:
+        return None
+    k, others = rng.choice(options)
+    ref = scene.shapes[k]
+    tail = f"the same colour as the {ref.kind} but {{}} not the {ref.kind}"
+    return _several(scene, _every(rng, f"shape that has {tail.format('is')}", f"shapes that have "
+                                  f"{tail.format('are')}"), others, f"The {ref.kind} is {ref.colour}.",
+                    "every_same_colour_as_kind")
+
+
+def _rsn_every_more_corners_than_kind(scene: Scene, rng: random.Random) -> Request | None:
+    corners = _corner_counts(scene)
+    if corners is None:
+        return None
+    options = []
+    for k in _unique(scene, lambda s: s.kind):
+        more = [i for i, c in enumerate(corners) if c > corners[k]]
+        if len(more) >= 2:
+            options.append((k, more))
+    if not options:
+        return None
+    k, more = rng.choice(options)
+    kind = scene.shapes[k].kind
+    tail = f"with more corners than the {kind}"
+    return _several(scene, _every(rng, f"shape {tail}", f"shapes {tail}"), more,
+                    _corner_story(scene) + f" The {kind} has {corners[k]}.", "every_more_corners_than_kind")
+
+
+def _rsn_every_odd_colour_out(scene: Scene, rng: random.Random) -> Request | None:
+    options = _unique(scene, lambda s: s.colour)
+    if not 2 <= len(options) < len(scene.shapes):
+        return None
+    tail = "whose colour no other shape shares"
+    return _several(scene, _every(rng, f"shape {tail}", f"shapes {tail}"), options,
+                    _twin_story(scene, lambda s: s.colour, "colour"), "every_odd_colour_out")
+
+
+def _rsn_every_odd_kind_out(scene: Scene, rng: random.Random) -> Request | None:
+    options = _unique(scene, lambda s: s.kind)
+    if not 2 <= len(options) < len(scene.shapes):
+        return None
+    tail = "whose form no other shape shares"
+    return _several(scene, _every(rng, f"shape {tail}", f"shapes {tail}"), options,
+                    _twin_story(scene, lambda s: s.kind, "form"), "every_odd_kind_out")
+
+
+#: Requests that match no shape: family -> template name -> function(scene, rng) -> Request | None.
+NO_TARGET_TEMPLATES: dict[str, dict[str, Template]] = {
+    "referring": {
+        "no_kind": _ref_no_kind,
+        "no_colour": _ref_no_colour,
+        "no_colour_kind": _ref_no_colour_kind,
+        "no_size_kind": _ref_no_size_kind,
+        "no_size_colour_kind": _ref_no_size_colour_kind,
+    },
+    "reasoning": {
+        "no_n_corners": _rsn_no_n_corners,
+        "no_could_roll": _rsn_no_could_roll,
+        "no_world_colour": _rsn_no_world_colour,
+        "no_world_kind": _rsn_no_world_kind,
+        "no_same_colour_as_kind": _rsn_no_same_colour_as_kind,
+        "no_odd_colour_out": _rsn_no_odd_colour_out,
+        "no_odd_kind_out": _rsn_no_odd_kind_out,
+    },
+}
+
+#: Requests that match two or more shapes: family -> template name -> function(scene, rng) -> Request | None.
+MULTI_TARGET_TEMPLATES: dict[str, dict[str, Template]] = {
+    "referring": {
+        "every_kind": _ref_every_kind,
+        "every_colour": _ref_every_colour,
+        "every_colour_kind": _ref_every_colour_kind,
+        "every_size": _ref_every_size,
+    },
+    "reasoning": {
+        "every_could_roll": _rsn_every_could_roll,
+        "every_n_corners": _rsn_every_n_corners,
+        "every_world_colour": _rsn_every_world_colour,
+        "every_world_kind": _rsn_every_world_kind,
+        "every_same_colour_as_kind": _rsn_every_same_colour_as_kind,
+        "every_more_corners_than_kind": _rsn_every_more_corners_than_kind,
+        "every_odd_colour_out": _rsn_every_odd_colour_out,
+        "every_odd_kind_out": _rsn_every_odd_kind_out,
+    },
+}
+
+#: How many shapes a request means, and the templates of each: ``"one"`` (the default, :data:`TEMPLATES`),
+#: ``"none"`` and ``"several"``.
+TARGET_COUNTS: dict[str, dict[str, dict[str, Template]]] = {
+    "one": TEMPLATES,
+    "none": NO_TARGET_TEMPLATES,
+    "several": MULTI_TARGET_TEMPLATES,
+}
+
+
+def describe(scene: Scene, family: str, rng: random.Random, template: str | None = None,
+             count: str = "one") -> Request | None:
+    """A request of ``family`` about ``scene`` naming ``count`` shapes (a key of :data:`TARGET_COUNTS`:
+    exactly one by default, ``"none"`` or ``"several"``), or None if the scene allows none.
+
+    With ``template`` given only that template is tried (it decides the count); otherwise the
+    templates of ``count`` are tried in a random order.
     """
-    templates = _family(family)
     if template is not None:
-        if template not in templates:
-            raise InputError(f"unknown {family} template {template!r}; choose one of {sorted(templates)}.")
+        templates = _family(family, _count_of(family, template))
         return templates[template](scene, rng)
+    templates = _family(family, count)
     names = sorted(templates)
     rng.shuffle(names)
     for name in names:
@@ -722,10 +1058,63 @@ def describe(scene: Scene, family: str, rng: random.Random, template: str | None
     return None
 
 
-def _family(family: str) -> dict[str, Template]:
+def _family(family: str, count: str = "one") -> dict[str, Template]:
     if family not in TEMPLATES:
         raise InputError(f"unknown request family {family!r}; choose 'referring' or 'reasoning'.")
-    return TEMPLATES[family]
+    if count not in TARGET_COUNTS:
+        raise InputError(f"unknown target count {count!r}; choose one of {sorted(TARGET_COUNTS)}.")
+    return TARGET_COUNTS[count][family]
+
+
+def _count_of(family: str, template: str) -> str:
+    """Which of :data:`TARGET_COUNTS` holds ``template`` of ``family``."""
+    _family(family)
+    for count, registry in TARGET_COUNTS.items():
+        if template in registry[family]:
+            return count
+    known = sorted(t for registry in TARGET_COUNTS.values() for t in registry[family])
+    raise InputError(f"unknown {family} template {template!r}; choose one of {known}.")
+
+
+@dataclass
+class RequestMix:
+    """How many shapes requests mean: the shares of samples whose request matches no shape and two or more
+    shapes; the rest name exactly one. The defaults (both 0) give the single-target samples only.
+
+    The count of a sample is drawn from a stream of its own (:meth:`draw`), so that turning the shares on
+    leaves every sample that still names one shape exactly as it was.
+    """
+
+    no_target_share: float = field(
+        default=0.0,
+        metadata={"help": "Share of requests that match no shape in their scene (e.g. 'the purple star' "
+                          "where there is none): empty boxes and points, an all-zero mask."},
+    )
+    multi_target_share: float = field(
+        default=0.0,
+        metadata={"help": "Share of requests that match two or more shapes ('every red shape'): one box "
+                          "and point per shape, the union mask."},
+    )
+
+    def check(self) -> None:
+        """Raise :class:`InputError` for a share outside [0, 1] or shares summing to more than 1."""
+        for f in fields(self):
+            share = getattr(self, f.name)
+            if isinstance(share, bool) or not isinstance(share, int | float) or not 0.0 <= share <= 1.0:
+                raise InputError(f"{f.name} must be a number in [0, 1], got {share!r}.")
+        if self.no_target_share + self.multi_target_share > 1.0:
+            raise InputError(f"no_target_share + multi_target_share must be at most 1, got "
+                             f"{self.no_target_share} + {self.multi_target_share}.")
+
+    def draw(self, family: str, seed: int) -> str:
+        """How many shapes sample ``seed`` of ``family`` means: a key of :data:`TARGET_COUNTS`."""
+        self.check()
+        if self.no_target_share == self.multi_target_share == 0.0:
+            return "one"
+        u = random.Random(f"shapeworld:{family}:{seed}:count").random()
+        if u < self.no_target_share:
+            return "none"
+        return "several" if u < self.no_target_share + self.multi_target_share else "one"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -745,30 +1134,43 @@ def make_sample(
     n_shapes: tuple[int, int] = (2, 4),
     allow_overlap: bool = False,
     textured_background: bool = False,
+    no_target_share: float = 0.0,
+    multi_target_share: float = 0.0,
 ) -> Sample:
     """One ShapeWorld :class:`~segzero.data.records.Sample`, deterministic in its arguments.
 
-    The template is drawn uniformly from the family (unless given); scenes with seeds
-    ``seed * SCENES_PER_SEED + 0, 1, ...`` are drawn until one lets that template name a single shape.
+    How many shapes the request means is drawn first (:meth:`RequestMix.draw`: one, unless the shares
+    say otherwise), then the template uniformly from that count's templates of the family (unless
+    given; a given template decides the count); scenes with seeds ``seed * SCENES_PER_SEED + 0, 1,
+    ...`` are drawn until one lets that template name its shapes.
 
     Args:
         seed: a non-negative int (see :data:`SPLIT_SEEDS` for the split ranges).
         family: ``"referring"`` (short attribute/position expressions, RefCOCOg-like) or
             ``"reasoning"`` (questions that need a step of reasoning or world knowledge, ReasonSeg-like).
         size: image side in pixels.
-        template: force a template (a key of ``TEMPLATES[family]``).
+        template: force a template (a key of ``TEMPLATES[family]``, ``NO_TARGET_TEMPLATES[family]`` or
+            ``MULTI_TARGET_TEMPLATES[family]``).
         n_shapes, allow_overlap, textured_background: passed to :func:`generate_scene`.
+        no_target_share: the share of samples whose request matches no shape in the scene.
+        multi_target_share: the share of samples whose request matches two or more shapes.
 
     Returns:
-        A Sample in the image frame: ``mask`` uint8 0/1 of the target's visible pixels, ``boxes`` its one
-        inclusive box, ``points`` empty, ``is_sentence`` True for the reasoning family, ``extra`` with
-        ``family``, ``template``, ``seed``, ``scene_seed``, ``explanation`` (a toy reasoning text),
-        ``shapes`` (every shape's ``{"name", "box"}``, painter's order, image frame) and ``targets``
-        (indices into ``shapes`` of what the request means).
+        A Sample in the image frame: ``mask`` uint8 0/1 of the targets' visible pixels (all zero for no
+        target), ``is_sentence`` True for the reasoning family, ``extra`` with ``family``, ``template``,
+        ``seed``, ``scene_seed``, ``explanation`` (a toy reasoning text), ``shapes`` (every shape's
+        ``{"name", "box"}``, painter's order, image frame) and ``targets`` (indices into ``shapes`` of
+        what the request means). One target: ``boxes`` its one inclusive box, ``points`` empty (the
+        exporter draws them from the mask). No target: ``boxes`` and ``points`` empty,
+        ``extra["no_target"]`` True and ``extra["n_targets"]`` 0. Several: per target in painter's
+        order its box and one point (the centre of its largest inscribed circle), ``extra["n_targets"]``.
     """
     if seed < 0:
         raise InputError(f"ShapeWorld seeds are non-negative ints, got {seed}.")
-    templates = _family(family)
+    count = RequestMix(no_target_share, multi_target_share).draw(family, seed)
+    if template is not None:
+        count = _count_of(family, template)
+    templates = _family(family, count)
     rng = random.Random(f"shapeworld:{family}:{seed}")
     name = template if template is not None else rng.choice(sorted(templates))
     options = dict(size=size, n_shapes=n_shapes, allow_overlap=allow_overlap,
@@ -783,10 +1185,10 @@ def make_sample(
         if template is not None:
             raise RuntimeError(f"template {template!r} found no fitting scene in {_TEMPLATE_ATTEMPTS} tries; "
                                "use more shapes or another template")
-        # Not seen in practice: fall back to any template the scene allows.
+        # Not seen in practice: fall back to any template of the count the scene allows.
         for attempt in range(_TEMPLATE_ATTEMPTS, SCENES_PER_SEED):
             scene = generate_scene(seed * SCENES_PER_SEED + attempt, **options)
-            request = describe(scene, family, rng)
+            request = describe(scene, family, rng, count=count)
             if request is not None:
                 break
         else:
@@ -798,6 +1200,19 @@ def _to_sample(scene: Scene, request: Request, family: str, seed: int) -> Sample
     target = np.zeros((scene.size, scene.size), bool)
     for i in request.targets:
         target |= scene.shapes[i].mask
+    extra = {"family": family, "template": request.template, "seed": seed, "scene_seed": scene.seed,
+             "explanation": request.explanation,
+             "shapes": [{"name": s.name, "box": [int(v) for v in s.bbox]} for s in scene.shapes],
+             "targets": [int(i) for i in request.targets]}
+    if len(request.targets) == 1:
+        boxes, points = [mask_to_box(target)], []
+    else:
+        meant = [scene.shapes[i] for i in request.targets]
+        boxes = [s.bbox for s in meant]
+        points = [(inscribed_point(s.mask),) for s in meant]
+        extra["n_targets"] = len(meant)
+        if not meant:
+            extra["no_target"] = True
     return Sample(
         id=f"shapeworld-{family}-{seed:08d}",
         image=Image.fromarray(scene.image),
@@ -805,14 +1220,11 @@ def _to_sample(scene: Scene, request: Request, family: str, seed: int) -> Sample
         width=scene.size,
         height=scene.size,
         mask=target.astype(np.uint8),
-        boxes=[mask_to_box(target)],
-        points=[],
+        boxes=boxes,
+        points=points,
         source="shapeworld",
         is_sentence=family == "reasoning",
-        extra={"family": family, "template": request.template, "seed": seed, "scene_seed": scene.seed,
-               "explanation": request.explanation,
-               "shapes": [{"name": s.name, "box": [int(v) for v in s.bbox]} for s in scene.shapes],
-               "targets": [int(i) for i in request.targets]},
+        extra=extra,
     )
 
 
@@ -837,7 +1249,8 @@ def make_split(
     """Yield ``n`` samples of split ``name`` with seeds ``SPLIT_SEEDS[name].start + seed_offset + 0..n-1``.
 
     ``options`` go to :func:`make_sample` (``n_shapes``, ``allow_overlap``, ``textured_background``,
-    ``template``). With ``templates`` sample ``i`` uses template ``templates[i % len(templates)]``.
+    ``template``, ``no_target_share``, ``multi_target_share``). With ``templates`` sample ``i`` uses
+    template ``templates[i % len(templates)]``.
     Each sample's ``extra["split"]`` is set and its id becomes ``shapeworld-{split}-{family}-{seed}``.
     """
     if name not in SPLIT_SEEDS:
@@ -856,6 +1269,44 @@ def make_split(
         sample.id = f"shapeworld-{name}-{family}-{seed:08d}"
         sample.extra["split"] = name
         yield sample
+
+
+# ---------------------------------------------------------------------------------------------
+# Prepared-dataset export
+
+
+def export_prepared(
+    samples: Iterable[Sample], out: str | Path, frame: int, answer_form: str | None = None
+) -> tuple[int, list[Sample]]:
+    """Write samples as a prepared dataset (:func:`segzero.data.prepared.save_prepared`), prompts in the
+    reasoner ``frame``: one target with its box and two points drawn from its mask, several with the
+    box and point of each, none with empty prompts.
+
+    Args:
+        answer_form: the form of the ``solution`` column, a name of
+            :data:`segzero.data.prepared.ANSWER_FORMS`, or None for each sample's default (single for one
+            target, a list otherwise; ``"[]"`` for none).
+
+    Returns:
+        The number of rows written, and the samples left out because their mask gave no box and points.
+    """
+    from segzero.data.common import add_mask_prompts
+    from segzero.data.prepared import save_prepared
+
+    skipped: list[Sample] = []
+
+    def with_prompts() -> Iterator[Sample]:
+        for sample in samples:
+            if sample.extra.get("no_target"):
+                # Its (empty) prompts, given as already in the reasoner frame, are written as they are.
+                sample.extra.update(reasoner_frame=frame, reasoner_boxes=[], reasoner_points=[])
+                yield sample
+            elif sample.points or add_mask_prompts(sample):
+                yield sample
+            else:
+                skipped.append(sample)
+
+    return save_prepared(with_prompts(), out, frame=frame, answer_form=answer_form), skipped
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from segzero.errors import InputError
+from segzero.shapeworld.generator import RequestMix
 from segzero.shapeworld.training.common import GRPO_SEED_OFFSET, Log, print_log
 
 
@@ -31,22 +32,33 @@ def grpo_requests_read(recipe: str | Path, overrides: Sequence[str] = ()) -> int
 
 
 def prepare_grpo_data(
-    path: str | Path, n: int, frame: int, family: str = "referring", templates: Sequence[str] = ()
+    path: str | Path,
+    n: int,
+    frame: int,
+    family: str = "referring",
+    templates: Sequence[str] = (),
+    *,
+    requests: RequestMix | None = None,
+    answer_form: str | None = None,
 ) -> Path:
     """Write ``n`` training samples of ``family`` as a prepared dataset (prompts in the reasoner ``frame``).
 
     With ``templates`` sample ``i`` uses ``templates[i % len(templates)]``; otherwise each draws its own.
+    ``requests`` sets the shares of requests that match no shape or several (default: none, each names
+    one); ``answer_form`` the ``solution`` column's form (:func:`segzero.data.prepared.build_solution`;
+    default: each sample's own).
     """
     import shutil
+    from dataclasses import asdict
 
-    from segzero.data.prepared import save_prepared
-    from segzero.shapeworld.generator import make_split
+    from segzero.shapeworld.generator import export_prepared, make_split
 
     path = Path(path)
     if path.exists():
         shutil.rmtree(path)
-    samples = make_split("train", n, family, seed_offset=GRPO_SEED_OFFSET, templates=templates)
-    save_prepared(samples, path, frame=frame)
+    mix = asdict(requests) if requests is not None else {}
+    samples = make_split("train", n, family, seed_offset=GRPO_SEED_OFFSET, templates=templates, **mix)
+    export_prepared(samples, path, frame, answer_form)
     return path
 
 

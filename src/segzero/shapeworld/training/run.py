@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from segzero.errors import InputError
+from segzero.shapeworld.generator import RequestMix
 from segzero.shapeworld.training.common import Log, print_log
 from segzero.shapeworld.training.examples import (
     KNOWLEDGE_TEMPLATES,
@@ -137,6 +138,20 @@ class ShapeWorldTrainConfig:
             "the recipe's steps read, each once."
         },
     )
+    grpo_requests: RequestMix = field(
+        default_factory=RequestMix,
+        metadata={
+            "help": "How many shapes the GRPO data's requests mean: grpo_requests.no_target_share and "
+            "grpo_requests.multi_target_share (0: each names one shape, the shipped models' data)."
+        },
+    )
+    grpo_answer_form: str | None = field(
+        default=None,
+        metadata={
+            "help": "The GRPO data's solution form (single, multi, or another of the prepared format's "
+            "answer forms); null: single for one target, a list otherwise."
+        },
+    )
     grpo_overrides: list[str] = field(
         default_factory=list,
         metadata={"help": "Extra key=value settings of the GRPO recipe, e.g. [max_steps=4] for a quick run."},
@@ -156,6 +171,13 @@ class ShapeWorldTrainConfig:
             )
         if self.warmup_thinking not in THINKING:
             raise InputError(f"warmup_thinking must be one of {THINKING}, got {self.warmup_thinking!r}")
+        from segzero.data.prepared import ANSWER_FORMS
+
+        if self.grpo_answer_form is not None and self.grpo_answer_form not in ANSWER_FORMS:
+            raise InputError(
+                f"grpo_answer_form must be one of {ANSWER_FORMS} or null, got {self.grpo_answer_form!r}"
+            )
+        self.grpo_requests.check()
         self.segmenter.check("segmenter")
         self.warmup.check("warmup")
         for name in ("tower", "knowledge"):
@@ -234,7 +256,12 @@ def train_all(
         stage("warmup-sft", lambda: sft_loop(start, examples, referring_warm, config.warmup, log=log))
         if knowledge is not None:
             stage("knowledge-sft", lambda: sft_loop(referring_warm, knowledge_set, warm, knowledge, log=log))
-        stage("grpo-data", lambda: prepare_grpo_data(grpo_data, n_grpo, frame))
+        stage(
+            "grpo-data",
+            lambda: prepare_grpo_data(
+                grpo_data, n_grpo, frame, requests=config.grpo_requests, answer_form=config.grpo_answer_form
+            ),
+        )
         if grpo_run.exists():
             shutil.rmtree(grpo_run)
         final = stage(

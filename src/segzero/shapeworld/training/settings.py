@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from segzero.errors import InputError
+from segzero.shapeworld.generator import RequestMix
 from segzero.shapeworld.training.run import ShapeWorldTrainConfig
 
 #: The command that lists the settings.
@@ -37,11 +38,11 @@ def _fields(obj: Any, prefix: str = "") -> Iterator[tuple[str, dataclasses.Field
             yield from _fields(value, key + ".")
 
 
-def describe_settings() -> list[tuple[str, str, str]]:
-    """``(key, default as written, help)`` of every setting, in the run's order; a stage's own row shows
-    its config class."""
+def describe_settings(config: Any = None) -> list[tuple[str, str, str]]:
+    """``(key, default as written, help)`` of every setting of ``config`` (default: the run's,
+    :class:`ShapeWorldTrainConfig`), in its order; a stage's own row shows its config class."""
     rows = []
-    for key, f, _, value in _fields(ShapeWorldTrainConfig()):
+    for key, f, _, value in _fields(config if config is not None else ShapeWorldTrainConfig()):
         shown = type(value).__name__ if dataclasses.is_dataclass(value) else repr(value)
         rows.append((key, shown, " ".join(str(f.metadata.get("help", "")).split())))
     return rows
@@ -90,8 +91,10 @@ def _converted(value: Any, hint: Any) -> Any:
     raise _Mismatch
 
 
-def apply_settings(config: ShapeWorldTrainConfig, values: Mapping[str, Any]) -> ShapeWorldTrainConfig:
-    """Set ``values`` (dotted key -> YAML value) on ``config``, in place; returns it.
+def apply_settings(config: Any, values: Mapping[str, Any], what: str = "train-models setting(s)") -> Any:
+    """Set ``values`` (dotted key -> YAML value) on ``config`` (a :class:`ShapeWorldTrainConfig`, or another
+    settings dataclass such as the export's :class:`~segzero.shapeworld.generator.RequestMix`), in place;
+    returns it. ``what`` names the settings in the error sentence.
 
     Raises:
         InputError: an unknown key (with the closest known ones), a value that does not fit its field, a
@@ -99,8 +102,8 @@ def apply_settings(config: ShapeWorldTrainConfig, values: Mapping[str, Any]) -> 
     """
     from segzero.train.config import reject_unknown
 
-    known = {key: (f, hint, default) for key, f, hint, default in _fields(ShapeWorldTrainConfig())}
-    reject_unknown(values, known, "train-models setting(s)", LISTING)
+    known = {key: (f, hint, default) for key, f, hint, default in _fields(type(config)())}
+    reject_unknown(values, known, what, LISTING)
     for key, value in values.items():
         stage = key.partition(".")[0]
         if "." in key and stage in values and values[stage] is None:
@@ -140,3 +143,13 @@ def read_settings(path: str | Path | None = None, sets: Sequence[str] = ()) -> S
     config = apply_settings(ShapeWorldTrainConfig(), values)
     config.check()
     return config
+
+
+def read_export_settings(sets: Sequence[str] = ()) -> RequestMix:
+    """The settings of ``segzero shapeworld export`` (``["key=value", ...]``, YAML values): the fields of
+    :class:`~segzero.shapeworld.generator.RequestMix`, checked."""
+    from segzero.train.config import parse_overrides
+
+    mix = apply_settings(RequestMix(), parse_overrides(sets), "export setting(s)")
+    mix.check()
+    return mix
