@@ -16,6 +16,10 @@ from PIL import Image
 
 from segzero.defaults import IGNORE  # noqa: F401  (re-exported: the data readers' vocabulary)
 
+#: ``Sample.extra`` key flagging a request that matches nothing: such a sample has ``boxes == []``,
+#: ``points == []`` and an all-zero ``mask`` of the image's size (gRefCOCO's no-target expressions).
+NO_TARGET_KEY = "no_target"
+
 
 @dataclass
 class Sample:
@@ -31,7 +35,8 @@ class Sample:
         points: per target object, its positive points ``((x, y), ...)`` in image pixels.
         source: dataset name, e.g. ``"refcocog"``, ``"reasonseg"``, ``"shapeworld"``.
         is_sentence: ReasonSeg's long-query flag (None where the dataset has none).
-        extra: anything else worth keeping (split, COCO ids, request family, ...).
+        extra: anything else worth keeping (split, COCO ids, request family, ...); ``extra["no_target"]``
+            (:data:`NO_TARGET_KEY`) is True for a request that matches nothing.
     """
 
     id: str
