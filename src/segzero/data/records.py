@@ -14,11 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from segzero.defaults import IGNORE  # noqa: F401  (re-exported: the data readers' vocabulary)
-
-#: ``Sample.extra`` key flagging a request that matches nothing: such a sample has ``boxes == []``,
-#: ``points == []`` and an all-zero ``mask`` of the image's size (gRefCOCO's no-target expressions).
-NO_TARGET_KEY = "no_target"
+from segzero.defaults import IGNORE, NO_TARGET_KEY  # noqa: F401  (re-exported: the data readers' vocabulary)
 
 
 @dataclass
