@@ -197,7 +197,9 @@ def make_grefcoco(tmp: Path, refs_format: str = "json", image_maker=None) -> Pat
         for i, (w, h) in GREF_SIZES.items()
     ]
     categories = [{"id": 1, "name": "thing", "supercategory": "thing"}]
-    (data / "instances.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": categories}))
+    (data / "instances.json").write_text(
+        json.dumps({"images": images, "annotations": anns, "categories": categories})
+    )
 
     def ref(ref_id, image_id, split, ann_id, sents, **fields):
         ids = ann_id if isinstance(ann_id, list) else [ann_id]

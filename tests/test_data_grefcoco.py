@@ -21,7 +21,9 @@ runner = CliRunner()
 @pytest.mark.parametrize("refs_format", ["json", "pickle"])
 def test_one_sample_per_sentence_with_zero_one_or_many_targets(tmp_path, refs_format):
     report = SkipLog()
-    samples = {s.id: s for s in iter_samples("grefcoco", make_grefcoco(tmp_path, refs_format), "val", report=report)}
+    samples = {
+        s.id: s for s in iter_samples("grefcoco", make_grefcoco(tmp_path, refs_format), "val", report=report)
+    }
     assert list(samples) == ["1_10", "1_11", "2_20", "3_30", "4_40", "8_80"]
     assert report.kept == 6 and samples["1_11"].request == "top left thing"
 
@@ -128,7 +130,9 @@ def test_the_segmenter_filter_keeps_no_target_samples_without_asking(tmp_path):
 def test_prepare_grefcoco_command(tmp_path):
     root = make_grefcoco(tmp_path / "rela", "pickle")
     out = tmp_path / "out"
-    res = runner.invoke(app, ["prepare", "grefcoco", "--root", str(root), "--split", "val", "--out", str(out)])
+    res = runner.invoke(
+        app, ["prepare", "grefcoco", "--root", str(root), "--split", "val", "--out", str(out)]
+    )
     assert res.exit_code == 0, res.output
     assert "kept 6" in res.output and "skipped 4" in res.output and "warnings 2" in res.output
     assert "skipped 6_60: annotation 999 is not in instances.json" in res.output

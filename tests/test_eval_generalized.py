@@ -87,7 +87,9 @@ def test_records_carry_the_flags_and_the_summary_the_figures():
         record_from_result("nt-10px", _result(ten), empty_gt, extra={"no_target": True}),
         record_from_result("t-half", _result(pred_half), target, extra={"no_target": False}),
         record_from_result("t-empty", _result(np.zeros((h, w), bool)), target, extra={"no_target": False}),
-        record_from_result("t-failed", _result(np.zeros((h, w), bool), ParseStatus.NO_ANSWER), target, extra={}),
+        record_from_result(
+            "t-failed", _result(np.zeros((h, w), bool), ParseStatus.NO_ANSWER), target, extra={}
+        ),
         error_record("nt-failed", "r", empty_gt, RuntimeError("boom"), extra={"no_target": True}),
     ]
     assert [r.pred_empty for r in records] == [True, False, False, True, None, None]
@@ -102,7 +104,12 @@ def test_records_carry_the_flags_and_the_summary_the_figures():
     assert summary["overall"]["giou"] == pytest.approx((1 + 0 + 15 / 35 + 0 + 0 + 1) / 6)
     assert "generalized" not in summarize([r for r in records if "no_target" not in r.extra])
 
-    config = {"benchmark": "grefcoco", "split": "val", "pipeline": {"reasoner": "x"}, "extra": {"subset": "all"}}
+    config = {
+        "benchmark": "grefcoco",
+        "split": "val",
+        "pipeline": {"reasoner": "x"},
+        "extra": {"subset": "all"},
+    }
     rows = report_rows([run_summary({**summary, "config": config}, "run")])
     run = next(r for r in rows if r.source == "run" and r.protocol == "segzero")
     assert run.giou == pytest.approx(100 * gen["giou"]) and run.n_acc == pytest.approx(100 / 3)

@@ -111,7 +111,9 @@ def test_a_resumed_run_gives_the_same_figures(taught_run, taught_models, grefcoc
     resumed.mkdir()
     for name in ("run.json", "results.jsonl"):  # a run killed after its first batch of two
         text = (taught_run[0] / name).read_text()
-        (resumed / name).write_text("".join(text.splitlines(keepends=True)[:2]) if name.endswith("l") else text)
+        (resumed / name).write_text(
+            "".join(text.splitlines(keepends=True)[:2]) if name.endswith("l") else text
+        )
     output = _eval(taught_models, grefcoco_data, resumed)
     assert "4 evaluated now, 2 already done" in output
     summary = json.loads((resumed / "summary.json").read_text())

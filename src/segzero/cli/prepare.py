@@ -68,12 +68,16 @@ def prepare(
     ] = None,
     split_by: Annotated[
         str | None,
-        typer.Option(help="refer split scheme: umd, google or unc (default: umd for refcocog, else unc; "
-                     "gRefCOCO has only unc)."),
+        typer.Option(
+            help="refer split scheme: umd, google or unc (default: umd for refcocog, else unc; "
+            "gRefCOCO has only unc)."
+        ),
     ] = None,
     images: Annotated[
         Path | None,
-        typer.Option(help="COCO train2014 images folder (refer, gRefCOCO; looked for next to --root if unset)."),
+        typer.Option(
+            help="COCO train2014 images folder (refer, gRefCOCO; looked for next to --root if unset)."
+        ),
     ] = None,
     subset: Annotated[Subset, typer.Option(help="ReasonSeg subset by is_sentence.")] = Subset.all,
     all_texts: Annotated[

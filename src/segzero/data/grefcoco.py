@@ -30,7 +30,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from numbers import Integral
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -57,7 +56,17 @@ NO_TARGET_ANN = -1
 
 #: Fields of a gRefCOCO ref and of one of its sentences; others are reported as unknown.
 REF_FIELDS = frozenset(
-    {"ref_id", "image_id", "split", "ann_id", "category_id", "sentences", "sent_ids", "file_name", "no_target"}
+    {
+        "ref_id",
+        "image_id",
+        "split",
+        "ann_id",
+        "category_id",
+        "sentences",
+        "sent_ids",
+        "file_name",
+        "no_target",
+    }
 )
 SENTENCE_FIELDS = frozenset({"sent", "raw", "tokens", "sent_id"})
 _REQUIRED = ("ref_id", "image_id", "split", "ann_id", "sentences")
@@ -88,7 +97,9 @@ def _ann_ids(ref: dict) -> list[int]:
     ids = [int(v) for v in values]
     empty = ids == [NO_TARGET_ANN]
     if not empty and NO_TARGET_ANN in ids:
-        raise RecordProblem(f"ann_id {raw!r} mixes {NO_TARGET_ANN} (no target) with annotations", "bad ann_id")
+        raise RecordProblem(
+            f"ann_id {raw!r} mixes {NO_TARGET_ANN} (no target) with annotations", "bad ann_id"
+        )
     if NO_TARGET_KEY in ref and bool(ref[NO_TARGET_KEY]) != empty:
         raise RecordProblem(
             f"no_target is {ref[NO_TARGET_KEY]!r} but ann_id is {raw!r}", "contradictory no_target"
@@ -187,7 +198,9 @@ def read_grefcoco(
 
     for position, ref in enumerate(refs):
         if not isinstance(ref, dict):
-            report.skip(f"ref #{position}", f"ref #{position} of {refs_path.name} is not a record", "bad record")
+            report.skip(
+                f"ref #{position}", f"ref #{position} of {refs_path.name} is not a record", "bad record"
+            )
             continue
         if ref.get("split", split) != split:
             continue
