@@ -102,6 +102,9 @@ def test_figures_match_an_independent_recount(taught_run, tmp_path):
     assert "| gIoU | cIoU | N-acc | T-acc |" in lines[0]
     ours = next(line for line in lines if f"| {run} | segzero |" in line).split(" | ")
     assert ours[5:9] == [f"{100 * gen[k]:.1f}" for k in ("giou", "ciou", "n_acc", "t_acc")]
+    sheet = runner.invoke(app, ["visualize", str(run), "-k", "3"])  # every sample, the no-target one too
+    assert sheet.exit_code == 0, f"{sheet.output}\n{sheet.exception!r}"
+    assert Image.open(run / "contact_sheet.png").width > 0
 
 
 def test_a_resumed_run_gives_the_same_figures(taught_run, taught_models, grefcoco_data, tmp_path):
