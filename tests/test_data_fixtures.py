@@ -133,6 +133,116 @@ def make_refer(tmp: Path) -> Path:
     return root
 
 
+# --- gRefCOCO (ReLA's datasets/ layout) -----------------------------------------------------------------
+
+GREF_SIZES = {1: (40, 30), 2: (32, 24), 3: (20, 20)}  # image id -> (w, h); image 3's file is missing
+GREF_RECTS = {  # annotation id -> (image id, inclusive x1, y1, x2, y2, iscrowd)
+    101: (1, 4, 3, 13, 12, 0),
+    102: (1, 20, 10, 35, 25, 0),
+    103: (1, 0, 20, 9, 29, 1),
+    201: (2, 2, 2, 17, 9, 0),
+    301: (3, 1, 1, 5, 5, 0),
+}
+
+
+def grefcoco_target(*ann_ids: int) -> np.ndarray:
+    """The expected uint8 mask of a ref: the union of its annotations' rectangles (crowd ones left out)."""
+    image_id = GREF_RECTS[ann_ids[0]][0]
+    w, h = GREF_SIZES[image_id]
+    mask = np.zeros((h, w), dtype=bool)
+    for ann_id in ann_ids:
+        _, x1, y1, x2, y2, crowd = GREF_RECTS[ann_id]
+        if not crowd:
+            mask |= rect((h, w), x1, y1, x2, y2)
+    return mask.astype(np.uint8)
+
+
+def make_grefcoco(tmp: Path, refs_format: str = "json", image_maker=None) -> Path:
+    """ReLA's ``datasets/`` folder: ``grefcoco/grefs(unc).json`` (or ``.p`` with ``refs_format="pickle"``),
+    ``grefcoco/instances.json`` and ``images/train2014/COCO_train2014_%012d.jpg`` (image 3 missing).
+
+    val refs (sentences): 1 one target (2), 2 two targets (1), 3 no target (1), 4 a target and a crowd
+    annotation (1), 5 ``[-1]`` with ``no_target: false`` (skipped), 6 an unknown annotation (skipped),
+    7 a missing image (skipped), 8 a lone ``ann_id`` and an unknown field (kept, warned), 9 no
+    ``sentences`` (skipped). train: ref 10; testA: ref 11 (no target), ref 12 (one target); testB: ref 13.
+    ``image_maker(w, h, image_id)`` draws the images (default: a plain colour).
+    """
+    from pycocotools import mask as mask_utils
+
+    data = tmp / "grefcoco"
+    data.mkdir(parents=True)
+    for image_id, size in GREF_SIZES.items():
+        if image_id != 3:
+            path = tmp / "images" / "train2014" / f"COCO_train2014_{image_id:012d}.jpg"
+            if image_maker is None:
+                save_image(path, size, (40 * image_id, 90, 160))
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                image_maker(*size, image_id).save(path)
+    anns = []
+    for ann_id, (image_id, x1, y1, x2, y2, crowd) in GREF_RECTS.items():
+        w, h = GREF_SIZES[image_id]
+        plane = rect((h, w), x1, y1, x2, y2)
+        if ann_id == 101:  # a polygon, as most COCO annotations are (pycocotools fills it to these pixels)
+            seg = [[x1, y1, x2 + 1, y1, x2 + 1, y2 + 1, x1, y2 + 1]]
+        elif crowd:
+            seg = uncompressed_rle(plane)
+        else:
+            rle = mask_utils.encode(np.asfortranarray(plane.astype(np.uint8)))
+            seg = {"size": [h, w], "counts": rle["counts"].decode("ascii")}
+        anns.append({"id": ann_id, "image_id": image_id, "category_id": 1, "iscrowd": crowd,
+                     "segmentation": seg, "area": int(plane.sum()), "bbox": [x1, y1, x2 - x1 + 1, y2 - y1 + 1]})  # fmt: skip
+    images = [
+        {"id": i, "file_name": f"COCO_train2014_{i:012d}.jpg", "width": w, "height": h}
+        for i, (w, h) in GREF_SIZES.items()
+    ]
+    categories = [{"id": 1, "name": "thing", "supercategory": "thing"}]
+    (data / "instances.json").write_text(
+        json.dumps({"images": images, "annotations": anns, "categories": categories})
+    )
+
+    def ref(ref_id, image_id, split, ann_id, sents, **fields):
+        ids = ann_id if isinstance(ann_id, list) else [ann_id]
+        record = {
+            "ref_id": ref_id,
+            "image_id": image_id,
+            "split": split,
+            "ann_id": ann_id,
+            "category_id": [-1 if a == -1 else 1 for a in ids] if isinstance(ann_id, list) else 1,
+            "file_name": f"COCO_train2014_{image_id:012d}_{ref_id}.jpg",
+            "sent_ids": [sid for sid, _ in sents],
+            "sentences": [
+                {"tokens": text.split(), "raw": text.capitalize(), "sent_id": sid, "sent": text}
+                for sid, text in sents
+            ],
+            "no_target": ids == [-1],
+        }
+        record.update(fields)
+        return record
+
+    refs = [
+        ref(1, 1, "val", [101], [(10, "the small box"), (11, "top left thing")]),
+        ref(2, 1, "val", [101, 102], [(20, "both boxes")]),
+        ref(3, 1, "val", [-1], [(30, "the dog")]),
+        ref(4, 1, "val", [102, 103], [(40, "the box and the crowd")]),
+        ref(5, 1, "val", [-1], [(50, "a contradiction")], no_target=False),
+        ref(6, 1, "val", [999], [(60, "an unknown annotation")]),
+        ref(7, 3, "val", [301], [(70, "in a missing image")]),
+        ref(8, 2, "val", 201, [(80, "the wide box")], foo="bar"),
+        {"ref_id": 9, "image_id": 2, "split": "val", "ann_id": [201]},
+        ref(10, 2, "train", [201], [(100, "a training sentence")]),
+        ref(11, 2, "testA", [-1], [(110, "the cat")]),
+        ref(12, 1, "testA", [102], [(120, "the right box")]),
+        ref(13, 2, "testB", [201], [(130, "the box")]),
+    ]
+    if refs_format == "json":
+        (data / "grefs(unc).json").write_text(json.dumps(refs))
+    else:
+        with (data / "grefs(unc).p").open("wb") as f:
+            pickle.dump(refs, f)
+    return tmp
+
+
 # --- ReasonSeg -------------------------------------------------------------------------------------------
 
 REASONSEG_SHAPE = (40, 60)

@@ -59,6 +59,10 @@ VLLM_GPU_MEMORY_UTILIZATION = 0.8
 #: neither the prediction nor against it.
 IGNORE = 255
 
+#: ``Sample.extra`` key (and result-record ``extra`` key) flagging a request that matches nothing: such a
+#: sample has no boxes, no points and an all-zero mask of the image's size (gRefCOCO's no-target expressions).
+NO_TARGET_KEY = "no_target"
+
 #: Images above this many pixels are refused (decompression-bomb guard); 64 megapixels.
 MAX_IMAGE_PIXELS = 64_000_000
 

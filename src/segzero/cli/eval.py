@@ -23,6 +23,7 @@ class Benchmark(StrEnum):
     refcoco = "refcoco"
     refcoco_plus = "refcoco+"
     refcocog = "refcocog"
+    grefcoco = "grefcoco"
 
 
 class DataFormat(StrEnum):
@@ -40,13 +41,15 @@ class Subset(StrEnum):
 
 
 _DATA_HELP = (
-    "LISA's ReasonSeg folder, a refer folder (refs(...).p + instances.json), a prepared dataset "
+    "LISA's ReasonSeg folder, a refer folder (refs(...).p + instances.json), a gRefCOCO folder "
+    "(grefs(unc).json or .p + instances.json), a prepared dataset "
     "(segzero prepare) or a dataset in the reference release's Hugging Face format."
 )
 BenchmarkOpt = Annotated[Benchmark, typer.Option("--benchmark", "-b", help="Benchmark to evaluate.")]
 DataOpt = Annotated[Path, typer.Option("--data", help=_DATA_HELP)]
 SplitOpt = Annotated[
-    str, typer.Option("--split", help="ReasonSeg, RefCOCOg: val or test; RefCOCO/+: val, testA, testB.")
+    str,
+    typer.Option("--split", help="ReasonSeg, RefCOCOg: val or test; RefCOCO/+, gRefCOCO: val, testA, testB."),
 ]
 SubsetOpt = Annotated[Subset, typer.Option("--subset", help="ReasonSeg: all, or only short or long queries.")]
 FormatOpt = Annotated[DataFormat, typer.Option("--format", help="Format of --data (auto: from its files).")]
@@ -55,7 +58,8 @@ SplitByOpt = Annotated[
     typer.Option("--split-by", help="refer: umd, unc or google (default: umd for RefCOCOg, else unc)."),
 ]
 ImagesOpt = Annotated[
-    Path | None, typer.Option("--images", help="refer: the COCO train2014 images (default: near --data).")
+    Path | None,
+    typer.Option("--images", help="refer, gRefCOCO: the COCO train2014 images (default: near --data)."),
 ]
 DataSplitOpt = Annotated[
     str | None, typer.Option("--data-split", help="Split name inside a Hugging Face dataset, if not --split.")
@@ -96,7 +100,8 @@ def eval_command(
     *,
     model: PipelineConfig,
 ) -> None:
-    """Evaluate a benchmark split (resumable, shardable): gIoU, cIoU, box accuracy, the paper's numbers.
+    """Evaluate a benchmark split (resumable, shardable): gIoU, cIoU, box accuracy, the paper's numbers;
+    on gRefCOCO its own gIoU, cIoU, N-acc and T-acc.
 
     --protocol reference reproduces the reference release's evaluation (docs/reproducing.md in the source
     tree); every run also reports its masks scored by the other protocol's rules.

@@ -18,6 +18,7 @@ class Source(StrEnum):
     refcoco = "refcoco"
     refcoco_plus = "refcoco+"
     refcocog = "refcocog"
+    grefcoco = "grefcoco"
     reasonseg = "reasonseg"
     reference_hf = "reference-hf"
     prepared = "prepared"
@@ -42,7 +43,7 @@ class Subset(StrEnum):
     long = "long"
 
 
-REFER_SOURCES = (Source.refcoco, Source.refcoco_plus, Source.refcocog)
+REFER_SOURCES = (Source.refcoco, Source.refcoco_plus, Source.refcocog, Source.grefcoco)
 
 
 @app.command()
@@ -53,7 +54,7 @@ def prepare(
         typer.Option(
             "--root",
             "--path",
-            help="refer data folder, ReasonSeg folder, or dataset path (reference-hf, prepared).",
+            help="refer or gRefCOCO data folder, ReasonSeg folder, or dataset path (reference-hf, prepared).",
         ),
     ],
     out: Annotated[
@@ -67,11 +68,16 @@ def prepare(
     ] = None,
     split_by: Annotated[
         str | None,
-        typer.Option(help="refer split scheme: umd, google or unc (default: umd for refcocog, else unc)."),
+        typer.Option(
+            help="refer split scheme: umd, google or unc (default: umd for refcocog, else unc; "
+            "gRefCOCO has only unc)."
+        ),
     ] = None,
     images: Annotated[
         Path | None,
-        typer.Option(help="COCO train2014 images folder (refer; looked for next to --root if unset)."),
+        typer.Option(
+            help="COCO train2014 images folder (refer, gRefCOCO; looked for next to --root if unset)."
+        ),
     ] = None,
     subset: Annotated[Subset, typer.Option(help="ReasonSeg subset by is_sentence.")] = Subset.all,
     all_texts: Annotated[
@@ -144,6 +150,10 @@ def prepare(
     from segzero.protocols import prepare_settings
 
     # Contradictions are refused here, before the output folder is touched or a model loads.
+    if source == Source.grefcoco and protocol != SEGZERO:
+        raise InputError(
+            f"--protocol {protocol} reproduces the reference release's data, which has no gRefCOCO; drop --protocol."
+        )
     settings = prepare_settings(
         protocol,
         source=source.value,

@@ -2,7 +2,8 @@
 
 Each object is given to the segmenter as its box plus its first point (image frame); the sample is kept
 when the union of the predicted masks reaches IoU >= ``threshold`` (0.6 in the reference) with the
-target pixels. Ignore pixels (255) count neither as intersection nor as union.
+target pixels. Ignore pixels (255) count neither as intersection nor as union. A sample that matches
+nothing (``extra["no_target"]``) has nothing to reproduce and is kept.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from segzero.data.common import SkipLog, resolve_report
-from segzero.data.records import Sample
+from segzero.data.records import NO_TARGET_KEY, Sample
 from segzero.defaults import SEGMENTER_AGREEMENT_IOU
 from segzero.frames import Frame, ObjectPrompt
 from segzero.geometry import ground_truth_planes, mask_iou
+
+
+#: Agreement key of a sample that matches nothing: kept without asking the segmenter.
+_NO_TARGET: Any = object()
 
 
 class SegmentsMany(Protocol):
@@ -52,6 +57,9 @@ def filter_by_segmenter(
         todo: dict[tuple, Sample] = {}
         keys = []
         for sample in batch:
+            if sample.extra.get(NO_TARGET_KEY):
+                keys.append(_NO_TARGET)  # nothing to segment, nothing to disagree with: kept
+                continue
             if sample.mask is None or not sample.boxes:
                 keys.append(None)
                 continue
@@ -61,6 +69,9 @@ def filter_by_segmenter(
                 todo.setdefault(key, sample)
         recent = {k: v for k, v in recent.items() if k in keys} | _agreement(list(todo.items()), segmenter)
         for sample, key in zip(batch, keys):
+            if key is _NO_TARGET:
+                yield sample
+                continue
             if key is None:
                 report.skip(
                     sample.id,

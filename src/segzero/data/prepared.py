@@ -10,7 +10,8 @@ column                content
 ``request``           the referring expression or question
 ``width, height``     image size in pixels
 ``reasoner_frame``    side of the reasoner's square frame the prompts below are in
-``reasoner_boxes``    per object ``[x1, y1, x2, y2]`` (ints, inclusive, reasoner frame)
+``reasoner_boxes``    per object ``[x1, y1, x2, y2]`` (ints, inclusive, reasoner frame); ``[]`` when
+                      the request matches nothing (``extra["no_target"]``, an all-zero mask)
 ``reasoner_points``   per object its list of ``[x, y]`` (2 for single-object answers, 1 for multi)
 ``mask_rle``          target pixels as COCO RLE ``{"size": [h, w], "counts": str}``, or None
 ``ignore_rle``        ignore pixels (255) as COCO RLE, or None when there are none
@@ -41,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from segzero.data.common import SkipLog, add_mask_prompts, encode_image, open_image_bytes, resolve_report
-from segzero.data.records import Sample
+from segzero.data.records import NO_TARGET_KEY, Sample
 from segzero.defaults import IGNORE, REASONER_FRAME
 from segzero.errors import DatasetError, InputError, SegZeroError
 from segzero.frames import Frame, ObjectPrompt, to_image_frame, to_reasoner_frame
@@ -83,7 +84,7 @@ def build_solution(boxes: list[list[int]], points: list[list[list[int]]], form: 
 
     ``"single"``: ``{"bbox": [x1,y1,x2,y2], "points_1": [x,y], "points_2": [x,y]}`` (Seg-Zero; one
     object, two points; a one-point object repeats its point). ``"multi"``: ``[{"bbox_2d": [...],
-    "point_2d": [x,y]}, ...]`` (VisionReasoner; first point of each object).
+    "point_2d": [x,y]}, ...]`` (VisionReasoner; first point of each object); ``[]`` for no object.
 
     Raises:
         ValueError: a single-object answer asked for something other than exactly one object.
@@ -115,6 +116,11 @@ def prompts_to_image_frame(
 def _reasoner_prompts(
     sample: Sample, frame: int, second_point: str
 ) -> tuple[list[list[int]], list[list[list[int]]]]:
+    if sample.extra.get(NO_TARGET_KEY):
+        # A request that matches nothing: no object to prompt, and nothing in the mask to draw one from.
+        if sample.boxes or sample.points or (sample.mask is not None and (sample.mask == 1).any()):
+            raise DatasetError(f"Sample {sample.id} says no_target but has target boxes, points or pixels.")
+        return [], []
     if not sample.points and sample.mask is not None and sample.extra.get("reasoner_boxes") is None:
         # A Sample with a mask but no points (e.g. ShapeWorld's): its prompts come from the mask.
         sample = dataclasses.replace(sample, extra=dict(sample.extra))

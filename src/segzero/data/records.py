@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from segzero.defaults import IGNORE  # noqa: F401  (re-exported: the data readers' vocabulary)
+from segzero.defaults import IGNORE, NO_TARGET_KEY  # noqa: F401  (re-exported: the data readers' vocabulary)
 
 
 @dataclass
@@ -31,7 +31,8 @@ class Sample:
         points: per target object, its positive points ``((x, y), ...)`` in image pixels.
         source: dataset name, e.g. ``"refcocog"``, ``"reasonseg"``, ``"shapeworld"``.
         is_sentence: ReasonSeg's long-query flag (None where the dataset has none).
-        extra: anything else worth keeping (split, COCO ids, request family, ...).
+        extra: anything else worth keeping (split, COCO ids, request family, ...); ``extra["no_target"]``
+            (:data:`NO_TARGET_KEY`) is True for a request that matches nothing.
     """
 
     id: str

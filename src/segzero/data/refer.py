@@ -7,8 +7,9 @@ Layout (the ``refer`` toolkit's ``data/`` folder, or any folder holding the same
         instances.json        # COCO annotations of the referred objects
     IMAGES/                   # COCO train2014 images, found by their instances.json file_name
 
-The images folder is ``images=`` if given, else the first of ``ROOT/images``, ``ROOT/train2014``,
-``ROOT/images/mscoco/images/train2014`` and ``ROOT/../images/mscoco/images/train2014`` that exists.
+The images folder is ``images=`` if given, else the first that exists of :data:`IMAGE_FOLDERS`
+(``ROOT/images/train2014``, ``ROOT/images/mscoco/images/train2014``, ``ROOT/images``, ``ROOT/train2014``,
+then the same in the folder holding the refs file and in its parent).
 
 One :class:`Sample` per referring expression (sentence) of the requested split, in file order, with the
 mask of the referred annotation (polygons or RLE, crowd annotations included) and its ground-truth
@@ -32,7 +33,16 @@ from segzero.errors import DatasetError
 from segzero.protocols import SEGZERO
 
 #: Default split scheme (the ``refs(...).p`` file) per dataset.
-DEFAULT_SPLIT_BY = {"refcoco": "unc", "refcoco+": "unc", "refcocog": "umd"}
+DEFAULT_SPLIT_BY = {"refcoco": "unc", "refcoco+": "unc", "refcocog": "umd", "grefcoco": "unc"}
+
+#: Where the COCO images are looked for, relative to the ``--root`` given and to the folder holding the
+#: refs file, in this order (the refer toolkit's ``images/mscoco/images/train2014``, ReLA's ``images/train2014``).
+IMAGE_FOLDERS = (
+    Path("images") / "train2014",
+    Path("images") / "mscoco" / "images" / "train2014",
+    Path("images"),
+    Path("train2014"),
+)
 
 
 def polygon_ok(poly: Any) -> bool:
@@ -85,26 +95,36 @@ def annotation_mask(segmentation: Any, height: int, width: int) -> tuple[np.ndar
     return (mask > 0).astype(np.uint8), dropped
 
 
-def _load_refs(path: Path) -> list[dict]:
+def load_refs(path: Path) -> list[dict]:
+    """The referring expressions of a refs file: a pickle (``refs(umd).p``, Python 2 ones too) or, for a
+    ``.json`` file, JSON. Loading a pickle can run code: use only files you trust.
+
+    Raises:
+        DatasetError: the file cannot be read or does not hold a list.
+    """
     try:
-        with path.open("rb") as f:
-            try:
-                refs = pickle.load(f)
-            except UnicodeDecodeError:  # pickles written by Python 2
-                f.seek(0)
-                refs = pickle.load(f, encoding="latin1")
-    except (OSError, pickle.UnpicklingError, EOFError) as exc:
-        raise DatasetError(
-            f"{path} could not be read as a refs pickle ({exc}); re-download the refer files."
-        ) from None
+        if path.suffix == ".json":
+            refs = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            with path.open("rb") as f:
+                try:
+                    refs = pickle.load(f)
+                except UnicodeDecodeError:  # pickles written by Python 2
+                    f.seek(0)
+                    refs = pickle.load(f, encoding="latin1")
+    except (OSError, ValueError, pickle.UnpicklingError, EOFError) as exc:
+        raise DatasetError(f"{path} could not be read as a refs file ({exc}); re-download it.") from None
     if not isinstance(refs, list):
-        raise DatasetError(
-            f"{path} should hold a list of referring expressions; re-download the refer files."
-        )
+        raise DatasetError(f"{path} should hold a list of referring expressions; re-download it.")
     return refs
 
 
-def _load_instances(path: Path) -> tuple[dict[int, dict], dict[int, dict]]:
+def load_instances(path: Path) -> tuple[dict[int, dict], dict[int, dict]]:
+    """``(images, annotations)`` of a COCO instances file, each by id.
+
+    Raises:
+        DatasetError: the file is missing, not JSON, or lacks ``images`` / ``annotations``.
+    """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         images = {int(im["id"]): im for im in data["images"]}
@@ -127,23 +147,89 @@ def _locate(root: Path, dataset: str, split_by: str) -> tuple[Path, Path]:
     )
 
 
-def _images_folder(root: Path, data_dir: Path, images: str | Path | None) -> Path:
+def images_folder(root: Path, data_dir: Path, images: str | Path | None) -> Path:
+    """The COCO images folder: ``images`` if given, else the first of :data:`IMAGE_FOLDERS` under
+    ``root``, then under ``data_dir`` (the folder holding the refs file) and its parent.
+
+    Raises:
+        DatasetError: ``images`` is not a folder, or none was found.
+    """
     if images is not None:
         folder = Path(images)
         if not folder.is_dir():
             raise DatasetError(f"Images folder {folder} does not exist; pass the COCO train2014 folder.")
         return folder
-    coco = Path("images") / "mscoco" / "images" / "train2014"
-    for folder in (
-        root / "images",
-        root / "train2014",
-        root / coco,
-        data_dir / "images",
-        data_dir.parent / coco,
-    ):
-        if folder.is_dir():
-            return folder
+    for base in dict.fromkeys((root, data_dir, data_dir.parent)):
+        for relative in IMAGE_FOLDERS:
+            if (base / relative).is_dir():
+                return base / relative
     raise DatasetError(f"No COCO images folder found next to {data_dir}; pass it with --images.")
+
+
+class RecordProblem(Exception):
+    """A record that cannot be used: ``reason`` (one sentence) and ``kind`` (the skip report's category)."""
+
+    def __init__(self, reason: str, kind: str) -> None:
+        super().__init__(reason)
+        self.reason, self.kind = reason, kind
+
+
+class CocoImages:
+    """The COCO images of a refer-style release, each file's header read once.
+
+    :meth:`open` checks an ``instances.json`` image record against its file and hands back what a
+    Sample's ``image`` should be.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._headers: dict[int, tuple[int, int, int] | str] = {}
+
+    def open(self, info: dict) -> tuple[Path | Image.Image, int]:
+        """``(image, exif_orientation)`` for an image record (``id, file_name, width, height``).
+
+        ``image`` is the file's path, or for a file whose EXIF orientation would rotate it away from
+        COCO's raw-pixel annotations (``exif_orientation != 1``), its raw pixels as RGB.
+
+        Raises:
+            RecordProblem: the file is missing or unreadable, or its size is not the record's.
+        """
+        path = self.folder / info["file_name"]
+        image_id = int(info["id"])
+        if image_id not in self._headers:
+            try:
+                self._headers[image_id] = image_header(path)
+            except OSError:
+                self._headers[image_id] = "missing" if not path.exists() else "unreadable"
+        header = self._headers[image_id]
+        if header == "missing":
+            raise RecordProblem(f"image file {path} is missing", "missing image")
+        if header == "unreadable":
+            raise RecordProblem(f"image file {path} cannot be read", "unreadable image")
+        assert isinstance(header, tuple)
+        width, height = int(info["width"]), int(info["height"])
+        if header[:2] != (width, height):
+            raise RecordProblem(
+                f"image {path.name} is {header[0]}x{header[1]}, instances.json says {width}x{height}",
+                "image size mismatch",
+            )
+        if header[2] != 1:
+            # COCO annotated the stored pixels; hand those on, not the EXIF-rotated view.
+            with Image.open(path) as raw:
+                return raw.convert("RGB"), header[2]
+        return path, 1
+
+
+def sentence_ids(ref_id: Any, sentences: list) -> list[str]:
+    """The sample id of each sentence of a ref: ``"<ref_id>_<sent_id>"`` (the sentence's position when it
+    has no ``sent_id``)."""
+    return [f"{ref_id}_{s.get('sent_id', i) if isinstance(s, dict) else i}" for i, s in enumerate(sentences)]
+
+
+def sentence_text(sentence: Any) -> str:
+    """A sentence's request: its ``sent`` (the refer toolkit's cleaned text), else its ``raw``; ``""`` if none."""
+    text = (sentence.get("sent") or sentence.get("raw") or "") if isinstance(sentence, dict) else ""
+    return str(text).strip()
 
 
 def read_refer(
@@ -184,22 +270,18 @@ def read_refer(
     root = Path(root)
     split_by = split_by or DEFAULT_SPLIT_BY.get(dataset, "unc")
     refs_path, instances_path = _locate(root, dataset, split_by)
-    refs = _load_refs(refs_path)
+    refs = load_refs(refs_path)
     splits = sorted({str(r.get("split")) for r in refs if isinstance(r, dict)})
     if split not in splits:
         raise DatasetError(f"{refs_path} has no split {split!r}; its splits are {', '.join(splits)}.")
-    coco_images, anns = _load_instances(instances_path)
-    image_dir = _images_folder(root, refs_path.parent, images)
-
-    header_cache: dict[int, tuple[int, int, int] | str] = {}
+    coco_images, anns = load_instances(instances_path)
+    coco = CocoImages(images_folder(root, refs_path.parent, images))
     for ref in refs:
         if not isinstance(ref, dict) or ref.get("split") != split:
             continue
         ref_id = ref.get("ref_id")
         sentences = ref.get("sentences") or []
-        ids = [
-            f"{ref_id}_{s.get('sent_id', i) if isinstance(s, dict) else i}" for i, s in enumerate(sentences)
-        ]
+        ids = sentence_ids(ref_id, sentences)
         if not ids:
             report.skip(str(ref_id), "the referring expression has no sentences", "no sentences")
             continue
@@ -217,26 +299,11 @@ def read_refer(
             )
             continue
         height, width = int(image_info["height"]), int(image_info["width"])
-        image_path = image_dir / image_info["file_name"]
         image_id = int(image_info["id"])
-        if image_id not in header_cache:
-            try:
-                header_cache[image_id] = image_header(image_path)
-            except OSError:
-                header_cache[image_id] = "missing" if not image_path.exists() else "unreadable"
-        header = header_cache[image_id]
-        if header == "missing":
-            skip_all(f"image file {image_path} is missing", "missing image")
-            continue
-        if header == "unreadable":
-            skip_all(f"image file {image_path} cannot be read", "unreadable image")
-            continue
-        assert isinstance(header, tuple)
-        if header[:2] != (width, height):
-            skip_all(
-                f"image {image_path.name} is {header[0]}x{header[1]}, instances.json says {width}x{height}",
-                "image size mismatch",
-            )
+        try:
+            image, orientation = coco.open(image_info)
+        except RecordProblem as problem:
+            skip_all(problem.reason, problem.kind)
             continue
         try:
             mask, dropped = annotation_mask(ann.get("segmentation"), height, width)
@@ -247,13 +314,9 @@ def read_refer(
             why = "has no polygon with 3 or more points" if dropped else "has an empty mask"
             skip_all(f"annotation {ann['id']} {why}", "empty mask")
             continue
-        image: str | Path | Image.Image = image_path
-        if header[2] != 1:
-            # COCO annotated the stored pixels; hand those on, not the EXIF-rotated view.
-            with Image.open(image_path) as raw:
-                image = raw.convert("RGB")
+        if orientation != 1:
             for sample_id in ids:
-                report.warn(sample_id, f"EXIF orientation {header[2]} of {image_path.name} ignored")
+                report.warn(sample_id, f"EXIF orientation {orientation} of {image_info['file_name']} ignored")
         prompts = Sample(id="", image=image, request="", width=width, height=height, mask=mask)
         add_mask_prompts(prompts, second_point, objects, protocol)
         for sentence, sample_id in zip(sentences, ids):
@@ -261,14 +324,14 @@ def read_refer(
                 report.warn(
                     sample_id, f"annotation {ann['id']}: {dropped} polygon part(s) with < 3 points dropped"
                 )
-            text = (sentence.get("sent") or sentence.get("raw") or "") if isinstance(sentence, dict) else ""
-            if not str(text).strip():
+            text = sentence_text(sentence)
+            if not text:
                 report.skip(sample_id, "the sentence is empty", "empty request")
                 continue
             sample = Sample(
                 id=sample_id,
                 image=image,
-                request=str(text).strip(),
+                request=text,
                 width=width,
                 height=height,
                 mask=mask.copy(),

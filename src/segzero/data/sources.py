@@ -12,7 +12,7 @@ from segzero.data.records import Sample
 from segzero.defaults import SEGMENTER_AGREEMENT_IOU
 
 #: Source kinds :func:`iter_samples` understands.
-SOURCE_KINDS = ("refcoco", "refcoco+", "refcocog", "reasonseg", "reference-hf", "prepared")
+SOURCE_KINDS = ("refcoco", "refcoco+", "refcocog", "grefcoco", "reasonseg", "reference-hf", "prepared")
 
 
 def iter_samples(
@@ -30,13 +30,14 @@ def iter_samples(
 
     Args:
         source_kind: one of :data:`SOURCE_KINDS`.
-        path: the dataset root (refer folder, ReasonSeg folder) or dataset path (reference / prepared).
-        split: the split; default ``val`` for refer and ReasonSeg, the only split otherwise.
+        path: the dataset root (refer or gRefCOCO folder, ReasonSeg folder) or dataset path (reference /
+            prepared).
+        split: the split; default ``val`` for refer, gRefCOCO and ReasonSeg, the only split otherwise.
         report: receives every skipped record; ``report.kept`` counts the samples yielded here.
         limit: stop after this many kept samples.
         segmenter: if given, keep only samples it reproduces (see :mod:`segzero.data.filter`).
         filter_threshold: the IoU the segmenter must reach.
-        **options: passed to the reader: ``split_by``, ``images`` (refer); ``subset``, ``all_texts``, ``keep_empty``
+        **options: passed to the reader: ``split_by``, ``images`` (refer, gRefCOCO); ``subset``, ``all_texts``, ``keep_empty``
             (ReasonSeg); ``frame``, ``source``, ``keep_empty`` (reference); ``second_point``, ``objects``, ``protocol`` (all but
             prepared).
 
@@ -44,6 +45,7 @@ def iter_samples(
         ValueError: unknown ``source_kind`` or an option the reader does not take.
         segzero.errors.DatasetError: the source is missing or malformed as a whole.
     """
+    from segzero.data.grefcoco import read_grefcoco
     from segzero.data.prepared import read_prepared
     from segzero.data.reasonseg import read_reasonseg
     from segzero.data.refer import read_refer
@@ -52,6 +54,8 @@ def iter_samples(
     report = resolve_report(report)
     if source_kind in ("refcoco", "refcoco+", "refcocog"):
         samples = read_refer(path, source_kind, split or "val", report=report, **options)
+    elif source_kind == "grefcoco":
+        samples = read_grefcoco(path, split or "val", report=report, **options)
     elif source_kind == "reasonseg":
         samples = read_reasonseg(path, split or "val", report=report, **options)
     elif source_kind == "reference-hf":

@@ -2,7 +2,8 @@
 
 One module per job:
 
-- ``metrics``: gIoU, cIoU and box accuracy by each protocol's rules; pure functions on numpy arrays.
+- ``metrics``: gIoU, cIoU and box accuracy by each protocol's rules, gRefCOCO's gIoU / cIoU / N-acc /
+  T-acc; pure functions on numpy arrays.
 - ``differences``: which differences between the protocols touch a sample; pure.
 - ``results``: the run folder (``run.json``, ``results.jsonl``, ``summary.json``, ...), its
   records, shard ids and summaries; resumable and mergeable.
@@ -27,7 +28,10 @@ from typing import Any
 
 #: Each public name, by the module that defines it.
 _EXPORTS = {
-    "metrics": ("IoUAccumulator", "box_scores", "counted", "iou_from_terms", "sample_iou", "sample_iou_terms"),
+    "metrics": (
+        "GeneralizedAccumulator", "IoUAccumulator", "box_scores", "counted", "generalized_iou", "iou_from_terms",
+        "predicted_empty", "sample_iou", "sample_iou_terms",
+    ),
     "differences": ("DIFFERENCES", "sample_differences"),
     "results": (
         "ResultsWriter", "RunConfig", "SampleRecord", "error_record", "finished_ids", "load_results",

@@ -29,12 +29,17 @@ from segzero.data.records import Sample
 from segzero.errors import DatasetError, InputError
 from segzero.evaluation.results import RunConfig, shard_ids
 
-#: Benchmarks and the splits they are evaluated on (SPEC section 7).
+#: The generalized benchmark: requests that match one, several or no objects, scored by its own figures
+#: (:class:`segzero.evaluation.metrics.GeneralizedAccumulator`).
+GREFCOCO = "grefcoco"
+
+#: Benchmarks and the splits they are evaluated on (SPEC section 7; gRefCOCO's from its release).
 BENCHMARK_SPLITS: dict[str, tuple[str, ...]] = {
     "reasonseg": ("val", "test"),
     "refcoco": ("val", "testA", "testB"),
     "refcoco+": ("val", "testA", "testB"),
     "refcocog": ("val", "test"),
+    GREFCOCO: ("val", "testA", "testB"),
 }
 
 #: Dataset formats ``--data`` can hold; ``auto`` tells them apart by their files.
@@ -49,9 +54,9 @@ class BenchmarkSpec:
     """A benchmark split and where its data is.
 
     Attributes:
-        benchmark: ``reasonseg``, ``refcoco``, ``refcoco+`` or ``refcocog``.
+        benchmark: ``reasonseg``, ``refcoco``, ``refcoco+``, ``refcocog`` or ``grefcoco``.
         split: one of :data:`BENCHMARK_SPLITS` for the benchmark (``testa`` is read as ``testA``).
-        data: LISA's ReasonSeg folder, a ``refer`` data folder, a prepared dataset
+        data: LISA's ReasonSeg folder, a ``refer`` (or gRefCOCO) data folder, a prepared dataset
             (``segzero prepare``) or a dataset in the reference release's Hugging Face format.
         format: one of :data:`DATA_FORMATS`; ``auto`` decides from the files in ``data``.
         subset: ReasonSeg only: ``all``, ``short`` or ``long``.
@@ -134,8 +139,9 @@ def detect_format(data: str | os.PathLike[str], benchmark: str) -> str:
         if path.suffix in (".parquet", ".arrow"):
             return "reference-hf"
         raise DatasetError(f"--data {path} is a file; give a dataset folder, or a .parquet / .arrow file.")
-    if any(path.glob("refs(*).p")) or any((path / benchmark).glob("refs(*).p")):
-        return "refer"
+    for folder in (path, path / benchmark):
+        if any(folder.glob("refs(*).p")) or any(folder.glob("grefs(*).json")) or any(folder.glob("grefs(*).p")):
+            return "refer"  # the refer toolkit's files, or gRefCOCO's in the same layout
     columns = _hf_columns(path)
     if columns is not None:
         return "prepared" if "reasoner_boxes" in columns else "reference-hf"
@@ -145,7 +151,8 @@ def detect_format(data: str | os.PathLike[str], benchmark: str) -> str:
         return "reference-hf"
     raise DatasetError(
         f"--data {path} holds no dataset segzero can read: a ReasonSeg folder (NAME.jpg + NAME.json), "
-        "a refer folder (refs(...).p + instances.json), a prepared dataset or a Hugging Face dataset."
+        "a refer folder (refs(...).p + instances.json), a gRefCOCO folder (grefs(unc).json + instances.json), "
+        "a prepared dataset or a Hugging Face dataset."
     )
 
 
@@ -211,7 +218,7 @@ def iter_benchmark(spec: BenchmarkSpec, report: SkipLog | None = None) -> Iterat
 
     fmt = resolve_format(spec)
     report = report if report is not None else SkipLog()
-    if fmt == "refer":
+    if fmt == "refer":  # the reader of the benchmark's own files: refer, or gRefCOCO's
         samples = iter_samples(
             spec.benchmark, spec.data, spec.split, report=report, split_by=spec.split_by, images=spec.images
         )
@@ -315,6 +322,7 @@ def _kinds(report: SkipLog) -> str:
 
 __all__ = [
     "BENCHMARK_SPLITS",
+    "GREFCOCO",
     "BenchmarkIndex",
     "BenchmarkSpec",
     "DATA_FORMATS",

@@ -1,4 +1,5 @@
-"""Segmentation metrics of SPEC section 7: per-sample IoU terms, gIoU, cIoU, box accuracy.
+"""Segmentation metrics of SPEC section 7: per-sample IoU terms, gIoU, cIoU, box accuracy; and gRefCOCO's
+own figures (gIoU, cIoU, N-acc, T-acc) for requests that may match nothing (:class:`GeneralizedAccumulator`).
 
 Pure functions on numpy arrays and plain numbers; no model, no I/O.
 
@@ -225,4 +226,107 @@ class IoUAccumulator:
             "parse_failure_rate": self.parse_failures / n if n else None,
             "errors": self.errors,
             "left_out": self.left_out,
+        }
+
+
+def predicted_empty(mask: np.ndarray | None, parsed: bool) -> bool | None:
+    """Whether an answer said "nothing matches": True for a read answer whose mask has no pixel, False for
+    one whose mask has pixels, None for a failed answer (unparsed, or the pipeline failed), which said
+    neither. ``mask``: the bool ``(H, W)`` prediction."""
+    if not parsed or mask is None:
+        return None
+    return not bool(np.any(mask))
+
+
+def generalized_iou(intersection: int, union: int, no_target: bool, pred_empty: bool | None) -> float:
+    """A sample's IoU by gRefCOCO's rules (GRES, ReLA's evaluator): a no-target sample scores 1 when answered
+    empty and 0 otherwise (a failed answer included); a target sample scores ``intersection / union``
+    (0 when the union is 0)."""
+    if no_target:
+        return 1.0 if pred_empty is True else 0.0
+    return intersection / union if union else 0.0
+
+
+class GeneralizedAccumulator:
+    """Streaming gRefCOCO figures (GRES, Liu et al. CVPR 2023, as ReLA's evaluator computes them) over
+    samples whose requests may match nothing.
+
+    - gIoU: mean of :func:`generalized_iou` over all samples;
+    - cIoU: cumulative intersection / cumulative union over all samples; a no-target sample adds its
+      predicted pixels to the union (nothing when answered empty); 1.0 when every union is 0;
+    - N-acc: share of no-target samples answered empty;
+    - T-acc: share of target samples answered with a non-empty mask.
+
+    "Answered empty" is judged on the predicted mask (ReLA judges it by its no-target head): see
+    :func:`predicted_empty`. A failed answer counts as wrong in both N-acc and T-acc.
+
+    Example::
+
+        acc = GeneralizedAccumulator()
+        acc.add("s1", 0, 0, no_target=True, pred_empty=True)
+        acc.summary()["n_acc"]   # 1.0
+    """
+
+    def __init__(self) -> None:
+        self._ids: set[Hashable] = set()
+        self._ious: list[float] = []
+        self.intersection = 0
+        self.union = 0
+        self.no_target = self.no_target_hits = 0
+        self.target = self.target_hits = 0
+
+    def __len__(self) -> int:
+        return len(self._ious)
+
+    def add(
+        self, sample_id: Hashable, intersection: int, union: int, *, no_target: bool, pred_empty: bool | None
+    ) -> None:
+        """Count one sample.
+
+        Args:
+            sample_id: its id; adding the same id twice is refused.
+            intersection, union: integer pixel counts of the prediction against the ground truth (a no-target
+                sample's intersection is 0 and its union the predicted area).
+            no_target: the request matches nothing (the ground truth is empty).
+            pred_empty: :func:`predicted_empty` of the answer.
+
+        Raises:
+            ValueError: a repeated id, non-integer or negative terms, intersection > union, or a no-target
+                sample with an intersection.
+        """
+        inter, uni = operator.index(intersection), operator.index(union)
+        if not 0 <= inter <= uni:
+            raise ValueError(f"sample {sample_id!r}: need 0 <= intersection <= union, got {inter} and {uni}")
+        if no_target and inter:
+            raise ValueError(f"sample {sample_id!r} matches nothing but has an intersection of {inter}")
+        if sample_id in self._ids:
+            raise ValueError(f"sample {sample_id!r} was added twice; each sample counts once")
+        self._ids.add(sample_id)
+        self._ious.append(generalized_iou(inter, uni, no_target, pred_empty))
+        self.intersection += inter
+        self.union += uni
+        if no_target:
+            self.no_target += 1
+            self.no_target_hits += pred_empty is True
+        else:
+            self.target += 1
+            self.target_hits += pred_empty is False
+
+    def summary(self) -> dict[str, float | int | None]:
+        """Fractions in [0, 1], None where undefined (no samples; no no-target or no target samples).
+
+        Keys: ``n``, ``giou``, ``ciou``, ``n_acc``, ``t_acc``, ``n_no_target``, ``n_target``,
+        ``intersection``, ``union``.
+        """
+        n = len(self._ious)
+        return {
+            "n": n,
+            "giou": math.fsum(self._ious) / n if n else None,
+            "ciou": iou_from_terms(self.intersection, self.union) if n else None,
+            "n_acc": self.no_target_hits / self.no_target if self.no_target else None,
+            "t_acc": self.target_hits / self.target if self.target else None,
+            "n_no_target": self.no_target,
+            "n_target": self.target,
+            "intersection": self.intersection,
+            "union": self.union,
         }

@@ -43,6 +43,7 @@ class PaperResult:
         method: as the paper names it.
         benchmark, split, subset: where it was measured (``subset="all"`` for the whole split).
         giou, ciou: the published gIoU and cIoU; None where not published.
+        n_acc, t_acc: gRefCOCO's no-target and target accuracies; None where not published.
         reasoners: hub ids of the released reasoners a run is compared with it for (the first is the
             one the figure comes from, where known); empty when no released checkpoint corresponds.
         evaluation: whose evaluation measured it (a key of :data:`EVALUATIONS`).
@@ -60,6 +61,8 @@ class PaperResult:
     evaluation: str = REFERENCE
     source: str = _SEG_ZERO
     note: str = ""
+    n_acc: float | None = None
+    t_acc: float | None = None
 
     @property
     def protocol(self) -> str | None:
@@ -119,6 +122,12 @@ PAPER_RESULTS: tuple[PaperResult, ...] = (
                 note=f"{_CLAIM}; SPEC does not name the metric, listed as gIoU"),
     *_pair("SAM 3 Agent (closed MLLM)", "reasonseg", (76.0, None), (73.8, None), evaluation="own",
            source="SAM 3 paper", note=f"{_CLAIM}; SPEC gives '76.0 / 73.8', read as val / test gIoU"),
+    PaperResult("ReLA (Swin-B)", "grefcoco", "val", 63.60, 62.42, evaluation="own",
+                source="ReLA README (henghuiding/ReLA, Models table: Swin-Base)",
+                note="GRES's baseline; the README names no split: read as val, the one gRefCOCO released for evaluation"),
+    PaperResult("GenSeg-R1-G", "grefcoco", "val", None, None, evaluation="own", n_acc=82.40,
+                source="GenSeg-R1 paper (arXiv 2602.09701), abstract",
+                note=f"{_CLAIM}; its 76.69 'target mIoU' is over target expressions only, not gIoU: not listed"),
 )  # fmt: skip
 
 
@@ -126,8 +135,8 @@ def paper_numbers(benchmark: str, split: str, subset: str = ALL, protocol: str |
     """The published numbers (percent) for a benchmark split, or for one subset of it; with ``protocol``
     only those a run under that protocol compares with (:attr:`PaperResult.protocol`)."""
     return [
-        {"method": p.method, "giou": p.giou, "ciou": p.ciou, "evaluation": p.evaluation,
-         "reasoners": list(p.reasoners), "source": p.source, "note": p.note}
+        {"method": p.method, "giou": p.giou, "ciou": p.ciou, "n_acc": p.n_acc, "t_acc": p.t_acc,
+         "evaluation": p.evaluation, "reasoners": list(p.reasoners), "source": p.source, "note": p.note}
         for p in PAPER_RESULTS
         if (p.benchmark, p.split, p.subset) == (benchmark, split, subset) and protocol in (None, p.protocol)
     ]  # fmt: skip

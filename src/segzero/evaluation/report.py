@@ -47,7 +47,10 @@ _BENCHMARK_ALIASES = {
     "refcoco_plus": "refcoco+",
     "refcocog_umd": "refcocog",
 }
-_BENCHMARK_ORDER = ("reasonseg", "refcoco", "refcoco+", "refcocog")
+_BENCHMARK_ORDER = ("reasonseg", "refcoco", "refcoco+", "refcocog", "grefcoco")
+
+#: The figures of a summary's ``generalized`` block that the report shows (gRefCOCO's own).
+_GENERALIZED_KEYS = ("giou", "ciou", "n_acc", "t_acc")
 _SPLIT_ORDER = ("val", "test", "testA", "testB")
 _SUBSET_ORDER = (ALL, "short", "long")
 
@@ -103,7 +106,8 @@ def run_summary(summary: Mapping[str, Any], name: str) -> RunSummary:
     """The :class:`RunSummary` of a ``summary.json`` dict (:func:`segzero.evaluation.results.summarize_run`).
 
     A run of the whole split reports its ``overall`` figures as subset ``"all"`` and each of its
-    ``subsets`` beside them. A run of one ReasonSeg subset (``segzero eval --subset short|long``)
+    ``subsets`` beside them; a run with gRefCOCO's figures (``generalized``) reports its gIoU, cIoU,
+    N-acc and T-acc there. A run of one ReasonSeg subset (``segzero eval --subset short|long``)
     measured only that subset: its ``overall`` figures are that subset's, reported under its name
     and never as the whole split's (they are not comparable with the paper's whole-split numbers).
     """
@@ -116,13 +120,18 @@ def run_summary(summary: Mapping[str, Any], name: str) -> RunSummary:
         overall = figures["overall"]
         return {ALL: overall, **figures.get("subsets", {})} if subset == ALL else {subset: overall}
 
+    metrics = by_subset(summary)
+    generalized = summary.get("generalized")
+    if generalized:  # gRefCOCO's own gIoU / cIoU (no-target samples by its rules), N-acc and T-acc
+        metrics[subset] = {**metrics[subset], **{k: generalized.get(k) for k in _GENERALIZED_KEYS}}
+
     origin = summary.get("origin") or extra.get("origin")
     return RunSummary(
         name=name,
         benchmark=_benchmark(config.get("benchmark", "")),
         split=_split(config.get("split", "")),
         reasoner=run_config.pipeline.get("reasoner") if run_config else None,
-        metrics=by_subset(summary),
+        metrics=metrics,
         complete=summary.get("complete"),
         protocol=summary.get("protocol") or (run_config.protocol if run_config else SEGZERO),
         data=SHAPEWORLD_DATA if origin == SHAPEWORLD_ORIGIN else "",
@@ -171,6 +180,7 @@ class ReportRow:
         data: ``""`` for the benchmark's own data, :data:`SHAPEWORLD_DATA` for a ShapeWorld export.
         delta_giou, delta_ciou: run minus the published figure of the same checkpoint and protocol.
         vs: the paper method the deltas compare with.
+        n_acc, t_acc: gRefCOCO's no-target and target accuracies, where measured.
     """
 
     benchmark: str
@@ -189,6 +199,8 @@ class ReportRow:
     note: str = ""
     protocol: str = ""
     data: str = ""
+    n_acc: float | None = None
+    t_acc: float | None = None
 
 
 def _pct(value: float | None) -> float | None:
@@ -232,6 +244,8 @@ def _run_rows(run: RunSummary, subset: str, published: Sequence[PaperResult]) ->
             note=_run_note(run, m, same is not None, published),
             protocol=run.protocol,
             data=run.data,
+            n_acc=_pct(m.get("n_acc")),
+            t_acc=_pct(m.get("t_acc")),
         )
     ]  # fmt: skip
     for protocol, metrics in run.other.items():
@@ -260,7 +274,7 @@ def report_rows(runs: Sequence[RunSummary], paper: Sequence[PaperResult] = PAPER
         published = [] if data else [p for p in paper if (p.benchmark, p.split, p.subset) == key[:3]]
         rows += [
             ReportRow(*key[:3], "paper", p.method, p.giou, p.ciou, note=p.note,
-                      protocol=_EVALUATION_WORDS[p.evaluation])
+                      protocol=_EVALUATION_WORDS[p.evaluation], n_acc=p.n_acc, t_acc=p.t_acc)
             for p in published
         ]  # fmt: skip
         for run in runs:
@@ -293,8 +307,19 @@ _COLUMNS = (
     "Δ gIoU / cIoU", "n", "Box acc", "Unparsed", "Note",
 )  # fmt: skip
 
+#: gRefCOCO's accuracies, shown after cIoU when some row has them.
+_ACCURACY_COLUMNS = ("N-acc", "T-acc")
 
-def _cells(row: ReportRow) -> list[str]:
+
+def _with_accuracies(rows: Sequence[ReportRow]) -> bool:
+    return any(row.n_acc is not None or row.t_acc is not None for row in rows)
+
+
+def _columns(accuracies: bool) -> tuple[str, ...]:
+    return (*_COLUMNS[:7], *_ACCURACY_COLUMNS, *_COLUMNS[7:]) if accuracies else _COLUMNS
+
+
+def _cells(row: ReportRow, accuracies: bool = False) -> list[str]:
     return [
         row.benchmark + (f" ({row.data})" if row.data else ""),
         row.split,
@@ -303,6 +328,7 @@ def _cells(row: ReportRow) -> list[str]:
         row.protocol,
         _fmt(row.giou),
         _fmt(row.ciou),
+        *((_fmt(row.n_acc), _fmt(row.t_acc)) if accuracies else ()),
         _delta(row),
         "" if row.n is None else str(row.n),
         _fmt(row.box_accuracy) if row.source == "run" else "",
@@ -328,9 +354,12 @@ def render_report(rows: Sequence[ReportRow], doc: Path | None = None):
         title_justify="left",
         caption_justify="left",
     )
+    accuracies = _with_accuracies(rows)
+    columns = _columns(accuracies)
     table.add_column("Method / run", overflow="fold")
-    for column in _COLUMNS[4:11]:
+    for column in columns[4:-1]:
         table.add_column("Δ vs paper" if column.startswith("Δ") else column, justify="right", no_wrap=True)
+    delta = columns.index("Δ gIoU / cIoU") - 4
     previous = None
     for row in rows:
         key = (row.benchmark, row.split, row.subset, row.data)
@@ -341,8 +370,8 @@ def render_report(rows: Sequence[ReportRow], doc: Path | None = None):
             table.add_row(title + (f" - {row.data}, not the paper's data" if row.data else ""), style="bold cyan")
             previous = key
         name = row.name + (f" [{notes.index(row.note) + 1}]" if row.note else "")
-        cells = _cells(row)[4:11]
-        cells[3] = _delta(row, with_vs=False)
+        cells = _cells(row, accuracies)[4:-1]
+        cells[delta] = _delta(row, with_vs=False)
         table.add_row(name, *cells, style="dim" if row.source == "paper" else "bold")
     return table
 
@@ -369,8 +398,10 @@ def render_differences(runs: Sequence[RunSummary]):
 
 def rows_to_markdown(rows: Sequence[ReportRow]) -> str:
     """The rows as a GitHub Markdown table."""
-    lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in _cells(row)) + " |" for row in rows]
+    accuracies = _with_accuracies(rows)
+    columns = _columns(accuracies)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in _cells(row, accuracies)) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 

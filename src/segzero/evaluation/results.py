@@ -43,7 +43,16 @@ import numpy as np
 
 from segzero.answer import ParseStatus
 from segzero.errors import DatasetError, InputError
-from segzero.evaluation.metrics import IoUAccumulator, box_scores, counted, sample_iou, sample_iou_terms
+from segzero.defaults import NO_TARGET_KEY
+from segzero.evaluation.metrics import (
+    GeneralizedAccumulator,
+    IoUAccumulator,
+    box_scores,
+    counted,
+    predicted_empty,
+    sample_iou,
+    sample_iou_terms,
+)
 from segzero.evaluation.paper import ALL, paper_numbers
 from segzero.protocols import PROTOCOLS, SEGZERO
 
@@ -160,7 +169,10 @@ class SampleRecord:
         pred_rle: the predicted mask as COCO RLE ``{"size": [H, W], "counts": str}``, or None.
         timings: seconds per stage.
         error: why the pipeline failed on this sample, or None.
-        extra: anything else (``extra["subset"]`` groups samples in the summary).
+        pred_empty: whether the answer said "nothing matches" (:func:`~segzero.evaluation.metrics.predicted_empty`:
+            a read answer with an empty mask); None for a failed answer.
+        extra: anything else (``extra["subset"]`` groups samples in the summary; ``extra["no_target"]``,
+            the sample's ground truth matching nothing, gives the summary its gRefCOCO figures).
     """
 
     id: str
@@ -181,6 +193,7 @@ class SampleRecord:
     pred_rle: dict[str, Any] | None = None
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    pred_empty: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -267,6 +280,7 @@ def record_from_result(
         box_hit=box_hit,
         pred_rle=pred_rle,
         timings=dict(result.timings),
+        pred_empty=predicted_empty(result.mask, parsed),
         extra=dict(extra or {}),
     )
 
@@ -702,6 +716,24 @@ def _figures(records: Sequence[Mapping[str, Any]], protocol: str, own: str) -> d
     return {"overall": overall.summary(), "subsets": {k: subsets[k].summary() for k in sorted(subsets)}}
 
 
+def _generalized(records: Sequence[Mapping[str, Any]], own: str) -> dict[str, Any] | None:
+    """gRefCOCO's figures (:class:`~segzero.evaluation.metrics.GeneralizedAccumulator`) when some record says
+    whether its request matches anything (one that does not say is a target sample); None when none does.
+    Pixels are counted plainly (the ``segzero`` protocol's terms: gRefCOCO has no ignore regions)."""
+    if not any(NO_TARGET_KEY in (r.get("extra") or {}) for r in records):
+        return None
+    acc = GeneralizedAccumulator()
+    for record in records:
+        terms = _terms(record, SEGZERO, own) or _terms(record, own, own)
+        assert terms is not None  # a record always holds its own protocol's terms
+        extra = record.get("extra") or {}
+        acc.add(
+            record["id"], terms[0], terms[1], no_target=bool(extra.get(NO_TARGET_KEY)),
+            pred_empty=record.get("pred_empty"),
+        )
+    return acc.summary()
+
+
 def summarize(
     records: Iterable[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]], protocol: str = SEGZERO
 ) -> dict[str, Any]:
@@ -717,7 +749,9 @@ def summarize(
         :meth:`IoUAccumulator.summary` (fractions in [0, 1]); ``other_protocols`` scores the same masks by
         the other protocol's rules (its ignore convention), and ``differences`` counts the samples each
         protocol difference touches (:data:`segzero.evaluation.differences.DIFFERENCES`). Runs from
-        before protocols have neither.
+        before protocols have neither. Records that say whether their request matches anything (gRefCOCO)
+        add ``"generalized"``: gRefCOCO's gIoU, cIoU, N-acc and T-acc
+        (:meth:`~segzero.evaluation.metrics.GeneralizedAccumulator.summary`).
     """
     from segzero.evaluation.differences import DIFFERENCES
 
@@ -731,12 +765,16 @@ def summarize(
     if rows and all("scores" in r for r in rows):
         touched = Counter(name for r in rows for name in r.get("differences") or ())
         differences = {name: touched[name] for name in DIFFERENCES}
-    return {
+    summary = {
         "protocol": protocol,
         **own,
         "other_protocols": {p: figures for p, figures in others.items() if figures is not None},
         "differences": differences,
     }
+    generalized = _generalized(rows, protocol)
+    if generalized is not None:
+        summary["generalized"] = generalized
+    return summary
 
 
 def summarize_run(

@@ -43,9 +43,11 @@ from typing import Any
 from segzero.data.common import SkipLog
 from segzero.data.records import Sample
 from segzero.config import PipelineConfig
+from segzero.defaults import NO_TARGET_KEY
 from segzero.errors import DatasetError, InputError, SegZeroError
 from segzero.protocols import SEGZERO
 from segzero.evaluation.benchmarks import (
+    GREFCOCO,
     BenchmarkIndex,
     BenchmarkSpec,
     data_origin,
@@ -228,8 +230,15 @@ def _aligned_batches(
 
 
 def _extra(sample: Sample, benchmark: str) -> dict[str, Any]:
+    """The record's ``extra``: the sample's subset, and whether it matches nothing wherever the data says
+    (gRefCOCO always does; a sample that does not say is a target sample there)."""
+    extra: dict[str, Any] = {}
     subset = sample_subset(sample, benchmark)
-    return {} if subset is None else {SUBSET_KEY: subset}
+    if subset is not None:
+        extra[SUBSET_KEY] = subset
+    if NO_TARGET_KEY in sample.extra or benchmark == GREFCOCO:
+        extra[NO_TARGET_KEY] = bool(sample.extra.get(NO_TARGET_KEY))
+    return extra
 
 
 def _failed(sample: Sample, benchmark: str, exc: BaseException | str, protocol: str) -> tuple[SampleRecord, bool]:
