@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from segzero.data.records import IGNORE, Sample
+from segzero.data.records import IGNORE, NO_TARGET_KEY, Sample
 from segzero.errors import InputError
 from segzero.geometry import inscribed_point, mask_to_box
 
@@ -1212,7 +1212,7 @@ def _to_sample(scene: Scene, request: Request, family: str, seed: int) -> Sample
         points = [(inscribed_point(s.mask),) for s in meant]
         extra["n_targets"] = len(meant)
         if not meant:
-            extra["no_target"] = True
+            extra[NO_TARGET_KEY] = True
     return Sample(
         id=f"shapeworld-{family}-{seed:08d}",
         image=Image.fromarray(scene.image),
@@ -1297,11 +1297,7 @@ def export_prepared(
 
     def with_prompts() -> Iterator[Sample]:
         for sample in samples:
-            if sample.extra.get("no_target"):
-                # Its (empty) prompts, given as already in the reasoner frame, are written as they are.
-                sample.extra.update(reasoner_frame=frame, reasoner_boxes=[], reasoner_points=[])
-                yield sample
-            elif sample.points or add_mask_prompts(sample):
+            if sample.extra.get(NO_TARGET_KEY) or sample.points or add_mask_prompts(sample):
                 yield sample
             else:
                 skipped.append(sample)
