@@ -139,3 +139,61 @@ def test_the_server_answers_nothing_matches_not_an_error(nothing_pipe):
     assert (body["status"], body["no_target"], body["reason"], body["objects"]) == ("no_target", True, "", [])
     assert body["mask_area"] == 0 and body["mask_rle"]["size"] == [48, 64]
     assert not decode_rle(body["mask_rle"]).any() and body["overlay_png_base64"]
+
+
+@pytest.mark.slow
+def test_grpo_trains_the_generalized_form_and_scores_target_free_prompts(nothing_models, tmp_path, monkeypatch):
+    """The generalized recipe on the taught reasoner (it answers [] to everything): the rewards TRL calls see
+    the target-free rows the share asks for, and give [] the full accuracy there and nothing elsewhere."""
+    from segzero import rewards as R
+    from segzero.answer import parse_answer
+    from segzero.train import grpo
+    from tests.test_train_cli import RECIPES, history, run_cli
+    from tests.test_train_data import make_generalized_prepared
+
+    data = make_generalized_prepared(tmp_path / "data", n=6, n_free=2)
+    seen: list[tuple[str, str, list, float]] = []
+    build = grpo.build_rewards
+
+    def recording(script):
+        def record(fn):
+            def call(prompts=None, completions=(), **columns):
+                out = fn(prompts, completions, **columns)
+                texts = [R.completion_text(c) for c in completions]
+                seen.extend(zip([fn.__name__] * len(out), texts, columns["reasoner_boxes"], out))
+                return out
+
+            call.__name__ = fn.__name__
+            return call
+
+        return [record(fn) for fn in build(script)]
+
+    monkeypatch.setattr(grpo, "build_rewards", recording)
+    run = tmp_path / "run"
+    run_cli(
+        "train", "grpo", "--config", str(RECIPES / "generalized_tiny_cpu.yaml"), "--output-dir", str(run),
+        "--set", f"model_name_or_path={nothing_models.reasoner}", "--set", f"dataset_path={data}",
+        # Nearly greedy: the taught answer was learnt under another prompt, and only its top choice is sure.
+        "--set", "max_completion_length=32", "--set", "temperature=0.1",
+    )  # fmt: skip
+
+    logged = [e for e in history(run) if "loss" in e]
+    assert [e["step"] for e in logged] == [1, 2, 3, 4]
+    assert all(f"rewards/{name}/mean" in e for e in logged for name in R.GENERALIZED_REWARDS)
+    assert json.loads((run / "final" / "segzero.json").read_text())["prompt"] == "generalized"
+
+    # 4 steps x 2 prompts = the 8 rows drawn, 2 of them (no_target_share 0.25) target-free: 4 completions each.
+    for name in R.GENERALIZED_REWARDS:
+        rows = [(text, boxes, value) for n, text, boxes, value in seen if n == name]
+        assert len(rows) == 16 and sum(not boxes for _, boxes, _ in rows) == 4, name
+        for text, boxes, value in rows:  # each value is the pure reward on the row's ground truth
+            gt = R.GroundTruth.from_columns(boxes, [[[0, 0]]] * len(boxes), 56)
+            assert value == pytest.approx(R.REWARDS[name](text, gt)), (name, text, boxes)
+    accuracy = [(text, boxes, value) for n, text, boxes, value in seen if n == "multi_accuracy"]
+    for text, boxes, value in accuracy:
+        nothing_said = parse_answer(text, 56).status is ParseStatus.NO_TARGET
+        if not boxes:  # target-free: [] earns the full 3, anything else 0
+            assert value == (3.0 if nothing_said else 0.0), text
+        elif nothing_said:  # targets: [] earns nothing
+            assert value == 0.0
+    assert any(value == 3.0 for _, boxes, value in accuracy if not boxes)  # the taught answer was sampled
