@@ -103,7 +103,8 @@ def test_segment_and_batch_commands_say_nothing_matches(nothing_models, tmp_path
 
     photo = tmp_path / "kitchen.png"
     _photo().save(photo)
-    res = CliRunner().invoke(app, ["segment", str(photo), "the dog", "-o", str(tmp_path / "one"), *_cli_models(nothing_models)])
+    args = ["segment", str(photo), "the dog", "-o", str(tmp_path / "one"), *_cli_models(nothing_models)]
+    res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "Nothing matches: nothing in the image matches the request" in " ".join(res.output.split())
     data = json.loads((tmp_path / "one" / "kitchen.json").read_text())

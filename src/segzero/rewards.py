@@ -462,7 +462,9 @@ def _list_item_score(completion: str, empty: float) -> float:
     if not items:
         return empty
     hits = sum(
-        _is_numbers(it.get("bbox_2d"), 4) + _is_numbers(it.get("point_2d"), 2) for it in items if isinstance(it, dict)
+        _is_numbers(it.get("bbox_2d"), 4) + _is_numbers(it.get("point_2d"), 2)
+        for it in items
+        if isinstance(it, dict)
     )
     return hits / len(items)
 

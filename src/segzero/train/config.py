@@ -312,7 +312,8 @@ def validate(kind: str, config: TrainConfig) -> None:
         raise InputError("Set `output_dir` (in the recipe, or --output-dir) to the run folder.")
     get_prompt(script.prompt)
     share = script.no_target_share
-    if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1):
+    is_number = isinstance(share, (int, float)) and not isinstance(share, bool)
+    if share is not None and not (is_number and 0 <= share <= 1):
         raise InputError(f"no_target_share must be a number from 0 to 1, got {share!r}.")
     if script.coordinates is not None and script.coordinates not in COORDINATES:
         raise InputError(f"coordinates must be one of {', '.join(COORDINATES)}, got {script.coordinates!r}.")

@@ -53,9 +53,8 @@ def load_rows(script: SegZeroArguments):
     if len(data) == 0:
         raise DatasetError(f"{script.dataset_path} has no rows to train on.")
     if script.no_target_share is not None:
-        return mix_no_target(
-            data, script.no_target_share, script.max_samples or len(data), script.subset_seed or 0, script.dataset_path
-        )
+        total = script.max_samples or len(data)
+        return mix_no_target(data, script.no_target_share, total, script.subset_seed or 0, script.dataset_path)
     if script.subset_seed is not None:
         data = data.shuffle(seed=script.subset_seed)
     if script.max_samples is not None:
@@ -86,7 +85,8 @@ def mix_no_target(data, share: float, total: int, seed: int, name: str = "the da
         )
     if share < 1 and not len(pools["target"]):
         raise DatasetError(
-            f"no_target_share is {share:g} but every row of {name} is target-free; set it to 1 or add rows with targets."
+            f"no_target_share is {share:g} but every row of {name} is target-free; set it to 1 or add rows "
+            "with targets."
         )
     rng = np.random.default_rng(seed)
     picked = []
