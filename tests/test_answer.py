@@ -4,7 +4,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segzero.answer import ParseStatus, parse_answer
+from segzero.answer import ParseStatus, parse_answer, parse_answer_reference
 from segzero.frames import Frame, ObjectPrompt
 
 SEG_ZERO = "<think>The knife is on the left.</think><answer>{'bbox': [10,100,200,210], 'points_1': [30,110], 'points_2': [35,180]}</answer>"
@@ -83,8 +83,29 @@ def test_failures_are_statuses_not_exceptions():
     assert parse_answer("I cannot see it.").status is ParseStatus.NO_ANSWER
     assert parse_answer("<answer>{'bbox': [1, 2,").status is ParseStatus.INVALID_JSON
     assert parse_answer("[1, 2, 3, 4]").status is ParseStatus.INVALID_JSON
-    assert parse_answer("<answer>[]</answer>").status is ParseStatus.OK  # "nothing matches"
     assert parse_answer(None).status is ParseStatus.NO_ANSWER  # type: ignore[arg-type]
+
+
+def test_an_empty_list_says_nothing_matches():
+    for text in ("<think>no dog here</think><answer>[]</answer>", "<answer> [ ] </answer>", "[]"):
+        a = parse_answer(text)
+        assert (a.status, a.ok, a.objects, a.reason, a.raw) == (ParseStatus.NO_TARGET, True, (), "", [])
+    assert parse_answer("<think>no dog here</think><answer>[]</answer>").thinking == "no dog here"
+
+
+def test_empty_objects_are_invalid_not_nothing_matches():
+    for text in ("<answer>{}</answer>", "<answer>[{}]</answer>", "<answer>[{}, {}]</answer>"):
+        a = parse_answer(text)
+        assert a.status is ParseStatus.INVALID_VALUES and not a.ok and a.reason, text
+    # An empty list that is only a piece of the text (after a bare number list) is no answer either.
+    assert parse_answer("<answer>[1, 2] []</answer>").status is ParseStatus.INVALID_JSON
+    assert parse_answer('<answer>[{"bbox_2d": [1, 2]}]</answer>').status is ParseStatus.INVALID_VALUES
+
+
+def test_the_reference_reading_has_no_empty_answer():
+    # The reference reads the first {...} only: an empty list is no answer there, as it was.
+    a = parse_answer_reference("<think>none</think><answer>[]</answer>")
+    assert a.status is ParseStatus.NO_ANSWER and not a.ok
 
 
 def test_raw_keeps_the_decoded_value_for_format_rewards():
@@ -93,8 +114,9 @@ def test_raw_keeps_the_decoded_value_for_format_rewards():
 
 def _check_invariants(a, frame):
     assert isinstance(a.status, ParseStatus)
-    assert a.ok == (a.status in (ParseStatus.OK, ParseStatus.PARTIAL))
-    if a.status is not ParseStatus.OK:
+    assert a.ok == (a.status in (ParseStatus.OK, ParseStatus.PARTIAL, ParseStatus.NO_TARGET))
+    assert (a.status is ParseStatus.NO_TARGET) == (a.raw == [])
+    if a.status not in (ParseStatus.OK, ParseStatus.NO_TARGET):
         assert a.reason
     for obj in a.objects:
         assert obj.box is not None or obj.points or True

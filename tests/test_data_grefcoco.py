@@ -113,7 +113,7 @@ def test_prepared_rows_keep_the_no_target_contract(tmp_path):
 
     flagged_wrongly = by_id["1_10"]
     flagged_wrongly.extra[NO_TARGET_KEY] = True
-    with pytest.raises(DatasetError, match="1_10 says no_target but has target"):
+    with pytest.raises(DatasetError, match="1_10 is marked no_target but has"):
         sample_to_row(flagged_wrongly)
 
 

@@ -127,6 +127,30 @@ def test_multi_and_errors(tmp_path):
     )
 
 
+def test_a_sample_where_nothing_matches(tmp_path):
+    nothing = Sample(
+        id="n", image=Image.new("RGB", (10, 8)), request="the dog", width=10, height=8,
+        mask=np.zeros((8, 10), np.uint8), extra={"no_target": True},
+    )  # fmt: skip
+    row = sample_to_row(nothing)
+    assert (row["reasoner_boxes"], row["reasoner_points"], row["solution"]) == ([], [], "[]")
+    assert json.loads(row["extra"]) == {"no_target": True, "answer_form": "generalized"}
+    assert not decode_rle(row["mask_rle"]).any() and decode_rle(row["mask_rle"]).shape == (8, 10)
+    assert sample_to_row(row_to_sample(row)) == row  # round trip
+    assert save_prepared([nothing], tmp_path / "data") == 1
+    (back,) = read_prepared(tmp_path / "data")
+    assert back.extra["no_target"] and back.boxes == [] and not back.mask.any()
+    with pytest.raises(DatasetError, match="single-object answer needs one object"):
+        sample_to_row(nothing, answer_form="single")
+    nothing.mask[2, 3] = 1
+    with pytest.raises(DatasetError, match="marked no_target but has 0 boxes and 1 target pixels"):
+        sample_to_row(nothing)
+    assert build_solution([], [], "generalized") == "[]"
+    assert build_solution([[1, 2, 3, 4]], [[[2, 3], [3, 3]]], "generalized") == (
+        '[{"bbox_2d": [1, 2, 3, 4], "point_2d": [2, 3]}]'
+    )
+
+
 def test_edited_prompts_are_not_overridden_by_stale_exact_values(rs_samples):
     back = row_to_sample(sample_to_row(rs_samples[0]))
     back.boxes = [(0, 0, 59, 39)]

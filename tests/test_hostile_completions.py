@@ -77,7 +77,7 @@ def check(text: str, gt: GroundTruth) -> None:
     parsed = parse_answer(text)
     within(time.perf_counter() - started, text, "parse_answer")
     assert isinstance(parsed, ParsedAnswer) and isinstance(parsed.status, ParseStatus)
-    assert parsed.ok == bool(parsed.status in (ParseStatus.OK, ParseStatus.PARTIAL))
+    assert parsed.ok == bool(parsed.status in (ParseStatus.OK, ParseStatus.PARTIAL, ParseStatus.NO_TARGET))
     for obj in parsed.objects:
         for v in (*(obj.box or ()), *(c for p in obj.points for c in p)):
             assert math.isfinite(v) and 0 <= v <= REASONER_FRAME

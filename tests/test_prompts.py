@@ -3,7 +3,7 @@ import re
 import pytest
 
 from segzero.errors import InputError
-from segzero.prompts import PROMPTS, get_prompt, normalize_request
+from segzero.prompts import COORDINATE_SENTENCES, PROMPTS, get_prompt, normalize_request
 
 
 def test_seg_zero_prompt_is_the_released_text():
@@ -28,6 +28,18 @@ def test_multi_object_prompt_is_the_released_text():
         '<answer>[{"bbox_2d": [10,100,200,210], "point_2d": [30,110]}, {"bbox_2d": [225,296,706,786], "point_2d": [302,410]}]</answer>'
     )
     assert get_prompt("multi_object").render("Two cups") == expected
+
+
+def test_generalized_prompt_asks_for_a_list_or_the_empty_list():
+    variant = get_prompt("generalized")
+    assert variant.multi_object and variant.thinking
+    text = variant.render("Every red shape.")
+    assert text.startswith('Please find "every red shape" with bboxs and points.')
+    assert "or an empty list [] if nothing in the image matches." in text
+    assert text.endswith("<answer>[]</answer>")
+    assert '<answer>[{"bbox_2d": [10,100,200,210], "point_2d": [30,110]}' in text
+    relative = variant.render("every red shape", "relative")
+    assert "integer from 0 to 1000" in relative and relative.replace(COORDINATE_SENTENCES["relative"], "") == text
 
 
 def test_ablation_variants_ask_for_what_they_say():

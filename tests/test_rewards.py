@@ -431,6 +431,62 @@ def test_multi_accuracy_empty_cases():
     assert R.multi_accuracy(multi([obj((0, 0, 9, 9), (1, 1))]), empty) == 0.0
 
 
+# --------------------------------------------------------------------------- zero, one or many (generalized)
+
+#: A target-free sample: nothing in the image matches the request.
+NOTHING = GroundTruth()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (multi([]), 3.0),  # "nothing matches" is a well-formed answer
+        (in_answer(" [ ] "), 3.0),
+        ("<answer>[]</answer>", 2.0),  # no think
+        (multi([obj((1, 2, 3, 4), (1, 2))]), 3.0),
+        (multi([obj((1, 2, 3, 4), (1, 2)), {"bbox_2d": [1, 2, 3], "point_2d": [1, 2]}]), 1 + 3 / 2),
+        (multi({}), 1.0),  # an empty object is no list
+        (multi([{}]), 1.0),  # a list of one empty object: one item, no credit
+        (in_answer("nothing matches"), 1.0),
+        (in_answer("[] and [{}]"), 3.0),  # the answer's first bracket
+    ],
+)
+def test_generalized_format_accepts_the_empty_list(text, expected):
+    assert R.generalized_format(text, GT) == pytest.approx(expected)
+    assert R.generalized_format(text, NOTHING) == pytest.approx(expected)  # it never reads the ground truth
+    if text in (multi([]), in_answer(" [ ] ")):
+        assert R.multi_format(text, GT) == 1.0  # VisionReasoner's format gives the empty list no item credit
+
+
+def test_target_free_ground_truth_rewards_only_the_empty_answer():
+    empty, one_box = multi([]), multi([obj((0, 0, 99, 99), (50, 50))])
+    for name in ("multi_accuracy", "multi_accuracy_soft"):
+        fn = R.REWARDS[name]
+        assert fn(empty, NOTHING) == 3.0, name  # full
+        assert fn(one_box, NOTHING) == 0.0, name  # any box: none
+        assert fn(multi([obj((0, 0, 99, 99), (50, 50))] * 3), NOTHING) == 0.0, name
+        assert fn(multi([{}]), NOTHING) == 0.0, name  # invalid, not "nothing matches"
+        assert fn(in_answer("{}"), NOTHING) == 0.0, name
+        assert fn(in_answer("no"), NOTHING) == 0.0, name
+        # Targets: the empty answer earns nothing, the matching holds (B exactly: 3 of max(1, 2)).
+        assert fn(empty, GT_AB) == 0.0, name
+        assert fn(multi([obj((200, 200, 299, 299), (250, 250))]), GT_AB) == pytest.approx(3 / 2), name
+    for name in ("bbox_iou", "bbox_l1", "points_l1", "bbox_iou_soft"):
+        assert R.REWARDS[name](GOOD, NOTHING) == 0.0, name
+    # The recipe's total (format + accuracy + non-repeat) for the two answers of a target-free sample.
+    assert sum(R.REWARDS[n](empty, NOTHING) for n in R.GENERALIZED_REWARDS) == 3 + 3 + 1
+    assert sum(R.REWARDS[n](one_box, NOTHING) for n in R.GENERALIZED_REWARDS) == 3 + 0 + 1
+
+
+def test_target_free_columns_reach_the_rewards_through_trl():
+    # A prepared target-free row: empty box and point lists (and, for mask_iou, an all-zero mask).
+    fn = R.trl_reward("multi_accuracy")
+    boxes, points = [[], [], [[0, 0, 99, 99]], [[0, 0, 99, 99]]], [[], [], [[[50, 50]]], [[[50, 50]]]]
+    empty, box = multi([]), multi([obj((0, 0, 99, 99), (50, 50))])
+    out = fn(["p"] * 4, [empty, box, empty, box], reasoner_boxes=boxes, reasoner_points=points)
+    assert out == [3.0, 0.0, 0.0, 3.0]
+
+
 # --------------------------------------------------------------------------- non-repeat
 
 
@@ -518,11 +574,13 @@ def test_registry_names_are_stable():
         "points_l1_soft",
         "points_l1_no_box_soft",
         "multi_format",
+        "generalized_format",
         "multi_accuracy",
         "multi_accuracy_soft",
         "non_repeat",
     }
     assert set(R.REWARD_RANGES) == set(R.REWARD_NAMES)
+    assert set(R.GENERALIZED_REWARDS) <= set(R.REWARDS)
     assert set(R.SEGZERO_REWARDS) <= set(R.REWARDS) and set(R.VISION_REASONER_REWARDS) <= set(R.REWARDS)
     assert set(R.BOX_ONLY_REWARDS) | set(R.POINTS_ONLY_REWARDS) <= set(R.REWARDS)
     assert all(fn.__name__ == name for name, fn in R.REWARDS.items())
@@ -705,19 +763,31 @@ def test_mask_iou_bookkeeping():
         trainer_state=None,
     )
     assert out == pytest.approx([1.0, 1250 / 2475, 0.0, 0.0, 1.0])
-    # One segmenter call; the unreadable and empty answers reach it with nothing to segment.
+    # One segmenter call, for the two answers with objects; the unreadable and empty ones never reach it.
     assert len(seg.calls) == 1
     images, prompts, mode = seg.calls[0]
     assert mode == "box"
-    assert all(img is images[0] for img in images)  # same content -> one image, encoded once
+    assert len(images) == 2 and images[0] is images[1]  # same content -> one image, encoded once
     pixels = Frame.image((W, H))
     assert prompts == [
         [ObjectPrompt(box=(0, 0, 50, 25), points=((0, 0), (0, 0)), frame=pixels)],
         [ObjectPrompt(box=(0, 0, 99, 25), points=((0, 0), (0, 0)), frame=pixels)],
-        [],
-        [],
-        [],
     ]
+
+
+def test_mask_iou_on_a_target_free_sample():
+    seg = FakeSegmenter()
+    reward = R.MaskIoUReward(seg, mode="box")
+    nothing, target = rle(np.zeros((H, W), dtype=bool)), rle(target_left_top())
+    exact = box_answer((0, 0, 420, 420))
+    # (0, 0, 1, 1) in the 840 frame is (0, 0, 0, 0) on the image: the fake draws no pixel for it.
+    no_pixel = box_answer((0, 0, 1, 1))
+    out = reward.score(
+        [multi([]), exact, no_pixel, multi([]), multi([{}])], [image()] * 5, [nothing, nothing, nothing, target, nothing]
+    )
+    # Empty answer, nothing there: 1. Any box: 0, even one that gets no pixel. Empty answer on a target: 0.
+    assert out == [1.0, 0.0, 0.0, 0.0, 0.0]
+    assert [len(p) for p in seg.calls[0][1]] == [1, 1]  # only the boxes reached the segmenter
 
 
 def test_mask_iou_excludes_ignore_pixels():

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from segzero.masks import decode_rle
 from segzero.serve import ServeSettings, create_app
 
-STATUSES = {"ok", "partial", "no_answer", "invalid_json", "invalid_values"}
+STATUSES = {"ok", "partial", "no_target", "no_answer", "invalid_json", "invalid_values"}
 
 
 def png_bytes(width: int = 64, height: int = 48, seed: int = 0, fmt: str = "PNG") -> bytes:

@@ -21,7 +21,7 @@ GRPO_RECIPES = sorted(p for p in RECIPES.glob("*.yaml") if _kind(p) == "grpo")
 SFT_RECIPES = sorted(p for p in RECIPES.glob("*.yaml") if _kind(p) == "sft")
 PAPER_GRPO = ["seg_zero_3b.yaml", "seg_zero_7b.yaml"] + [p.name for p in GRPO_RECIPES if p.name.startswith("ablation_")]
 #: Recipes that train with the paper's 16 prompts per optimizer step, and their process counts.
-SIXTEEN_PROMPTS = {**{name: 8 for name in PAPER_GRPO}, "lora_single_gpu_24gb.yaml": 1}
+SIXTEEN_PROMPTS = {**{name: 8 for name in PAPER_GRPO}, "lora_single_gpu_24gb.yaml": 1, "generalized_3b.yaml": 8}
 # This machine has no GPU: recipes are loaded with bf16 off (TrainingArguments refuses bf16 on a CPU).
 CPU = {"bf16": False}
 
@@ -124,6 +124,16 @@ def test_box_only_and_points_only_recipes_use_their_ablation_rewards():
     )
     with_mask = load_config("grpo", RECIPES / "ablation_points_only.yaml", {**CPU, **option}).script
     assert with_mask.reward_funcs[-1] == "mask_iou" and with_mask.segmenter_mode == "points"
+
+
+def test_generalized_recipes_train_zero_one_or_many():
+    from segzero.rewards import GENERALIZED_REWARDS
+
+    for name in ("generalized_3b.yaml", "generalized_tiny_cpu.yaml"):
+        script, training, _ = load_config("grpo", RECIPES / name, CPU)
+        assert script.prompt == "generalized" and script.reward_funcs == list(GENERALIZED_REWARDS), name
+        assert 0 < script.no_target_share < 1 and script.subset_seed == 0, name
+        assert training.loss_type == "grpo" and training.beta == 5e-3, name
 
 
 def test_overrides_win_and_unknown_keys_are_refused(tmp_path):

@@ -27,6 +27,31 @@ def make_prepared(path: Path, n: int = 8, frame: int = FRAME, image_size: int = 
     return path
 
 
+def make_generalized_prepared(path: Path, n: int = 6, n_free: int = 2, frame: int = FRAME) -> Path:
+    """A prepared dataset in the generalized answer form: ``n`` ShapeWorld samples with a target, and ``n_free``
+    target-free ones (a scene of theirs asked for a shape no scene has: no boxes, an all-zero mask, "[]")."""
+    import dataclasses
+
+    import numpy as np
+
+    from segzero.data.common import add_mask_prompts
+    from segzero.data.prepared import save_prepared
+    from segzero.shapeworld import make_split
+
+    samples = list(make_split("train", n, "referring", size=64))
+    for sample in samples:
+        assert add_mask_prompts(sample)
+    free = [
+        dataclasses.replace(
+            s, id=f"{s.id}-nothing", request="the golden unicorn", mask=np.zeros_like(s.mask), boxes=[], points=[],
+            extra={"no_target": True},
+        )
+        for s in samples[:n_free]
+    ]  # fmt: skip
+    assert save_prepared(samples + free, path, frame=frame, answer_form="generalized") == n + n_free
+    return path
+
+
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
     return make_prepared(tmp_path_factory.mktemp("train-data") / "shapeworld")
@@ -140,3 +165,44 @@ def test_long_prompts_are_dropped(prepared, tiny_models):
     assert len(kept) == sum(n <= limit for n in lengths) < len(data)
     with pytest.raises(DatasetError, match="Every prompt is longer"):
         drop_long_prompts(data, processor, _script(prepared, max_prompt_length=3), FRAME)
+
+
+@pytest.fixture(scope="module")
+def generalized(tmp_path_factory) -> Path:
+    return make_generalized_prepared(tmp_path_factory.mktemp("train-data") / "generalized")
+
+
+def test_no_target_share_draws_the_mix_with_a_seed(generalized):
+    from segzero.train.data import load_rows
+
+    def drawn(**kw):
+        data = load_rows(_script(generalized, **kw))
+        return [(row_id, not boxes) for row_id, boxes in zip(data["id"], data["reasoner_boxes"])]
+
+    # 8 rows, 2 target-free: a share of 0.5 of 8 draws 4 of each, the 2 target-free ones twice each.
+    half = drawn(no_target_share=0.5, subset_seed=3)
+    assert len(half) == 8 and sum(free for _, free in half) == 4
+    free_ids = sorted(i for i, free in half if free)
+    assert free_ids == sorted(2 * [i for i, free in drawn(no_target_share=1.0, max_samples=2)])
+    assert all(i.endswith("-nothing") == free for i, free in half)
+    assert len({i for i, free in half if not free}) == 4  # targets drawn without repeats (6 in the pool)
+    assert half == drawn(no_target_share=0.5, subset_seed=3)  # the seed fixes the draw
+    assert half != drawn(no_target_share=0.5, subset_seed=4)
+    quarter = drawn(no_target_share=0.25, max_samples=20)
+    assert len(quarter) == 20 and sum(free for _, free in quarter) == 5
+    assert not any(free for _, free in drawn(no_target_share=0))
+    assert sum(free for _, free in drawn()) == 2  # unset: the data's own mix
+
+
+def test_no_target_share_needs_target_free_rows(prepared, generalized):
+    from segzero.errors import InputError
+    from segzero.train.config import load_config
+    from segzero.train.data import load_rows
+
+    with pytest.raises(DatasetError, match=r"^no_target_share is 0\.2 but .* has no target-free rows"):
+        load_rows(_script(prepared, no_target_share=0.2))
+    assert len(load_rows(_script(prepared, no_target_share=0.0))) == 8  # none asked for: none needed
+    for bad in (1.5, -0.1, "some"):
+        with pytest.raises(InputError, match="no_target_share must be a number from 0 to 1"):
+            load_config("grpo", None, {"dataset_path": str(generalized), "model_name_or_path": "m",
+                                        "output_dir": "o", "no_target_share": bad, "use_cpu": True})  # fmt: skip

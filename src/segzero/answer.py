@@ -4,7 +4,9 @@ A completion looks like::
 
     <think> ... </think><answer>{"bbox": [x1,y1,x2,y2], "points_1": [x,y], "points_2": [x,y]}</answer>
 
-or, for the multi-object form, ``<answer>[{"bbox_2d": [...], "point_2d": [x,y]}, ...]</answer>``.
+or, for the multi-object and generalized forms, ``<answer>[{"bbox_2d": [...], "point_2d": [x,y]}, ...]</answer>``,
+where the empty list ``<answer>[]</answer>`` says that nothing in the image matches
+(:attr:`ParseStatus.NO_TARGET`, a valid answer with no objects, unlike the failure statuses).
 The parser is lenient where the intent is clear (Python-literal dicts with single quotes,
 missing ``<think>``, text around the JSON, floats, swapped corners, out-of-frame values are
 clamped) and strict where it is not (NaN/inf, wrong arity, non-numbers are rejected with a
@@ -43,14 +45,23 @@ _THINK_BLOCK_RE = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
 
 
 class ParseStatus(str, Enum):
-    """Whether, and how, a completion yielded positional prompts."""
+    """Whether, and how, a completion yielded positional prompts.
+
+    OK, PARTIAL and NO_TARGET are usable answers (:attr:`usable`); the others are failures.
+    """
 
     OK = "ok"
     PARTIAL = "partial"  # some objects were rejected, at least one kept
+    NO_TARGET = "no_target"  # the answer is an empty list: nothing in the image matches the request
     NO_ANSWER = "no_answer"  # no JSON object or list anywhere in the answer
     INVALID_JSON = "invalid_json"  # bracketed text that is neither JSON nor a Python literal
     INVALID_VALUES = "invalid_values"  # decoded, but no object had a usable box or points
     NO_THINKING = "no_thinking"  # reference protocol: a usable answer, but no <think> block it accepts
+
+    @property
+    def usable(self) -> bool:
+        """True for an answer that says what to segment: some objects, or explicitly none."""
+        return self in (ParseStatus.OK, ParseStatus.PARTIAL, ParseStatus.NO_TARGET)
 
 
 @dataclass(frozen=True)
@@ -61,7 +72,7 @@ class ParsedAnswer:
         thinking: text inside ``<think>`` tags, or None when there were none.
         objects: positional prompts in the reasoner frame (each names it), in the order the model gave them.
         status: see :class:`ParseStatus`.
-        reason: why parsing failed or was partial; empty when ``status`` is OK.
+        reason: why parsing failed or was partial; empty when ``status`` is OK or NO_TARGET.
         raw: the decoded JSON value (dict or list) before validation, for format rewards; None if none.
     """
 
@@ -73,8 +84,8 @@ class ParsedAnswer:
 
     @property
     def ok(self) -> bool:
-        """True when at least one object (or an explicit empty list) was read."""
-        return self.status in (ParseStatus.OK, ParseStatus.PARTIAL)
+        """True when at least one object, or an explicit empty list (NO_TARGET), was read."""
+        return self.status.usable
 
 
 def split_think_answer(text: str) -> tuple[str | None, str]:
@@ -259,7 +270,11 @@ def _read_label(value: Any) -> str | None:
 
 
 def parse_answer(text: str, frame: int | Frame = REASONER_FRAME) -> ParsedAnswer:
-    """Parse a completion; coordinates are clamped into the reasoner frame (its side, or the :class:`Frame`)."""
+    """Parse a completion; coordinates are clamped into the reasoner frame (its side, or the :class:`Frame`).
+
+    An answer that is the empty list ``[]`` is :attr:`ParseStatus.NO_TARGET` ("nothing matches"); an empty
+    object ``{}`` or a list of empty objects ``[{}]`` names no box or point and is INVALID_VALUES.
+    """
     if not isinstance(text, str):
         return ParsedAnswer(None, (), ParseStatus.NO_ANSWER, f"the completion is {type(text).__name__}, not text")
     thinking, answer_text = split_think_answer(text)
@@ -271,6 +286,8 @@ def parse_answer(text: str, frame: int | Frame = REASONER_FRAME) -> ParsedAnswer
             )
         return ParsedAnswer(thinking, (), ParseStatus.NO_ANSWER, "the answer holds no JSON object or list")
 
+    if value == []:
+        return ParsedAnswer(thinking, (), ParseStatus.NO_TARGET, "", value)
     items = value if isinstance(value, list) else [value]
     reasoner_frame = _as_frame(frame)
     objects: list[ObjectPrompt] = []

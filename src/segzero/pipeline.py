@@ -50,9 +50,11 @@ class SegmentationResult:
         completion: the raw completion text.
         objects: per object, box and points in the ORIGINAL image's pixel frame (each names it).
         answer: the parsed answer, coordinates on the reasoner's answer grid.
-        mask: bool ``(height, width)`` of the original image; all False when the answer was unusable.
+        mask: bool ``(height, width)`` of the original image; all False when the answer was unusable or
+            says that nothing matches.
         score: the segmenter's score (mean over objects), or None when nothing was segmented.
-        status / reason: whether and why parsing failed (see :class:`segzero.answer.ParseStatus`).
+        status / reason: whether and why parsing failed (see :class:`segzero.answer.ParseStatus`);
+            ``no_target`` (an empty list, "nothing in the image matches") is an answer, not a failure.
         timings: seconds per stage for this request: ``load``, ``reason``, ``segment`` and their ``total``. A
             stage run for a whole batch is shared equally by its requests, except ``reason`` on a streaming
             engine, which is the request's own wait for its completion (requests overlap there).
@@ -74,8 +76,16 @@ class SegmentationResult:
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
 
+    @property
+    def no_target(self) -> bool:
+        """True when the model answered that nothing in the image matches the request (empty mask)."""
+        return self.status is ParseStatus.NO_TARGET
+
     def to_json(self, *, mask_rle: bool = True) -> dict[str, Any]:
-        """A JSON-ready dict; the mask as COCO RLE (``{"size": [h, w], "counts": str}``) unless disabled."""
+        """A JSON-ready dict; the mask as COCO RLE (``{"size": [h, w], "counts": str}``) unless disabled.
+
+        ``no_target`` is true when the model answered that nothing matches (status ``no_target``).
+        """
         from segzero.masks import encode_rle
 
         out: dict[str, Any] = {
@@ -84,6 +94,7 @@ class SegmentationResult:
             "completion": self.completion,
             "status": self.status.value,
             "reason": self.reason,
+            "no_target": self.no_target,
             "objects": [o.to_json() for o in self.objects],
             "reasoner_objects": [o.to_json() for o in self.answer.objects],
             "score": self.score,
@@ -122,7 +133,8 @@ def segment_answers(
 
     Returns:
         Per completion: the parsed answer (reasoner frame), its objects in image pixels, and the
-        segmenter's output (an empty mask when the answer had no usable object).
+        segmenter's output (an empty mask of the image's size, score None, when the answer had no usable
+        object or says that nothing matches: those never reach the segmenter).
     """
     parse = PARSERS[check_protocol(protocol)]
     answers = [parse(c, frame) for c in completions]
@@ -135,8 +147,13 @@ def segment_answers(
                 answer, objects=(), status=ParseStatus.INVALID_VALUES, reason=str(exc)
             )
             objects.append([])
-    # One call for the whole list, so each distinct image is encoded once.
-    return answers, objects, segmenter.segment_many(images, objects, mode)
+    todo = [i for i, objs in enumerate(objects) if objs]
+    outputs = [SegmenterOutput(np.zeros((img.size[1], img.size[0]), dtype=bool), None) for img in images]
+    if todo:  # one call for the whole list, so each distinct image is encoded once
+        masked = segmenter.segment_many([images[i] for i in todo], [objects[i] for i in todo], mode)
+        for i, out in zip(todo, masked, strict=True):
+            outputs[i] = out
+    return answers, objects, outputs
 
 
 class ReasoningSegmenter:

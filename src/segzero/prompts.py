@@ -6,7 +6,8 @@ run into each other exactly as the models were trained on them. The ablation
 variants change only what the model is asked to output. ``concept`` asks, besides
 Seg-Zero's box and points, for a short noun phrase naming the object (``"label"``,
 as Qwen3-VL names what it grounds), which the ``concept`` segmenter mode gives
-SAM 3's text interface.
+SAM 3's text interface. ``generalized`` asks for VisionReasoner's list of objects, or the empty list
+``[]`` when nothing in the image matches the request (zero, one or many objects).
 
 Every variant is rendered for the reasoner's coordinate convention
 (:func:`PromptVariant.render`): for a reasoner that answers in pixels (Qwen2.5-VL) the
@@ -28,6 +29,8 @@ _MULTI_EXAMPLE = (
     '[{"bbox_2d": [10,100,200,210], "point_2d": [30,110]}, '
     '{"bbox_2d": [225,296,706,786], "point_2d": [302,410]}]'
 )
+#: The answer that says nothing in the image matches (``generalized`` prompt; :attr:`ParseStatus.NO_TARGET`).
+NO_TARGET_ANSWER = "[]"
 _CONCEPT_EXAMPLE = "{'bbox': [10,100,200,210], 'points_1': [30,110], 'points_2': [35,180], 'label': 'red mug'}"
 _THINK_THEN_ANSWER = (
     "Output the thinking process in <think> </think> and final answer in <answer> </answer> tags."
@@ -51,7 +54,8 @@ class PromptVariant:
     Attributes:
         name: registry key, e.g. ``"seg_zero"``.
         template: text with ``{question}`` where the normalised request goes.
-        multi_object: True when the answer is a JSON list of objects (VisionReasoner form).
+        multi_object: True when the answer is a JSON list of objects (VisionReasoner form; ``generalized``
+            also asks for the empty list when nothing matches).
         thinking: True when the model is asked to think in ``<think>`` tags first.
         uses_box / uses_points: which positional prompts the answer carries.
         description: one line for ``--help`` and the docs.
@@ -145,6 +149,26 @@ PROMPTS: dict[str, PromptVariant] = {
             uses_box=True,
             uses_points=True,
             description="VisionReasoner's prompt: think, then a list of objects, each a bbox_2d and a point_2d.",
+        ),
+        PromptVariant(
+            name="generalized",
+            template=_join(
+                'Please find "{question}" with bboxs and points.',
+                "Compare the difference between objects and find every object that matches, if any.",
+                _THINK_THEN_ANSWER,
+                "Output the bbox(es) and point(s) inside the matched object(s) as a JSON list, "
+                f"or an empty list {NO_TARGET_ANSWER} if nothing in the image matches.",
+                _COORDS,
+                "i.e., <think> thinking process here </think>",
+                f"<answer>{_MULTI_EXAMPLE}</answer>",
+                f" or <think> thinking process here </think><answer>{NO_TARGET_ANSWER}</answer>",
+            ),
+            multi_object=True,
+            thinking=True,
+            uses_box=True,
+            uses_points=True,
+            description="Zero, one or many: think, then a list of objects (bbox_2d, point_2d), or [] when "
+            "nothing in the image matches.",
         ),
         PromptVariant(
             name="no_think",

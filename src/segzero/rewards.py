@@ -27,6 +27,7 @@ points_l1_soft           [0, 1]  ``(share of points inside the box) * 2 ** (-d /
 points_l1_no_box_soft    [0, 1]  ``2 ** (-d / 100)``
 multi_format             [0, 3]  thinking_format + mean over answer items of
                                  [bbox_2d is 4 numbers] + [point_2d is 2 numbers]
+generalized_format       [0, 3]  multi_format, with the empty list ``[]`` earning the full 2
 multi_accuracy           [0, 3]  Hungarian-matched sum of per-pair hits / max(M, N)
 multi_accuracy_soft      [0, 3]  the same with each hit replaced by its soft form
 non_repeat               {0, 1}  0 when one "."-separated sentence occurs three or more times
@@ -42,7 +43,8 @@ segmenter and a whole batch, see :class:`MaskIoUReward`. :func:`trl_reward` and
 :func:`make_trl_rewards` build any of these names.
 
 The paper's total reward is :data:`SEGZERO_REWARDS` summed with equal weights; VisionReasoner's is
-:data:`VISION_REASONER_REWARDS`. The ablations that ask for a box only or two points only
+:data:`VISION_REASONER_REWARDS`; zero, one or many objects (``recipes/generalized_tiny_cpu.yaml``)
+is :data:`GENERALIZED_REWARDS`. The ablations that ask for a box only or two points only
 (``recipes/ablation_box_only.yaml``, ``recipes/ablation_points_only.yaml``) use
 :data:`BOX_ONLY_REWARDS` and :data:`POINTS_ONLY_REWARDS`.
 
@@ -77,9 +79,15 @@ Choices where the reference is silent or ambiguous:
   all. Sentences are the pieces of ``completion.split(".")`` with surrounding whitespace removed;
   empty pieces (from "..." or a final ".") are not sentences. Comparison is exact otherwise.
 * **Multi-object empty answers.** An explicit empty list ``[]`` earns no item credit in
-  multi_format (the mean over zero items is taken as 0); in multi_accuracy it
+  multi_format (the mean over zero items is taken as 0) and the full item credit in
+  generalized_format (it is the ``generalized`` prompt's "nothing matches"); in multi_accuracy it
   scores the full 3 when the ground truth is empty too (nothing asked, nothing given) and 0
   otherwise. An unreadable answer scores 0.
+* **Target-free samples** (nothing matches: no gt boxes, an all-zero gt mask). An empty answer
+  earns every accuracy reward in full (multi_accuracy and multi_accuracy_soft 3, mask_iou 1);
+  an answer with any object earns none of them (0), whatever mask the segmenter draws for it.
+  The single-object rewards have no gt box to compare with and give 0. For samples with targets
+  the empty answer earns 0 and the matching rewards apply as usual.
 """
 
 from __future__ import annotations
@@ -435,17 +443,30 @@ def multi_format(completion: str, gt: GroundTruth) -> float:
     The list is the JSON value starting at the answer's first bracket; a bare object, an unparsable
     or empty list give no item credit; non-object items count as items scoring 0. ``gt`` is unused.
     """
+    return thinking_format(completion, gt) + _list_item_score(completion, empty=0.0)
+
+
+def generalized_format(completion: str, gt: GroundTruth) -> float:
+    """In [0, 3]: :func:`multi_format`, except that the empty list ``[]`` (nothing matches, the
+    ``generalized`` prompt's answer) earns the full item credit 2. ``gt`` is unused."""
+    return thinking_format(completion, gt) + _list_item_score(completion, empty=2.0)
+
+
+def _list_item_score(completion: str, empty: float) -> float:
+    """The mean over the answer list's items of [``bbox_2d`` is 4 numbers] + [``point_2d`` is 2 numbers];
+    ``empty`` for the empty list, 0 for a bare object or an unparsable answer."""
     _, answer = split_think_answer(completion)
     items = _first_json(answer, "[{")
-    item_score = 0.0
-    if isinstance(items, list) and items:
-        hits = sum(
-            _is_numbers(it.get("bbox_2d"), 4) + _is_numbers(it.get("point_2d"), 2)
-            for it in items
-            if isinstance(it, dict)
-        )
-        item_score = hits / len(items)
-    return thinking_format(completion, gt) + item_score
+    if not isinstance(items, list):
+        return 0.0
+    if not items:
+        return empty
+    hits = sum(
+        _is_numbers(it.get("bbox_2d"), 4) + _is_numbers(it.get("point_2d"), 2)
+        for it in items
+        if isinstance(it, dict)
+    )
+    return hits / len(items)
 
 
 def _pair_score(obj: ObjectPrompt, gt_box: Box, gt_point: Point | None, soft: bool) -> float:
@@ -525,6 +546,7 @@ REWARDS: dict[str, RewardFn] = {
         points_l1_soft,
         points_l1_no_box_soft,
         multi_format,
+        generalized_format,
         multi_accuracy,
         multi_accuracy_soft,
         non_repeat,
@@ -537,6 +559,7 @@ REWARDS.update(REFERENCE_REWARDS)
 REWARD_RANGES: dict[str, tuple[float, float]] = {
     **{name: (0.0, 1.0) for name in REWARDS},
     "multi_format": (0.0, 3.0),
+    "generalized_format": (0.0, 3.0),
     "multi_accuracy": (0.0, 3.0),
     "multi_accuracy_soft": (0.0, 3.0),
     **REFERENCE_REWARD_RANGES,
@@ -552,6 +575,7 @@ FORMAT_ONLY = frozenset(
         "seg_format_box_only",
         "seg_format_points_only",
         "multi_format",
+        "generalized_format",
         "non_repeat",
     }
     | REFERENCE_FORMAT_ONLY
@@ -565,6 +589,9 @@ BOX_ONLY_REWARDS = ("thinking_format", "seg_format_box_only", "bbox_iou", "bbox_
 POINTS_ONLY_REWARDS = ("thinking_format", "seg_format_points_only", "points_l1_no_box")
 #: VisionReasoner's multi-object recipe.
 VISION_REASONER_REWARDS = ("multi_format", "multi_accuracy", "non_repeat")
+#: Zero, one or many objects (the ``generalized`` prompt): VisionReasoner's rewards with a format reward
+#: that accepts ``[]``; multi_accuracy already gives an empty answer to a target-free sample the full 3.
+GENERALIZED_REWARDS = ("generalized_format", "multi_accuracy", "non_repeat")
 
 #: Every name :func:`trl_reward` accepts.
 REWARD_NAMES = (*REWARDS, "mask_iou")
@@ -721,7 +748,9 @@ class MaskIoUReward:
     Completions go through the pipeline's own second half (:func:`segzero.pipeline.segment_answers`:
     parse, map to the image, segment), one ``segment_many`` call per batch with identical images
     shared so each is encoded once. An unreadable answer scores 0; an explicit empty list scores
-    the IoU of an empty mask.
+    the IoU of an empty mask (1 on a target-free sample, whose gt mask is all zero; 0 where there
+    is a target). An answer with objects on a target-free sample scores 0, even if the segmenter
+    draws no pixel for them.
     """
 
     def __init__(
@@ -788,8 +817,11 @@ class MaskIoUReward:
         for i, answer, out in zip(todo, answers, outputs, strict=True):
             if not answer.ok:
                 continue  # an unreadable answer scores 0
+            target = decode_rle(mask_rles[i])
+            if answer.objects and not target.any():
+                continue  # nothing matches, yet the answer names an object: 0 whatever mask it gets
             ignore = decode_rle(ignore_rles[i]) if _has_rle(ignore_rles[i]) else None
-            rewards[i] = mask_iou(np.asarray(out.mask, dtype=bool), decode_rle(mask_rles[i]), ignore)
+            rewards[i] = mask_iou(np.asarray(out.mask, dtype=bool), target, ignore)
         return rewards
 
     def __repr__(self) -> str:

@@ -18,6 +18,9 @@ from segzero.errors import InputError, ReasonerRequestError, SegZeroError
 
 console = Console(stderr=True)
 
+#: What the commands say when the model answers that nothing in the image matches (status ``no_target``).
+NOTHING_MATCHES = "Nothing matches: nothing in the image matches the request, so the mask is empty."
+
 Out = Annotated[Path, typer.Option("--out", "-o", help="Folder for the mask PNG, overlay PNG and JSON result.")]
 
 
@@ -29,7 +32,9 @@ def write_result(result, image, out_dir: Path, stem: str, extra: dict[str, Any])
     files = {k: str(out_dir / f"{stem}.{k}") for k in ("mask.png", "overlay.png", "json")}
     save_mask_png(result.mask, files["mask.png"])
     caption = f"Request: {result.request}\n" + (f"Thinking: {result.thinking}" if result.thinking else "")
-    if not result.status.value.startswith(("ok", "partial")):
+    if result.no_target:
+        caption += f"\n{NOTHING_MATCHES}"
+    elif not result.status.usable:
         caption += f"\nNo usable answer: {result.reason}"
     draw_overlay(image, result.mask, result.objects, caption).save(files["overlay.png"])
     record = {**extra, **result.to_json(), "files": files}
@@ -68,7 +73,9 @@ def _print_result(result, files: dict[str, str]) -> None:
     out = Console()
     out.print(f"[bold]Request:[/] {result.request}", highlight=False)
     out.print(f"[bold]Thinking:[/] {result.thinking or '(none)'}", highlight=False)
-    if result.status.value in ("ok", "partial"):
+    if result.no_target:
+        out.print(f"[bold]{NOTHING_MATCHES}[/]", highlight=False)
+    elif result.status.usable:
         for obj in result.objects:
             out.print(f"[bold]Object:[/] box {obj.box}, points {list(obj.points)}", highlight=False)
         out.print(f"[bold]Mask:[/] {int(result.mask.sum())} pixels, SAM2 score {result.score or 0:.3f}")
@@ -132,7 +139,7 @@ def batch(
         raise InputError(f"No usable request in {requests_file} ({len(bad)} skipped).")
     pipe = load_pipeline(model)
     chunks = [ready[start : start + model.batch_size] for start in range(0, len(ready), model.batch_size)]
-    failed = lost = 0
+    failed = lost = nothing = 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("Segmenting", total=len(ready))
@@ -145,13 +152,16 @@ def batch(
                 stem = _stem(str(rec.get("id") or f"{rec['line']:05d}-{Path(rec['image']).stem}"))
                 extra = {"id": rec.get("id"), "line": rec["line"], "image": rec["image"]}
                 write_result(result, images[rec["image"]], out, stem, extra)
-                failed += result.status.value not in ("ok", "partial")
+                failed += not result.status.usable
+                nothing += result.no_target
                 if result.error:
                     lost += 1
                     console.print(f"[yellow]line {rec['line']} failed:[/] {result.error}", highlight=False)
             progress.advance(task, len(chunk))
     console.print(
-        f"{len(ready)} segmented ({failed} without a usable answer"
+        f"{len(ready)} segmented ("
+        + (f"{nothing} where nothing matches, " if nothing else "")
+        + f"{failed} without a usable answer"
         + (f", {lost} of them failed in the reasoner" if lost else "")
         + f"), {len(bad)} skipped; results in {out}",
         highlight=False,

@@ -21,6 +21,9 @@ column                content
 ``extra``             JSON object with whatever else the reader kept (split, COCO ids, ...)
 ====================  ==========================================================================
 
+A sample where nothing matches the request (``extra["no_target"]`` true) has empty ``reasoner_boxes``
+and ``reasoner_points``, an all-zero mask, and ``solution`` ``"[]"`` (the ``generalized`` answer form).
+
 Prompts go from image pixels to the reasoner frame only through :func:`segzero.frames.to_reasoner_frame`
 (``int(v * frame / size + 0.5)``). A Sample that carries its prompts already in the reasoner frame
 (``extra["reasoner_boxes"]``, ``extra["reasoner_points"]``, ``extra["reasoner_frame"]``, as
@@ -51,7 +54,7 @@ from segzero.masks import decode_rle, encode_rle
 #: Keys of ``Sample.extra`` that are row columns (see :func:`row_to_sample`), not part of the ``extra`` JSON.
 _ROW_KEYS = ("reasoner_frame", "reasoner_boxes", "reasoner_points", "solution")
 
-ANSWER_FORMS = ("single", "multi")
+ANSWER_FORMS = ("single", "multi", "generalized")
 
 
 def features():
@@ -84,7 +87,9 @@ def build_solution(boxes: list[list[int]], points: list[list[list[int]]], form: 
 
     ``"single"``: ``{"bbox": [x1,y1,x2,y2], "points_1": [x,y], "points_2": [x,y]}`` (Seg-Zero; one
     object, two points; a one-point object repeats its point). ``"multi"``: ``[{"bbox_2d": [...],
-    "point_2d": [x,y]}, ...]`` (VisionReasoner; first point of each object); ``[]`` for no object.
+    "point_2d": [x,y]}, ...]`` (VisionReasoner; first point of each object). ``"generalized"``: the same
+    list for zero, one or many objects (the ``generalized`` prompt), ``[]`` for a sample where nothing
+    matches (no boxes, no points, an all-zero mask, ``extra["no_target"]`` true).
 
     Raises:
         ValueError: a single-object answer asked for something other than exactly one object.
@@ -95,7 +100,7 @@ def build_solution(boxes: list[list[int]], points: list[list[list[int]]], form: 
         pts = points[0]
         second = pts[1] if len(pts) > 1 else pts[0]
         return json.dumps({"bbox": list(boxes[0]), "points_1": list(pts[0]), "points_2": list(second)})
-    if form == "multi":
+    if form in ("multi", "generalized"):
         return json.dumps([{"bbox_2d": list(b), "point_2d": list(p[0])} for b, p in zip(boxes, points)])
     raise ValueError(f"answer form must be one of {ANSWER_FORMS}, got {form!r}")
 
@@ -117,9 +122,13 @@ def _reasoner_prompts(
     sample: Sample, frame: int, second_point: str
 ) -> tuple[list[list[int]], list[list[list[int]]]]:
     if sample.extra.get(NO_TARGET_KEY):
-        # A request that matches nothing: no object to prompt, and nothing in the mask to draw one from.
-        if sample.boxes or sample.points or (sample.mask is not None and (sample.mask == 1).any()):
-            raise DatasetError(f"Sample {sample.id} says no_target but has target boxes, points or pixels.")
+        # Nothing matches the request: no prompts, and no target pixel to draw them from.
+        target = 0 if sample.mask is None else int((sample.mask == 1).sum())
+        if sample.boxes or sample.points or target:
+            raise DatasetError(
+                f"Sample {sample.id} is marked no_target but has {len(sample.boxes)} boxes and "
+                f"{target} target pixels."
+            )
         return [], []
     if not sample.points and sample.mask is not None and sample.extra.get("reasoner_boxes") is None:
         # A Sample with a mask but no points (e.g. ShapeWorld's): its prompts come from the mask.
@@ -164,21 +173,24 @@ def sample_to_row(
         sample: with ``boxes`` / ``points`` in image pixels (or exact reasoner-frame prompts in ``extra``,
             see the module docstring) and an optional uint8 0/1/255 ``mask`` of shape ``(height, width)``.
         frame: side of the reasoner's square frame.
-        answer_form: ``"single"`` or ``"multi"`` for ``solution``; default ``extra["answer_form"]`` if set,
-            else single for one object and multi otherwise.
+        answer_form: ``"single"``, ``"multi"`` or ``"generalized"`` for ``solution``; default
+            ``extra["answer_form"]`` if set, else generalized for a sample marked ``extra["no_target"]``,
+            single for one object and multi otherwise.
         second_point: for a sample with a mask but no points, how point 2 is drawn from the mask
             (:func:`segzero.geometry.second_inscribed_point`); its box and points then come from the mask.
 
     Raises:
         DatasetError: the mask does not match the size, the boxes and points do not pair up, a single
-            answer was asked for a sample without exactly one object, or the image cannot be read.
+            answer was asked for a sample without exactly one object, a sample marked ``no_target`` has
+            boxes or target pixels, or the image cannot be read.
     """
     if sample.width < 1 or sample.height < 1:
         raise DatasetError(
             f"Sample {sample.id} has size {sample.width}x{sample.height}; both must be positive."
         )
     boxes, points = _reasoner_prompts(sample, frame, second_point)
-    form = answer_form or sample.extra.get("answer_form") or ("single" if len(boxes) == 1 else "multi")
+    default = "generalized" if sample.extra.get("no_target") else "single" if len(boxes) == 1 else "multi"
+    form = answer_form or sample.extra.get("answer_form") or default
     try:
         solution = build_solution(boxes, points, form)
     except ValueError as exc:

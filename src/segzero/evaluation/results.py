@@ -71,7 +71,8 @@ ERROR_STATUS = "error"
 #: Record ``extra`` key naming the subset a sample belongs to (ReasonSeg: "short" / "long" query).
 SUBSET_KEY = "subset"
 
-_PARSED = frozenset({ParseStatus.OK.value, ParseStatus.PARTIAL.value})
+#: Statuses of an answer that was read (``nothing matches`` included): :attr:`ParseStatus.usable`.
+_PARSED = frozenset(status.value for status in ParseStatus if status.usable)
 
 # Configuration fields that say where things are, not what is computed: not compared on resume/merge.
 _LOCATION_FIELDS = ("dataset", "images")

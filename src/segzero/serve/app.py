@@ -15,7 +15,9 @@ the client should send something smaller), 415 not multipart/JSON or not a suppo
 image format, 422 missing/empty/too-long request or a corrupt image, 503 queue full
 (with ``Retry-After``), 504 no answer within ``request_timeout_s``, 500 the model
 failed on the batch (other batches are unaffected), 502 the reasoner engine (a server behind
-``--engine openai``) gave up on this request after its retries.
+``--engine openai``) gave up on this request after its retries. A model that answers that nothing in
+the image matches gets no error: a 200 with ``status`` ``no_target``, ``no_target`` true, no objects and an
+all-zero mask of the image's size.
 
 With a streaming engine (vllm, openai) requests are not batched: each goes to the pipeline as it
 arrives and is answered as soon as it is done (:mod:`segzero.serve.batcher`).
@@ -100,8 +102,15 @@ class SegmentResponse(BaseModel):
     request: str
     thinking: str | None = Field(description="The model's reasoning (inside <think>), or null.")
     completion: str = Field(description="The raw text the reasoner wrote.")
-    status: str = Field(description="ok, partial, no_answer, invalid_json or invalid_values.")
-    reason: str = Field(description="Why the answer was unusable or partial; empty when ok.")
+    status: str = Field(
+        description="ok, partial, no_target (nothing in the image matches), no_answer, invalid_json or "
+        "invalid_values."
+    )
+    reason: str = Field(description="Why the answer was unusable or partial; empty when ok or no_target.")
+    no_target: bool = Field(
+        description="True when the model answered that nothing in the image matches the request: no objects "
+        "and an all-zero mask."
+    )
     objects: list[ObjectOut]
     reasoner_objects: list[ObjectOut] = Field(description="The same prompts in the reasoner's frame.")
     score: float | None = Field(description="SAM2's predicted IoU, or null when nothing was segmented.")

@@ -58,6 +58,15 @@ class SegZeroArguments:
         default=None,
         metadata={"help": "Shuffle the rows with this seed before `max_samples` is applied; default: keep order."},
     )
+    no_target_share: float | None = field(
+        default=None,
+        metadata={
+            "help": "Share (0 to 1) of training rows that are target-free: rows where nothing matches the request "
+            "(no boxes; the `generalized` prompt's answer is []). The rows are drawn with `subset_seed` (0 if "
+            "unset) from the dataset's target-free and target rows, `max_samples` of them (default: as many as "
+            "the dataset has), each pool without repeats until it runs out. Default: the dataset's own mix."
+        },
+    )
     prompt: str = field(
         default=DEFAULT_PROMPT,
         metadata={
@@ -302,6 +311,10 @@ def validate(kind: str, config: TrainConfig) -> None:
     if not training.output_dir:
         raise InputError("Set `output_dir` (in the recipe, or --output-dir) to the run folder.")
     get_prompt(script.prompt)
+    share = script.no_target_share
+    is_number = isinstance(share, (int, float)) and not isinstance(share, bool)
+    if share is not None and not (is_number and 0 <= share <= 1):
+        raise InputError(f"no_target_share must be a number from 0 to 1, got {share!r}.")
     if script.coordinates is not None and script.coordinates not in COORDINATES:
         raise InputError(f"coordinates must be one of {', '.join(COORDINATES)}, got {script.coordinates!r}.")
     if script.resume not in RESUME_CHOICES and not Path(script.resume).is_dir():

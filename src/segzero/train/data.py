@@ -40,21 +40,63 @@ MASK_COLUMNS = ("mask_rle", "ignore_rle")
 
 
 def load_rows(script: SegZeroArguments):
-    """The prepared dataset named by ``script``, shuffled and cut to ``max_samples`` if asked.
+    """The prepared dataset named by ``script``: shuffled and cut to ``max_samples`` if asked, or drawn with
+    ``no_target_share`` of target-free rows (:func:`mix_no_target`).
 
     Raises:
-        DatasetError: not a prepared dataset, empty, or mixing reasoner frames.
+        DatasetError: not a prepared dataset, empty, mixing reasoner frames, or without the target-free
+            (or target) rows ``no_target_share`` asks for.
     """
     from segzero.data.prepared import load_prepared
 
     data = load_prepared(script.dataset_path, script.dataset_split)
+    if len(data) == 0:
+        raise DatasetError(f"{script.dataset_path} has no rows to train on.")
+    if script.no_target_share is not None:
+        total = script.max_samples or len(data)
+        return mix_no_target(data, script.no_target_share, total, script.subset_seed or 0, script.dataset_path)
     if script.subset_seed is not None:
         data = data.shuffle(seed=script.subset_seed)
     if script.max_samples is not None:
         data = data.select(range(min(script.max_samples, len(data))))
-    if len(data) == 0:
-        raise DatasetError(f"{script.dataset_path} has no rows to train on.")
     return data
+
+
+def mix_no_target(data, share: float, total: int, seed: int, name: str = "the dataset"):
+    """``total`` rows of ``data``, ``round(share * total)`` of them target-free (no ``reasoner_boxes``: nothing
+    matches the request), the rest with targets, in a shuffled order.
+
+    Each pool is drawn from without repeats until it runs out, then again (a pool smaller than its share
+    repeats rows); ``seed`` fixes the draw.
+
+    Raises:
+        DatasetError: ``share`` > 0 and the data has no target-free rows, or ``share`` < 1 and no target rows.
+    """
+    import numpy as np
+
+    free = np.array([not boxes for boxes in data["reasoner_boxes"]], dtype=bool)
+    pools = {"target-free": np.flatnonzero(free), "target": np.flatnonzero(~free)}
+    n_free = round(share * total)
+    wanted = {"target-free": n_free, "target": total - n_free}
+    if share > 0 and not len(pools["target-free"]):
+        raise DatasetError(
+            f"no_target_share is {share:g} but {name} has no target-free rows (rows without boxes, where nothing "
+            "matches the request); prepare data that has some, or leave no_target_share unset."
+        )
+    if share < 1 and not len(pools["target"]):
+        raise DatasetError(
+            f"no_target_share is {share:g} but every row of {name} is target-free; set it to 1 or add rows "
+            "with targets."
+        )
+    rng = np.random.default_rng(seed)
+    picked = []
+    for kind, pool in pools.items():
+        n = wanted[kind]
+        if n:
+            rounds = [rng.permutation(pool) for _ in range(-(-n // len(pool)))]
+            picked.append(np.concatenate(rounds)[:n])
+    order = rng.permutation(np.concatenate(picked)) if picked else np.array([], dtype=int)
+    return data.select([int(i) for i in order])
 
 
 def dataset_frame(data, requested: int | None, coordinates: str = "pixels") -> int:

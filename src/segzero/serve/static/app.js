@@ -15,6 +15,9 @@ const errorBox = $("error");
 const resultSection = $("result");
 const canvas = $("overlay-canvas");
 
+// The answer "nothing matches" (status no_target) is an answer, not an error: an empty mask.
+const NOTHING_MATCHES = "Nothing matches: nothing in the image matches the request, so the mask is empty.";
+
 let limits = { max_upload_bytes: null, max_request_chars: null };
 let previewUrl = null;
 
@@ -167,7 +170,9 @@ async function drawResult(file, result) {
     }
   }
   const n = (result.objects || []).length;
-  const summary = n
+  const summary = result.no_target
+    ? NOTHING_MATCHES
+    : n
     ? `${n} object${n > 1 ? "s" : ""} found, mask of ${result.mask_area.toLocaleString()} pixels.`
     : "No object found: the answer could not be used.";
   canvas.setAttribute("aria-label", `Answer drawn over the picture. ${summary}`);
@@ -177,12 +182,17 @@ async function drawResult(file, result) {
 
 function showDetails(result) {
   const usable = result.status === "ok" || result.status === "partial";
+  const answer = result.no_target
+    ? NOTHING_MATCHES
+    : usable
+    ? result.status
+    : `not usable (${result.status}): ${result.reason}`;
   $("reasoning").textContent = result.thinking
     ? result.thinking
     : `The model wrote no reasoning in <think> tags. Its raw answer: ${(result.completion || "").trim() || "(empty)"}`;
   const rows = [
     ["Request", result.request],
-    ["Answer", usable ? result.status : `not usable (${result.status}): ${result.reason}`],
+    ["Answer", answer],
     ["SAM2 score", result.score == null ? "none" : result.score.toFixed(3)],
     ["Image", `${result.image_size[0]} x ${result.image_size[1]} pixels`],
     ["Batch", `${result.batch_size} request${result.batch_size > 1 ? "s" : ""} together`],
