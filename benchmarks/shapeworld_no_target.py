@@ -13,7 +13,8 @@ variant) on held-out test scenes of both request families:
 
 The GRPO data are ShapeWorld training requests of ``--family`` with ``--no-target-share`` of them target-free
 (``--multi-target-share`` matching several shapes), their solutions in the ``generalized`` answer form;
-the recipe is ``--recipe`` with ``--set`` overrides (default: the ``generalized`` prompt and rewards).
+the recipe is ``--recipe`` with ``--set`` overrides (default: the ``generalized`` prompt and rewards; any
+``--set`` replaces these, so repeat them beside it).
 
 The shipped warm-up was never taught the list form or ``[]``, so GRPO from it samples no empty answer to
 reward. ``--sft-steps N`` first runs the supervised loop of the warm-up stages
@@ -21,7 +22,8 @@ reward. ``--sft-steps N`` first runs the supervised loop of the warm-up stages
 generalized form, ``--sft-no-target-share`` of them target-free, asked with the ``generalized`` prompt:
 that reasoner is then the one measured "before GRPO" and trained from, and the warm-up is measured too.
 
-    python benchmarks/shapeworld_no_target.py --out runs/sw_no_target --sft-steps 100 --steps 20 --n-eval 64
+    python benchmarks/shapeworld_no_target.py --out runs/sw_no_target --sft-steps 400 --sft-no-target-share 0.25 \
+        --no-target-share 0.5 --steps 30 --n-eval 64   # README's "Answering []" (there: --set learning_rate=5e-5)
     python benchmarks/shapeworld_no_target.py --out runs/sw_quick --steps 1 --n-eval 4   # a smoke run
 
 It needs the ``generalized`` answer form, prompt and rewards (``segzero.data.prepared.ANSWER_FORMS``).
@@ -143,6 +145,7 @@ def main() -> None:
     from segzero.shapeworld.shipped import SHIPPED_MODELS
     from segzero.shapeworld.training.grpo import grpo_requests_read, prepare_grpo_data, run_grpo
     from segzero.shapeworld.training.run import ShapeWorldTrainConfig
+    from segzero.shapeworld.training.sft import SFTLoopConfig
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -153,7 +156,9 @@ def main() -> None:
         "--sft-steps", type=int, default=0,
         help="supervised steps on the generalized form before GRPO (0: GRPO from --reasoner itself)",
     )
-    parser.add_argument("--sft-batch", type=int, default=16, help="examples per supervised step")
+    parser.add_argument(
+        "--sft-batch", type=int, default=SFTLoopConfig().batch_size, help="examples per supervised step"
+    )
     parser.add_argument(
         "--sft-lr", type=float, default=ShapeWorldTrainConfig().knowledge.lr,
         help="supervised learning rate (default: the knowledge stage's)",
