@@ -33,6 +33,9 @@ DEFAULT_REASONER = "Ricky06662/Seg-Zero-7B"
 MULTI_OBJECT_REASONER = "Ricky06662/VisionReasoner-7B"
 DEFAULT_SEGMENTER = "facebook/sam2.1-hiera-large"
 
+#: Seconds the up-front check of the model hub waits for an answer before calling it unreachable.
+HUB_CHECK_TIMEOUT_S = 4.0
+
 #: Decoding for evaluation: greedy, at most this many new tokens.
 MAX_NEW_TOKENS = 1024
 

@@ -22,6 +22,7 @@ from segzero.config import PipelineConfig
 from segzero.defaults import DEFAULT_REASONER, DEFAULT_SEGMENTER
 from segzero.errors import InputError
 from segzero.frames import Frame, ObjectPrompt, to_image_frame
+from segzero.hub import check_hub_ids
 from segzero.images import ImageInput, load_image
 from segzero.prompts import normalize_request
 from segzero.reasoner import Reasoner
@@ -150,8 +151,10 @@ class ReasoningSegmenter:
         malformed file fails fast.
 
         Raises:
-            ModelLoadError: a model cannot be loaded, or its ``segzero.json`` is malformed.
+            ModelLoadError: a model cannot be loaded (a hub id that the hub cannot serve fails at once,
+                before either model loads), or its ``segzero.json`` is malformed.
         """
+        check_hub_ids(reasoner=config.reasoner, segmenter=config.segmenter)
         config = config.resolved()
         reasoner = Reasoner.from_pretrained(
             config.reasoner, device=config.device, dtype=config.dtype, frame=config.frame,
