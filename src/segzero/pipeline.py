@@ -44,6 +44,8 @@ class SegmentationResult:
         status / reason: whether and why parsing failed (see :class:`segzero.answer.ParseStatus`).
         timings: seconds per stage for this request; batch stages are shared equally by its requests.
         image_size: ``(width, height)`` of the original image.
+        image: the original image as the pipeline read it (RGB, EXIF rotation applied), which
+            :meth:`overlay` draws on; None when unknown.
     """
 
     request: str
@@ -57,6 +59,12 @@ class SegmentationResult:
     reason: str
     image_size: tuple[int, int]
     timings: dict[str, float] = field(default_factory=dict)
+    image: Image.Image | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def usable(self) -> bool:
+        """Whether the answer gave something to segment (``ok``, or ``partial``: some objects were kept)."""
+        return self.status in (ParseStatus.OK, ParseStatus.PARTIAL)
 
     def to_json(self, *, mask_rle: bool = True) -> dict[str, Any]:
         """A JSON-ready dict; the mask as COCO RLE (``{"size": [h, w], "counts": str}``) unless disabled."""
@@ -78,6 +86,60 @@ class SegmentationResult:
         if mask_rle:
             out["mask_rle"] = encode_rle(self.mask)
         return out
+
+    def caption(self) -> str:
+        """The text under the overlay: the request, the reasoning, and why the answer was unusable if it was."""
+        lines = [f"Request: {self.request}", f"Thinking: {self.thinking or '(none)'}"]
+        if not self.usable:
+            lines.append(f"No usable answer ({self.status.value}): {self.reason}")
+        return "\n".join(lines)
+
+    def overlay(self, image: Image.Image | None = None) -> Image.Image:
+        """The picture of this result (:func:`segzero.drawing.draw_overlay`): the image beside it with the
+        mask, boxes and points drawn, a legend, and the request and reasoning underneath.
+
+        Args:
+            image: the original image (default: :attr:`image`, the one the pipeline read).
+
+        Raises:
+            ValueError: no image given and none kept.
+        """
+        from segzero.drawing import draw_overlay
+
+        image = image if image is not None else self.image
+        if image is None:
+            raise ValueError("this result keeps no image; pass the one it was computed on")
+        return draw_overlay(image, self.mask, self.objects, self.caption())
+
+    def save(
+        self, out_dir: str | os.PathLike[str], name: str = "result", *, extra: dict[str, Any] | None = None,
+        write_json: bool = True,
+    ) -> dict[str, str]:  # fmt: skip
+        """Write ``NAME.mask.png`` (0 / 255, the image's size), ``NAME.overlay.png`` (:meth:`overlay`) and
+        ``NAME.json`` (:meth:`to_json` with the mask as COCO RLE, ``extra`` keys first, and ``files``) into
+        ``out_dir``, as ``segzero segment`` does.
+
+        Args:
+            write_json: False writes the two PNGs only (``segzero batch`` gathers the records in one file).
+
+        Returns:
+            ``{"mask.png": path, "overlay.png": path[, "json": path]}``.
+        """
+        import json
+        from pathlib import Path
+
+        from segzero.masks import save_mask_png
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        files = {kind: str(out / f"{name}.{kind}") for kind in ("mask.png", "overlay.png")}
+        save_mask_png(self.mask, files["mask.png"])
+        self.overlay().save(files["overlay.png"])
+        if write_json:
+            files["json"] = str(out / f"{name}.json")
+            record = {**(extra or {}), **self.to_json(), "files": files}
+            Path(files["json"]).write_text(json.dumps(record, indent=2), encoding="utf-8")
+        return files
 
 
 def segment_answers(
@@ -259,6 +321,7 @@ class ReasoningSegmenter:
                 reason=ans.reason,
                 image_size=img.size,
                 timings=dict(timings),
+                image=img,
             )
             for req, comp, ans, objs, out, img in zip(requests, completions, answers, objects, masks, loaded)
         ]
