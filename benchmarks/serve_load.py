@@ -23,12 +23,9 @@ import asyncio
 import io
 import json
 import multiprocessing
-import socket
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
-from typing import Self
 
 import numpy as np
 from PIL import Image
@@ -64,36 +61,10 @@ def random_png(seed: int, width: int, height: int) -> bytes:
     return buffer.getvalue()
 
 
-class LoopbackServer:
-    """uvicorn serving ``app`` on 127.0.0.1 at a free port, in a daemon thread."""
+def app_metrics(url: str) -> dict:
+    import httpx
 
-    def __init__(self, app) -> None:
-        import uvicorn
-
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> Self:
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the benchmark server did not start")
-            time.sleep(0.05)
-        return self
-
-    def app_metrics(self) -> dict:
-        import httpx
-
-        return httpx.get(f"{self.url}/metrics").json()
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
-        self.sock.close()
+    return httpx.get(f"{url}/metrics").json()
 
 
 def client_process(
@@ -146,6 +117,7 @@ async def burst(url: str, images: list[bytes], concurrency: int, deadline: float
 def run_phase(pipeline, name: str, max_batch_size: int, args: argparse.Namespace, deadline: float) -> Phase:
     """Serve with ``max_batch_size``, warm up, then measure one burst sent from a child process."""
     from segzero.serve import ServeSettings, create_app
+    from segzero.serve.server import LoopbackServer
 
     settings = ServeSettings(
         max_batch_size=max_batch_size,
@@ -157,14 +129,14 @@ def run_phase(pipeline, name: str, max_batch_size: int, args: argparse.Namespace
         # Warm-up outside the measurement: first calls pay for lazy initialisation.
         warmup = [random_png(10_000 + i, *args.size) for i in range(max_batch_size)]
         asyncio.run(burst(server.url, warmup, max_batch_size, deadline, Phase("warmup", max_batch_size)))
-        before = dict(server.app_metrics())
+        before = app_metrics(server.url)
         with multiprocessing.get_context("spawn").Pool(1) as pool:
             seconds = max(0.0, deadline - time.monotonic())
             phase = pool.apply(
                 client_process, (server.url, list(range(args.requests)), args.size, args.concurrency, seconds)
             )
         phase.name, phase.max_batch_size = name, max_batch_size
-        phase.metrics = _difference(server.app_metrics(), before)
+        phase.metrics = _difference(app_metrics(server.url), before)
     return phase
 
 

@@ -130,3 +130,25 @@ def test_generated_answers_are_read_or_rejected(box, point, frame):
     _check_invariants(a, frame)
     valid = len(box) == 4 and len(point) == 2 and all(math.isfinite(float(v)) for v in box + point)
     assert a.ok == valid
+
+
+def test_an_integer_beyond_the_float_range_is_rejected_not_raised():
+    # A model stuck repeating "0" writes this; float() of such an int raises OverflowError.
+    answer = '{"bbox":[1' + "0" * 400 + ',0,10,10], "points_1": [1, 1], "points_2": [2, 2]}'
+    text = f"<think>t</think><answer>{answer}</answer>"
+    a = parse_answer(text)
+    assert a.status is ParseStatus.INVALID_VALUES
+    assert "about 401 digits" in a.reason and "too large" in a.reason
+
+
+def test_a_python_hex_integer_too_long_to_print_is_rejected_with_a_short_reason():
+    # Python refuses to print ints of over 4,300 digits; the reason must not try.
+    a = parse_answer("<answer>{'bbox': [0x" + "f" * 4000 + ", 0, 1, 1]}</answer>")
+    assert a.status is ParseStatus.INVALID_VALUES and "too large" in a.reason
+    b = parse_answer("<answer>{'bbox': [0x" + "f" * 4000 + "], 'points_1': [1, 2]}</answer>")
+    assert b.status is ParseStatus.INVALID_VALUES and "too long to show" in b.reason and len(b.reason) < 200
+
+
+def test_a_float_sized_big_integer_is_clamped_like_any_out_of_frame_value():
+    a = parse_answer('{"bbox": [1' + "0" * 300 + ', 0, 10, 10]}', frame=840)
+    assert a.status is ParseStatus.OK and a.objects[0].box == (10, 0, 840, 10)

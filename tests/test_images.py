@@ -67,3 +67,38 @@ def test_array_input():
     assert load_image(arr).size == (7, 5)
     with pytest.raises(InputError, match="uint8"):
         load_image(np.zeros((5, 7, 3), dtype=np.float32))
+
+
+def test_pixel_cap_is_reported_as_too_large_not_corrupt(tmp_path):
+    data = _png(Image.new("RGB", (200, 200)))
+    (tmp_path / "big.png").write_bytes(data)
+    for source in (data, tmp_path / "big.png", io.BytesIO(data)):
+        with pytest.raises(InputError) as caught:
+            load_image(source, max_pixels=100)
+        assert "over the limit of 100" in str(caught.value)
+        assert "corrupt" not in str(caught.value) and "decoded" not in str(caught.value)
+
+
+def test_file_objects_are_read_and_left_open(tmp_path):
+    data = _png(Image.new("RGB", (8, 6), (9, 8, 7)))
+    stream = io.BytesIO(data)
+    assert load_image(stream).size == (8, 6) and not stream.closed
+    (tmp_path / "a.png").write_bytes(data)
+    with open(tmp_path / "a.png", "rb") as f:
+        assert load_image(f).getpixel((0, 0)) == (9, 8, 7)
+        assert not f.closed
+    with pytest.raises(InputError, match="not an image file"):
+        load_image(io.BytesIO(b"not an image"))
+
+
+@pytest.mark.parametrize("source", [None, 3, 2.5, ["a.png"], object()])
+def test_other_types_are_an_input_error(source):
+    with pytest.raises(InputError, match="An image must be a path, bytes, a binary file object"):
+        load_image(source)
+
+
+def test_unopenable_paths_are_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="could not be opened"):
+        load_image(tmp_path / ("x" * 5000))
+    with pytest.raises(InputError, match="Image not found"):
+        load_image("nul\0byte.png")

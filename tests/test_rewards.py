@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import math
 import pickle
+import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -642,7 +644,8 @@ def test_import_does_not_pull_torch():
 
 
 class FakeSegmenter:
-    """Implements only ``segment_many``: each object's mask is its box, filled with exclusive ends."""
+    """Implements only ``segment_many``: each object's mask is its box, filled with exclusive ends (nothing
+    for an object with points only)."""
 
     def __init__(self):
         self.calls = []
@@ -653,7 +656,7 @@ class FakeSegmenter:
         for image, objs in zip(images, prompts):
             w, h = image.size
             mask = np.zeros((h, w), dtype=bool)
-            for o in objs:
+            for o in (o for o in objs if o.box is not None):
                 x1, y1, x2, y2 = o.box
                 mask[y1:y2, x1:x2] = True
             outs.append(type("Out", (), {"mask": mask, "score": 1.0})())
@@ -749,3 +752,46 @@ def test_mask_iou_errors():
         reward(prompts=["p"], completions=[GOOD])
     with pytest.raises(ValueError, match="the gt mask is 10x10 but the image is 100x50"):
         reward.score([GOOD], [image()], [rle(np.zeros((10, 10), dtype=bool))])
+
+
+# --------------------------------------------------------------------------- hostile completions
+
+
+def test_an_integer_beyond_the_float_range_scores_zero_in_every_reward():
+    huge = in_answer('{"bbox":[1' + "0" * 400 + ',0,10,10], "points_1": [1, 1], "points_2": [2, 2]}')
+    multi_huge = in_answer('[{"bbox_2d":[1' + "0" * 400 + ',0,10,10], "point_2d": [1, 1]}]')
+    for text in (huge, multi_huge):
+        for name, fn in R.REWARDS.items():
+            value = fn(text, GT)
+            low, high = R.REWARD_RANGES[name]
+            assert low <= value <= high, name
+            if name not in R.FORMAT_ONLY:
+                assert value == 0.0, name
+
+
+OLD_THINKING_RE = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
+TAG_PIECES = ["<think>", "</think>", "<answer>", "</answer>", " ", "\n", "\u2003", "x", "<", "/", ">"]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.booleans(), st.lists(st.sampled_from(TAG_PIECES), max_size=14).map("".join), st.booleans()
+)
+def test_thinking_format_gives_the_values_of_the_paper_pattern(opens, middle, closes):
+    text = ("<think>" if opens else "") + middle + ("</answer>" if closes else "")
+    assert R.thinking_format(text, GT) == (1.0 if OLD_THINKING_RE.fullmatch(text) else 0.0)
+
+
+def test_thinking_format_is_linear_in_the_completion_length():
+    # The pattern backtracks over every "</think>" x "</answer>" pair: 10 s at 8,000 repeats.
+    for text, expected in (
+        ("<think>" + "</think><answer></answer>x" * 40_000, 0.0),
+        ("<think>" + "</think><answer></answer>x" * 40_000 + "</answer>", 1.0),
+        ("<think>" + "</think>x<answer>" * 40_000 + "</answer>", 0.0),
+        ("<think></think>" + " " * 1_000_000 + "<answer></answer>", 1.0),
+        ("<think></think>" + " " * 1_000_000 + "x<answer></answer>", 0.0),
+    ):
+        started = time.perf_counter()
+        assert R.thinking_format(text, GT) == expected
+        R.multi_format(text, GT)
+        assert time.perf_counter() - started < 0.5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import threading
 import time
@@ -68,10 +69,13 @@ def post_image(client: TestClient, request: str = "the red square", image: bytes
 
 @pytest.fixture(scope="module")
 def client(tiny_pipeline):
-    settings = ServeSettings(
-        max_upload_bytes=50_000, max_pixels=200 * 200, max_request_chars=50, max_wait_ms=5
-    )
-    with TestClient(create_app(tiny_pipeline, settings)) as c:
+    from segzero.pipeline import ReasoningSegmenter
+
+    # The pixel cap is the pipeline's own setting; the same models with a small cap.
+    capped = dataclasses.replace(tiny_pipeline.config, max_pixels=200 * 200)
+    pipeline = ReasoningSegmenter(tiny_pipeline.reasoner, tiny_pipeline.segmenter, capped)
+    settings = ServeSettings(max_upload_bytes=50_000, max_request_chars=50, max_wait_ms=5)
+    with TestClient(create_app(pipeline, settings)) as c:
         yield c
 
 

@@ -6,10 +6,7 @@ import base64
 import io
 import os
 import shutil
-import socket
 import subprocess
-import threading
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -62,27 +59,12 @@ def chromium_path() -> str:
 def server_url(tiny_pipeline):
     """A uvicorn server with the tiny models on 127.0.0.1 (a free port), in a thread of this process."""
     pytest.importorskip("fastapi")
-    import uvicorn
-
     from segzero.serve import ServeSettings, create_app
+    from segzero.serve.server import LoopbackServer
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
     app = create_app(tiny_pipeline, ServeSettings(max_batch_size=4, max_request_chars=200))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the test server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with LoopbackServer(app) as server:
+        yield server.url
 
 
 @pytest.fixture

@@ -21,6 +21,9 @@ def test_serve_help_lists_the_settings():
         "--max-upload-bytes",
         "--max-pixels",
         "--max-request-chars",
+        "--header-timeout-s",
+        "--body-timeout-s",
+        "--keep-alive-timeout-s",
         "--warmup",
         "--no-warmup",
         "--host",
@@ -58,6 +61,12 @@ def test_serve_builds_the_app_from_options(tiny_models, monkeypatch):
         "40",
         "--max-new-tokens",
         "4",
+        "--header-timeout-s",
+        "2.5",
+        "--body-timeout-s",
+        "30",
+        "--keep-alive-timeout-s",
+        "3",
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -66,6 +75,9 @@ def test_serve_builds_the_app_from_options(tiny_models, monkeypatch):
     assert served.state.pipeline.batch_size == 3  # one batch is one generate call
     assert served.state.pipeline.max_new_tokens == 4
     assert served.state.settings.warmup is True  # on by default
+    assert served.state.settings.body_timeout_s == 30  # read by the body reader
+    assert calls["timeout_keep_alive"] == 3  # uvicorn's own keep-alive timer
+    assert calls["http"].__name__ == "HeaderTimeoutProtocol"  # the header deadline
     with TestClient(served) as client:
         health = client.get("/health").json()
     assert health["ready"] is True and health["warmup_s"] is not None

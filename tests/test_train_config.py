@@ -177,6 +177,9 @@ def test_resume_rules(tmp_path):
         (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
     assert checkpoint_to_resume(tmp_path, "auto").endswith("checkpoint-10")
     assert checkpoint_to_resume(tmp_path, str(tmp_path / "checkpoint-2")).endswith("checkpoint-2")
+    (tmp_path / "checkpoint-12").mkdir()  # killed while saving: the weights, no trainer_state.json
+    (tmp_path / "checkpoint-12" / "model.safetensors").write_bytes(b"")
+    assert checkpoint_to_resume(tmp_path, "auto").endswith("checkpoint-10")
     with pytest.raises(InputError, match="already holds checkpoints"):
         checkpoint_to_resume(tmp_path, "never")
     with pytest.raises(InputError, match="not a training checkpoint"):

@@ -31,6 +31,8 @@ _MAX_CANDIDATES = 64
 _MAX_DEPTH = 16
 _MAX_LABEL_CHARS = 200
 
+_SPAN_CHARS = "{}[]\"'\\"  # what a bracketed span's end depends on
+_SPAN_CHARS_RE = re.compile(f"[{re.escape(_SPAN_CHARS)}]")
 _THINK_RE = re.compile(r"<think>(.*?)(?:</think>|<answer>|$)", re.DOTALL)
 _ANSWER_RE = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL)
 _THINK_BLOCK_RE = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
@@ -89,9 +91,15 @@ def _balanced_span(text: str, start: int) -> str | None:
     closers = {"{": "}", "[": "]"}
     stack: list[str] = []
     quote: str | None = None
-    i = start
-    while i < len(text):
+    i, n = start, len(text)
+    while i < n:
         ch = text[i]
+        if ch not in _SPAN_CHARS:  # other characters change nothing: jump to the next one that may
+            found = _SPAN_CHARS_RE.search(text, i)
+            if found is None:
+                return None
+            i = found.start()
+            ch = text[i]
         if quote:
             if ch == "\\":
                 i += 1
@@ -157,12 +165,30 @@ def extract_json(text: str) -> tuple[Any, bool]:
     return None, saw
 
 
+def _shown(value: Any) -> str:
+    """At most 60 characters of ``repr(value)`` for a reason; never raises (Python refuses to print
+    integers of more than 4,300 digits, which a Python-literal hex answer can hold)."""
+    try:
+        return f"{value!r:.60}"
+    except ValueError:
+        return f"a {type(value).__name__} too long to show"
+
+
 def _number(value: Any) -> float:
+    """A finite float from a decoded JSON or literal number; ValueError for anything else.
+
+    An integer beyond the float range (``1`` followed by 400 zeros) is as unusable as ``inf`` and
+    is refused the same way, instead of letting ``float()`` raise OverflowError.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{value!r} is not a number")
-    v = float(value)
+        raise ValueError(f"{_shown(value)} is not a number")
+    try:
+        v = float(value)
+    except OverflowError:
+        digits = int(value.bit_length() * math.log10(2)) + 1
+        raise ValueError(f"an integer of about {digits} digits is too large to be a number") from None
     if not math.isfinite(v):
-        raise ValueError(f"{value!r} is not a finite number")
+        raise ValueError(f"{_shown(value)} is not a finite number")
     return v
 
 
@@ -172,7 +198,7 @@ def _clamp(v: float, side: int) -> float:
 
 def _read_box(value: Any, frame: Frame) -> Box:
     if not isinstance(value, (list, tuple)) or len(value) != 4:
-        raise ValueError(f"a bbox needs 4 numbers, got {value!r:.60}")
+        raise ValueError(f"a bbox needs 4 numbers, got {_shown(value)}")
     x1, x2 = (_clamp(_number(v), frame.width) for v in value[0::2])
     y1, y2 = (_clamp(_number(v), frame.height) for v in value[1::2])
     return (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
@@ -180,11 +206,11 @@ def _read_box(value: Any, frame: Frame) -> Box:
 
 def _read_points(value: Any, frame: Frame) -> list[Point]:
     if not isinstance(value, (list, tuple)):
-        raise ValueError(f"a point needs 2 numbers, got {value!r:.60}")
+        raise ValueError(f"a point needs 2 numbers, got {_shown(value)}")
     if value and all(isinstance(p, (list, tuple)) for p in value):  # [[x, y], [x, y]]
         return [pt for p in value for pt in _read_points(p, frame)]
     if len(value) != 2:
-        raise ValueError(f"a point needs 2 numbers, got {value!r:.60}")
+        raise ValueError(f"a point needs 2 numbers, got {_shown(value)}")
     return [(_clamp(_number(value[0]), frame.width), _clamp(_number(value[1]), frame.height))]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Union
+from typing import BinaryIO, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -13,7 +13,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from segzero.defaults import MAX_IMAGE_PIXELS
 from segzero.errors import InputError
 
-ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+ImageInput = Union[str, os.PathLike, bytes, BinaryIO, Image.Image, np.ndarray]
 
 #: File name endings read as images when a whole folder is given.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -54,15 +54,18 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def load_image(source: ImageInput, max_pixels: int = MAX_IMAGE_PIXELS, name: str | None = None) -> Image.Image:
-    """Open an image from a path, bytes, a PIL image or an HxWx3 uint8 array, as RGB with EXIF orientation applied.
+    """Open an image from a path, bytes, a binary file object, a PIL image or an HxWx3 uint8 array, as RGB
+    with EXIF orientation applied.
 
     Args:
-        source: the image or where to read it.
+        source: the image or where to read it; a file object (anything with ``read``, as PIL accepts)
+            is read from its current position and left open.
         max_pixels: refuse images with more pixels than this (decompression-bomb guard).
         name: how to call the image in error messages (defaults to the path).
 
     Raises:
-        InputError: missing file, not an image, truncated data, too many pixels.
+        InputError: missing file, not an image, truncated data, too many pixels, or a ``source`` of
+            another type.
     """
     if isinstance(source, np.ndarray):
         if source.dtype != np.uint8 or source.ndim not in (2, 3):
@@ -73,22 +76,38 @@ def load_image(source: ImageInput, max_pixels: int = MAX_IMAGE_PIXELS, name: str
         _check_pixels(img, max_pixels, label)
         return to_rgb(ImageOps.exif_transpose(img))
 
+    owned = True  # a stream opened here is closed here; a caller's file object stays open
     if isinstance(source, (bytes, bytearray)):
         label, stream = name or "the uploaded image", io.BytesIO(source)
-    else:
+    elif hasattr(source, "read"):
+        file_name = getattr(source, "name", None)
+        label = name or (file_name if isinstance(file_name, str) else "the image file")
+        stream, owned = source, False
+    elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         label = name or str(path)
-        if not path.exists():
-            raise InputError(f"Image not found: {label}; check the path.")
-        if path.is_dir():
-            raise InputError(f"{label} is a folder, not an image file.")
-        stream = path.open("rb")
+        try:
+            if not path.exists():
+                raise InputError(f"Image not found: {label}; check the path.")
+            if path.is_dir():
+                raise InputError(f"{label} is a folder, not an image file.")
+            stream = path.open("rb")
+        except OSError as exc:  # unreadable, name too long, ...
+            reason = exc.strerror or exc
+            raise InputError(f"{label} could not be opened ({reason}); check the path.") from None
+    else:
+        raise InputError(
+            f"An image must be a path, bytes, a binary file object, a PIL image or an array, not "
+            f"{type(source).__name__}."
+        )
     try:
         with Image.open(stream) as img:
             _check_pixels(img, max_pixels, label)
             img.load()
             img = ImageOps.exif_transpose(img)
             return to_rgb(img)
+    except InputError:  # the pixel cap: too large, not corrupt
+        raise
     except UnidentifiedImageError:
         raise InputError(f"{label} is not an image file that can be read (PNG, JPEG, WebP, ...).") from None
     except Image.DecompressionBombError:
@@ -96,7 +115,8 @@ def load_image(source: ImageInput, max_pixels: int = MAX_IMAGE_PIXELS, name: str
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{label} could not be decoded; the file may be truncated or corrupt ({exc}).") from None
     finally:
-        stream.close()
+        if owned:
+            stream.close()
 
 
 def _check_pixels(img: Image.Image, max_pixels: int, label: str) -> None:

@@ -17,6 +17,7 @@ changes. So each variant suits Qwen3-VL, and the pixel texts stay the released o
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from segzero.defaults import DEFAULT_PROMPT, RELATIVE_GRID
@@ -74,14 +75,29 @@ class PromptVariant:
         )
 
 
+# Control tokens of the Qwen-VL chat format ("<|im_end|>", "<|image_pad|>", ...). In a request they would
+# end the user turn or open image slots the batch has no image for, failing every request batched with it.
+_CONTROL_TOKEN_RE = re.compile(r"<\|[^<>|\s]{1,40}\|>")
+
+
 def normalize_request(request: str) -> str:
     """Lower-case the request and strip surrounding whitespace and full stops, as the reference does.
 
     Raises:
-        InputError: the request is empty once normalised.
+        InputError: the request is empty once normalised, is not valid Unicode (an unpaired surrogate,
+            which the tokenizer cannot encode), or holds a chat control token such as ``<|im_end|>``.
     """
     if not isinstance(request, str):
         raise InputError(f"The request must be text, got {type(request).__name__}.")
+    try:
+        request.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError("The request is not valid Unicode (an unpaired surrogate); send UTF-8 text.") from None
+    control = _CONTROL_TOKEN_RE.search(request)
+    if control:
+        raise InputError(
+            f"The request contains {control.group()!r}, a control token of the model's chat format; remove it."
+        )
     text = request.strip().lower().strip(".").strip()
     if not text:
         raise InputError("The request is empty: say what to segment, e.g. 'the cup on the left'.")

@@ -114,7 +114,11 @@ Point = tuple[float, float]
 
 # Answers longer than this are not scanned further for JSON (same bound as the parser's).
 _MAX_ANSWER_CHARS = 20_000
-_THINKING_RE = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
+# thinking_format's pattern is <think>.*?</think>\s*<answer>.*?</answer> (DOTALL, full match); it is
+# checked through its one seam, "</think>\s*<answer>", because the pattern itself backtracks
+# quadratically on completions with many "</think>" and "</answer>" tags.
+_THINK_OPEN, _ANSWER_CLOSE = "<think>", "</answer>"
+_THINK_SEAM_RE = re.compile(r"</think>\s*<answer>")
 _STRICT_KEYS = {"bbox": 4, "points_1": 2, "points_2": 2}
 _BOX_ONLY_KEYS = {"bbox": 4}
 _POINTS_ONLY_KEYS = {"points_1": 2, "points_2": 2}
@@ -267,8 +271,15 @@ def thinking_format(completion: str, gt: GroundTruth) -> float:
 
     Nothing may precede ``<think>`` or follow ``</answer>``, not even whitespace (full match, as in
     the paper). ``gt`` is unused.
+
+    The pattern matches exactly when the completion starts with ``<think>``, ends with ``</answer>``
+    and the first ``</think>\\s*<answer>`` after the opening tag ends no later than the closing
+    tag starts (the two ``.*?`` match anything); checked that way it takes linear time.
     """
-    return 1.0 if _THINKING_RE.fullmatch(completion) else 0.0
+    if not (completion.startswith(_THINK_OPEN) and completion.endswith(_ANSWER_CLOSE)):
+        return 0.0
+    seam = _THINK_SEAM_RE.search(completion, len(_THINK_OPEN))
+    return 1.0 if seam is not None and seam.end() <= len(completion) - len(_ANSWER_CLOSE) else 0.0
 
 
 def _answer_object(completion: str) -> dict | None:

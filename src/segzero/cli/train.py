@@ -48,7 +48,10 @@ def _run(kind: str, config: Path, sets: list[str] | None, output_dir: Path | Non
         overrides["resume"] = resume
     loaded = load_config(kind, config, overrides)
     final = train(kind, loaded)
-    Console(stderr=True).print(f"Trained reasoner saved to {final}", highlight=False)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:  # under a launcher every rank gets here; one says it
+        Console(stderr=True).print(f"Trained reasoner saved to {final}", highlight=False)
 
 
 @train_app.command("grpo")

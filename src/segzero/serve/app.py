@@ -9,7 +9,8 @@ Endpoints:
 - ``GET /``: the web page; ``/docs`` and ``/openapi.json``: the API description.
 
 Errors are JSON ``{"error": "one sentence"}`` with these statuses: 400 malformed body,
-413 upload over ``max_upload_bytes`` or image over ``max_pixels`` (both "too large":
+408 headers or body slower than ``header_timeout_s`` / ``body_timeout_s`` (the connection is
+closed), 413 upload over ``max_upload_bytes`` or image over ``max_pixels`` (both "too large":
 the client should send something smaller), 415 not multipart/JSON or not a supported
 image format, 422 missing/empty/too-long request or a corrupt image, 503 queue full
 (with ``Retry-After``), 504 no answer within ``request_timeout_s``, 500 the model
@@ -34,6 +35,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from segzero.defaults import MAX_IMAGE_PIXELS
 from segzero.serve.batcher import (
     Batcher,
     BatcherStoppedError,
@@ -133,7 +135,8 @@ class HealthResponse(BaseModel):
 
 
 _ERRORS = {
-    400: "Malformed body: invalid JSON, base64 or multipart.",
+    400: "Malformed body: invalid or too deeply nested JSON, invalid base64 or multipart.",
+    408: "Headers or body not received within header_timeout_s / body_timeout_s; the connection is closed.",
     413: "Upload larger than max_upload_bytes, or image larger than max_pixels.",
     415: f"Body neither multipart/form-data nor application/json, or image not {ALLOWED_NAMES}.",
     422: "Missing field, empty or too long request, unknown field, or corrupt image.",
@@ -196,6 +199,8 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
         settings: batching and limits; defaults when omitted.
     """
     settings = settings or ServeSettings()
+    # The pixel cap is the pipeline's own (PipelineConfig.max_pixels): one limit for the API and the CLI.
+    max_pixels = getattr(pipeline, "max_pixels", MAX_IMAGE_PIXELS)
     batcher = Batcher(
         pipeline.segment_batch,
         max_batch_size=settings.max_batch_size,
@@ -277,7 +282,7 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
             batcher.stats.rejected_queue_full += 1
             raise _queue_full(batcher.retry_after_s())
         async with decode_limiter:
-            image = await anyio.to_thread.run_sync(decode_image, given.image_bytes, settings.max_pixels)
+            image = await anyio.to_thread.run_sync(decode_image, given.image_bytes, max_pixels)
         decoded = time.perf_counter()
         given.image_bytes = b""  # the decoded image is all that is kept while queued
         try:

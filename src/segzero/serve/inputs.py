@@ -8,6 +8,7 @@ are used: the server never opens paths or fetches URLs named by clients.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import io
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from PIL import Image, UnidentifiedImageError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from segzero.errors import InputError
 from segzero.images import load_image
@@ -64,10 +65,30 @@ def _too_large(settings: ServeSettings) -> ApiError:
     )
 
 
-async def _limited_stream(request: Request, limit: int) -> AsyncIterator[bytes]:
-    """The request body, raising :class:`_BodyTooLarge` as soon as more than ``limit`` bytes have arrived."""
+async def _limited_stream(request: Request, limit: int, timeout_s: float) -> AsyncIterator[bytes]:
+    """The request body, raising :class:`_BodyTooLarge` as soon as more than ``limit`` bytes have arrived.
+
+    Raises:
+        ApiError: 408 (closing the connection) when the whole body has not arrived within ``timeout_s``
+            of the first read; 400 when the client disconnects before sending all of it.
+    """
     seen = 0
-    async for chunk in request.stream():
+    chunks = request.stream()
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            async with asyncio.timeout_at(deadline):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise ApiError(
+                408,
+                f"The request body did not arrive within {timeout_s:g} s; send it faster or a smaller image.",
+                {"Connection": "close"},
+            ) from None
+        except ClientDisconnect:
+            raise ApiError(400, "The client disconnected before sending the whole body.") from None
         seen += len(chunk)
         if seen > limit:
             raise _BodyTooLarge
@@ -116,9 +137,8 @@ async def read_segment_input(request: Request, settings: ServeSettings) -> Segme
 async def _read_multipart(
     request: Request, settings: ServeSettings, limit: int
 ) -> tuple[bytes, object, bool]:
-    parser = MultiPartParser(
-        request.headers, _limited_stream(request, limit), max_files=1, max_fields=8, max_part_size=limit
-    )
+    body = _limited_stream(request, limit, settings.body_timeout_s)
+    parser = MultiPartParser(request.headers, body, max_files=1, max_fields=8, max_part_size=limit)
     try:
         form = await parser.parse()
     except _BodyTooLarge:
@@ -142,9 +162,10 @@ def _refuse_unknown(given: Iterable[str], known: Sequence[str], body: str, image
     ones it does; ``image_field`` says where the image goes in that kind of body."""
     unknown = sorted(set(given) - set(known))
     if unknown:
+        shown = ", ".join(name[:40] for name in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
         raise ApiError(
             422,
-            f"Unknown {body} field(s) {', '.join(unknown)}: send the image bytes as {image_field} "
+            f"Unknown {body} field(s) {shown}: send the image bytes as {image_field} "
             "(the server does not read paths or URLs), the text as 'request', optionally 'overlay'.",
         )
 
@@ -152,13 +173,15 @@ def _refuse_unknown(given: Iterable[str], known: Sequence[str], body: str, image
 async def _read_json(request: Request, settings: ServeSettings, limit: int) -> tuple[bytes, object, bool]:
     chunks = []
     try:
-        async for chunk in _limited_stream(request, limit):
+        async for chunk in _limited_stream(request, limit, settings.body_timeout_s):
             chunks.append(chunk)
     except _BodyTooLarge:
         raise _too_large(settings) from None
     try:
         body = json.loads(b"".join(chunks))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except RecursionError:  # the decoder's depth bound is the interpreter's recursion limit
+        raise ApiError(400, "The JSON body is nested too deeply; send one flat object.") from None
+    except ValueError as exc:  # not JSON, not UTF-8, or an integer of over 4,300 digits
         raise ApiError(400, f"The body is not valid JSON ({exc}).") from None
     if not isinstance(body, dict):
         raise ApiError(422, 'The JSON body must be an object: {"image_base64": ..., "request": ...}.')

@@ -1,69 +1,69 @@
-"""Server configuration: one dataclass whose field help texts also document the CLI options."""
+"""Server configuration: one dataclass whose fields (help, minimum) also make the CLI options.
+
+The pipeline's own settings (models, the pixel cap, ...) are not repeated here: they are the
+:class:`~segzero.config.PipelineConfig` the served pipeline was built from.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
-from segzero.defaults import MAX_IMAGE_PIXELS
+from segzero.config import check_fields
+
+
+def _setting(default: float | int | bool, help: str, low: float | None = None) -> field:
+    metadata = {"help": help} if low is None else {"help": help, "min": low}
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
 class ServeSettings:
     """Batching, input limits and start-up of the HTTP server (``segzero serve``)."""
 
-    max_batch_size: int = field(
-        default=8, metadata={"help": "Most requests answered by one pipeline call (1 turns batching off)."}
+    max_batch_size: int = _setting(8, "Most requests answered by one pipeline call (1 turns batching off).", 1)
+    max_wait_ms: float = _setting(
+        20.0, "How long the first request of a batch waits for others to join, in milliseconds.", 0
     )
-    max_wait_ms: float = field(
-        default=20.0,
-        metadata={"help": "How long the first request of a batch waits for others to join, in milliseconds."},
+    queue_size: int = _setting(
+        64, "Requests that may wait beside the running batch; beyond this the server answers 503.", 1
     )
-    queue_size: int = field(
-        default=64,
-        metadata={
-            "help": "Requests that may wait beside the running batch; beyond this the server answers 503."
-        },
+    request_timeout_s: float = _setting(
+        300.0, "Seconds a request may wait for its batch and the model; beyond this it gets 504.", 0.001
     )
-    request_timeout_s: float = field(
-        default=300.0,
-        metadata={"help": "Seconds a request may wait for its batch and the model; beyond this it gets 504."},
+    max_upload_bytes: int = _setting(
+        20 * 1024 * 1024, "Largest image upload in bytes (before base64); larger uploads get 413.", 1
     )
-    max_upload_bytes: int = field(
-        default=20 * 1024 * 1024,
-        metadata={"help": "Largest image upload in bytes (before base64); larger uploads get 413."},
+    max_request_chars: int = _setting(
+        1000, "Longest request text in characters; longer requests get 422.", 1
     )
-    max_pixels: int = field(
-        default=MAX_IMAGE_PIXELS,
-        metadata={"help": "Largest image in pixels (width x height); larger get 413."},
+    decode_workers: int = _setting(
+        2, "Images decoded at the same time; bounds the memory of many large uploads at once.", 1
     )
-    max_request_chars: int = field(
-        default=1000, metadata={"help": "Longest request text in characters; longer requests get 422."}
+    header_timeout_s: float = _setting(
+        10.0,
+        "Seconds a client has to send a request's headers, from its first byte (or from connecting); slower "
+        "clients get 408 and are disconnected.",
+        0.001,
     )
-    decode_workers: int = field(
-        default=2,
-        metadata={
-            "help": "Images decoded at the same time; bounds the memory of many large uploads at once."
-        },
+    body_timeout_s: float = _setting(
+        60.0,
+        "Seconds a client has to send the whole request body once its headers are in; slower uploads get 408 "
+        "and are disconnected. Raise it for large images over slow links.",
+        0.001,
     )
-    warmup: bool = field(
-        default=True,
-        metadata={
-            "help": "Run one tiny request through the pipeline at start-up, before accepting traffic, so the "
-            "first user does not pay for lazy initialisation; the server does not start if it fails."
-        },
+    keep_alive_timeout_s: float = _setting(
+        5.0, "Seconds an idle keep-alive connection is held open between requests.", 0.001
+    )
+    warmup: bool = _setting(
+        True,
+        "Run one tiny request through the pipeline at start-up, before accepting traffic, so the first user "
+        "does not pay for lazy initialisation; the server does not start if it fails.",
     )
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            if not isinstance(getattr(self, f.name), bool) and getattr(self, f.name) <= 0:
-                raise ValueError(f"ServeSettings.{f.name} must be positive, got {getattr(self, f.name)!r}.")
+        check_fields(self)
 
     def max_body_bytes(self, base64: bool) -> int:
         """Largest body read: the image (base64 in JSON bodies) plus room for the text fields and framing."""
         image = self.max_upload_bytes * 4 // 3 + 4 if base64 else self.max_upload_bytes
         return image + 4 * self.max_request_chars + 16 * 1024
-
-
-def help_for(name: str) -> str:
-    """The help text of one :class:`ServeSettings` field (used by the CLI so it is written once)."""
-    return next(f.metadata["help"] for f in fields(ServeSettings) if f.name == name)

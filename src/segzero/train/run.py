@@ -4,6 +4,7 @@ and the final save."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,8 @@ from segzero.train.data import dataset_frame, drop_long_prompts, load_rows
 #: ``coordinates`` convention; ``common`` holds the arguments every trainer takes (``model``, ``args``,
 #: ``processing_class``, ``peft_config``).
 MakeTrainer = Callable[..., Any]
+
+_CHECKPOINT_RE = re.compile(r"checkpoint-(\d+)")
 
 
 def run_training(config: TrainConfig, method: str, make_trainer: MakeTrainer) -> Path:
@@ -70,7 +73,10 @@ def checkpoint_to_resume(output_dir: str | Path, resume: str) -> str | None:
 
     Args:
         output_dir: the run folder; its ``checkpoint-<step>`` folders are what "auto" looks for.
-        resume: ``"auto"`` (newest checkpoint if any), ``"never"``, or a checkpoint folder.
+        resume: ``"auto"`` (the newest complete checkpoint, if any), ``"never"``, or a checkpoint folder.
+
+    A checkpoint is complete once its ``trainer_state.json`` is written, which the Trainer does
+    last: a run killed while saving leaves a newer folder without it, and "auto" passes over it.
 
     Raises:
         InputError: ``"never"`` while ``output_dir`` holds checkpoints (a second run would mix its
@@ -81,7 +87,7 @@ def checkpoint_to_resume(output_dir: str | Path, resume: str) -> str | None:
     out = Path(output_dir)
     last = get_last_checkpoint(str(out)) if out.is_dir() else None
     if resume == "auto":
-        return last
+        return _newest_complete_checkpoint(out) if last is not None else None
     if resume == "never":
         if last is not None:
             raise InputError(
@@ -93,6 +99,15 @@ def checkpoint_to_resume(output_dir: str | Path, resume: str) -> str | None:
     if not (path / "trainer_state.json").is_file():
         raise InputError(f"{path} is not a training checkpoint (it has no trainer_state.json).")
     return str(path)
+
+
+def _newest_complete_checkpoint(out: Path) -> str | None:
+    steps = [
+        (int(match.group(1)), path)
+        for path in out.iterdir()
+        if (match := _CHECKPOINT_RE.fullmatch(path.name)) and (path / "trainer_state.json").is_file()
+    ]
+    return str(max(steps)[1]) if steps else None
 
 
 def accept_saved_key_names(model: Any) -> None:
