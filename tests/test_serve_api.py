@@ -110,7 +110,11 @@ def test_json_answer_with_overlay(client):
     body = response.json()
     check_answer(body, 40, 30, "a cat")
     overlay = Image.open(io.BytesIO(base64.b64decode(body["overlay_png_base64"])))
-    assert overlay.format == "PNG" and overlay.size == (40, 30)
+    # The picture `segzero segment` writes: the 40x30 image enlarged beside its drawn twin, text below.
+    from segzero.drawing import display_size
+
+    shown = display_size((40, 30))
+    assert overlay.format == "PNG" and overlay.width > 2 * shown[0] and overlay.height > shown[1]
 
 
 def test_multipart_overlay_and_data_url(client):
@@ -119,6 +123,46 @@ def test_multipart_overlay_and_data_url(client):
     data_url = "data:image/png;base64," + base64.b64encode(png_bytes(20, 20)).decode()
     response = client.post("/v1/segment", json={"image_base64": data_url, "request": "a dog"})
     assert response.status_code == 200 and response.json()["image_size"] == [20, 20]
+
+
+def test_examples_suit_the_loaded_models(client, tiny_pipeline):
+    from segzero.serve.examples import PHOTO_REQUEST, page_examples
+    from segzero.shapeworld.demo import shipped_models
+
+    # Models of photographs: the paper's request, no images.
+    assert client.get("/examples").json() == {"request": PHOTO_REQUEST, "images": []}
+    assert client.get("/examples/0.png").status_code == 404
+    # The shipped ShapeWorld models: held-out scenes, each with a request of its own.
+    with TestClient(create_app(tiny_pipeline, ServeSettings(warmup=False), page_examples(str(shipped_models()[0])))) as sw:
+        examples = sw.get("/examples").json()
+        assert examples["request"] == "the shape that would roll away if pushed"
+        assert [e["url"] for e in examples["images"]] == [f"/examples/{n}.png" for n in range(4)]
+        assert all(e["request"] for e in examples["images"])
+        image = sw.get("/examples/0.png")
+        assert image.headers["content-type"] == "image/png"
+        assert Image.open(io.BytesIO(image.content)).size == (112, 112)
+
+
+def test_serving_is_announced_once_the_warm_up_is_done(tiny_pipeline):
+    import httpx
+
+    from segzero.serve.server import make_server
+
+    app = create_app(tiny_pipeline, ServeSettings(max_batch_size=2))
+    announced = []
+    server = make_server(app, host="127.0.0.1", port=0, log_level="warning",
+                         on_ready=lambda url: announced.append((url, app.state.warmup_s)))  # fmt: skip
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: announced or not thread.is_alive(), timeout=120)
+        [(url, warmup_s)] = announced
+        assert warmup_s is not None  # the warm-up had finished when the address was printed
+        assert url.startswith("http://127.0.0.1:") and not url.endswith(":0/")
+        assert httpx.get(url + "health").json()["ready"] is True
+    finally:
+        server.should_exit = True
+        thread.join(30)
 
 
 def test_health_metrics_docs(client, tiny_pipeline):

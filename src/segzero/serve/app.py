@@ -6,7 +6,8 @@ Endpoints:
 - ``GET /health``: model names, whether the model is ready (warmed up), queue depth, batches served,
   limits.
 - ``GET /metrics``: batcher counters and the histogram of batch sizes.
-- ``GET /``: the web page; ``/docs`` and ``/openapi.json``: the API description.
+- ``GET /``: the web page; ``GET /examples``: what the page suggests trying with the loaded models (and
+  ``/examples/N.png``, its example images); ``/docs`` and ``/openapi.json``: the API description.
 
 Errors are JSON ``{"error": "one sentence"}`` with these statuses: 400 malformed body,
 408 headers or body slower than ``header_timeout_s`` / ``body_timeout_s`` (the connection is
@@ -30,7 +31,7 @@ from typing import Any, Protocol
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -43,6 +44,7 @@ from segzero.serve.batcher import (
     QueueFullError,
     logger,
 )
+from segzero.serve.examples import PageExamples, page_examples
 from segzero.serve.inputs import ALLOWED_NAMES, ApiError, decode_image, read_segment_input
 from segzero.serve.settings import ServeSettings
 
@@ -112,7 +114,9 @@ class SegmentResponse(BaseModel):
     )
     batch_size: int = Field(description="How many requests shared this request's pipeline call.")
     overlay_png_base64: str | None = Field(
-        None, description="PNG of mask, box and points, when overlay=true."
+        None,
+        description="When overlay=true: a PNG of the image beside it with the mask, box and points drawn, a "
+        "legend, and the request and reasoning underneath (the picture `segzero segment` writes).",
     )
 
 
@@ -189,7 +193,9 @@ def _model_name(pipeline: Any, part: str) -> str | None:
     return getattr(getattr(pipeline, part, None), "name", None)
 
 
-def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> FastAPI:
+def create_app(
+    pipeline: Pipeline, settings: ServeSettings | None = None, examples: PageExamples | None = None
+) -> FastAPI:
     """The FastAPI application serving ``pipeline`` with ``settings``.
 
     Args:
@@ -197,8 +203,11 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
             ``segment_batch``); its ``batch_size`` should be at least ``settings.max_batch_size``
             so one batch is one ``generate`` call.
         settings: batching and limits; defaults when omitted.
+        examples: what the page suggests trying (default: :func:`~segzero.serve.examples.page_examples`
+            for the pipeline's reasoner).
     """
     settings = settings or ServeSettings()
+    examples = examples or page_examples(_model_name(pipeline, "reasoner"))
     # The pixel cap is the pipeline's own (PipelineConfig.max_pixels): one limit for the API and the CLI.
     max_pixels = getattr(pipeline, "max_pixels", MAX_IMAGE_PIXELS)
     batcher = Batcher(
@@ -332,6 +341,16 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
     async def metrics() -> dict[str, Any]:
         return {"queue_depth": batcher.queue_depth, "running": batcher.running, **batcher.stats.to_json()}
 
+    @app.get("/examples", summary="What the web page suggests trying with the loaded models")
+    async def list_examples() -> dict[str, Any]:
+        return examples.to_json()
+
+    @app.get("/examples/{number}.png", include_in_schema=False)
+    async def example_image(number: int) -> Response:
+        if not 0 <= number < len(examples.images):
+            raise ApiError(404, f"There is no example image {number}; GET /examples lists them.")
+        return Response(examples.images[number][1], media_type="image/png")
+
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(str(STATIC_DIR / "index.html"), headers={"Cache-Control": "no-cache"})
@@ -372,12 +391,11 @@ def _queue_full(retry_after_s: int) -> ApiError:
 
 
 def _result_json(result: Any, image: Any, overlay: bool) -> dict[str, Any]:
-    """The pipeline result as JSON (mask as COCO RLE), with the overlay PNG in base64 if asked for."""
+    """The pipeline result as JSON (mask as COCO RLE), with the overlay PNG in base64 if asked for: the
+    picture ``segzero segment`` writes (:meth:`~segzero.pipeline.SegmentationResult.overlay`)."""
     body = result.to_json()
     if overlay:
-        from segzero.masks import draw_overlay
-
         buffer = io.BytesIO()
-        draw_overlay(image, result.mask, result.objects).save(buffer, format="PNG")
+        result.overlay(image).save(buffer, format="PNG")
         body["overlay_png_base64"] = base64.b64encode(buffer.getvalue()).decode("ascii")
     return body

@@ -60,6 +60,12 @@ def shipped_models() -> tuple[Path, Path]:
     return reasoner, segmenter
 
 
+def is_shipped_reasoner(reasoner: str | Path) -> bool:
+    """Whether ``reasoner`` (a hub id or folder) is one of the ShapeWorld reasoners shipped in the package."""
+    path = Path(reasoner).expanduser()
+    return path.is_dir() and path.resolve().parent == SHIPPED_MODELS.resolve()
+
+
 def load_pipeline(
     models: str | Path | None = None, *, batch_size: int = 16, max_new_tokens: int = MAX_COMPLETION_TOKENS
 ) -> Any:
