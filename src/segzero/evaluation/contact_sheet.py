@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from segzero.data.records import Sample
 from segzero.defaults import IGNORE
-from segzero.drawing import LegendEntry, draw_legend, draw_mask, font, shorten, wrap
+from segzero.drawing import IGNORE_COLOUR, LegendEntry, draw_legend, draw_mask, font, shorten, wrap
 from segzero.errors import DatasetError, InputError
 from segzero.frames import Frame, ObjectPrompt
 from segzero.images import load_image
@@ -34,14 +34,13 @@ FONT_SIZE = 13
 LINE_HEIGHT = 16
 GT_COLOR = (40, 200, 80)
 PRED_COLOR = (255, 64, 64)
-IGNORE_COLOR = (110, 110, 110)
 UNREADABLE_COLOR = (170, 170, 170)  # stands for an image that cannot be decoded
 LEGEND = (
     LegendEntry("mask", "ground truth", GT_COLOR),
     LegendEntry("mask", "prediction", PRED_COLOR),
     LegendEntry("box", "predicted box"),
     LegendEntry("point", "predicted points"),
-    LegendEntry("ignore", "ignored (counts neither way)", IGNORE_COLOR),
+    LegendEntry("ignore", "ignored (counts neither way)", IGNORE_COLOUR),
 )
 
 
