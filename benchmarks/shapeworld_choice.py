@@ -1,17 +1,14 @@
 """Does the ShapeWorld reasoner pick the shape the request means? Per request template, on validation scenes.
 
 Greedy answers of each reasoner folder; each completion's choice (the shape named after "the request
-means") is judged by box against the target (:func:`segzero.shapeworld.train_models.choice_outcome`):
+means") is judged by box against the target (:func:`shapeworld_probes.choice_outcome`):
 ``right``, ``wrong`` (the listing boxed the target but another shape was chosen), ``unlisted`` (the
 listing missed the target) or ``none`` (no choice to read). It separates the language model's choice
 from the listing that ``benchmarks/shapeworld_colour.py`` measures.
 
     python benchmarks/shapeworld_choice.py src/segzero/shapeworld/models/reasoner-warmup --n 200
 
-Session 13 (200 referring validation scenes): the shipped warm-up 92 right, 69 wrong, 39 unlisted. A
-warm-up on a pretrained tower (session 12's 7000-step run) lists almost every target (10 unlisted) yet
-chooses little better (115 right, 75 wrong): requests with a size word are right 84-88% of the time
-("the large star"), requests without one 17-52% ("the red shape": 5 of 19). docs/shapeworld.md, session 13.
+What it gave is in docs/shapeworld.md (the shipped warm-up, per template) and docs/shapeworld-log.md.
 """
 
 from __future__ import annotations
@@ -22,10 +19,11 @@ from collections import Counter, defaultdict
 
 
 def main() -> None:
+    from shapeworld_probes import CHOICE_OUTCOMES, choice_outcome, generate_answers
+
     from segzero.hub import read_model_meta
     from segzero.reasoner import Reasoner
     from segzero.shapeworld.generator import FAMILIES, make_split
-    from segzero.shapeworld.train_models import CHOICE_OUTCOMES, choice_outcome, generate_answers
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("reasoners", nargs="+", help="reasoner folders (with segzero.json)")

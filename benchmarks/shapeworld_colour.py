@@ -2,7 +2,7 @@
 
 * **Listing**: greedy answers to referring requests; each shape the thinking lists is matched to a
   scene shape by box (IoU >= 0.5) and its size, colour and kind words are checked
-  (:func:`segzero.shapeworld.train_models.listing_accuracy`). Chance for colour is 1/6.
+  (:func:`shapeworld_probes.listing_accuracy`). Chance for colour is 1/6.
 * **Vision tower**: a linear probe (softmax regression, fit on three quarters of the shapes, scored
   on the rest) reads each shape's colour from the vision tower's output token that holds the shape's
   centre. It shows whether colour survives the tower, whatever the language model makes of it. A
@@ -12,11 +12,7 @@
     python benchmarks/shapeworld_colour.py src/segzero/shapeworld/models/reasoner-warmup OUT/reasoner-init
 
 (``OUT/reasoner-init``: the random reasoner ``segzero shapeworld train-models --out OUT`` starts from.)
-
-Session 6, the shipped warm-up: listing size 1.00, colour 0.17, kind 0.58 (64 scenes); probe 0.50,
-against 0.92 for the same architecture at its random initial weights (240 scenes).
-Session 10, the shipped warm-up (120 probe scenes): colour probe 0.95, kind probe 0.17; its random
-initial weights read kind at 0.15, a frame-224 warm-up at 0.39 (docs/shapeworld.md).
+What it gave is in docs/shapeworld-log.md.
 """
 
 from __future__ import annotations
@@ -33,7 +29,8 @@ def shape_tokens(reasoner, samples) -> dict[str, np.ndarray]:
     import torch
 
     from segzero.reasoner import reasoner_image
-    from segzero.shapeworld.train_models import shape_labels, tower_token_px
+    from segzero.shapeworld.training.examples import shape_labels
+    from segzero.shapeworld.training.reasoner import tower_token_px
 
     merged = tower_token_px(reasoner.model)
     grid = reasoner.frame // merged
@@ -77,10 +74,11 @@ def linear_probe(features: np.ndarray, labels: np.ndarray, fit_share: float = 0.
 
 
 def main() -> None:
+    from shapeworld_probes import generate_answers, listing_accuracy
+
     from segzero.hub import read_model_meta
     from segzero.reasoner import Reasoner
     from segzero.shapeworld.generator import make_split
-    from segzero.shapeworld.train_models import generate_answers, listing_accuracy
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("reasoners", nargs="+", help="reasoner folders (with segzero.json)")

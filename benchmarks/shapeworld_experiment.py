@@ -35,7 +35,7 @@ RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "shapeworld_grpo.yaml
 def eval_sets(n: int) -> dict[str, list]:
     """The held-out test sets: both families, and the reasoning templates no stage trains on."""
     from segzero.shapeworld.generator import FAMILIES, make_split
-    from segzero.shapeworld.train_models import HELD_OUT_TEMPLATES
+    from segzero.shapeworld.training.examples import HELD_OUT_TEMPLATES
 
     sets = {family: list(make_split("test", n, family)) for family in FAMILIES}
     sets["held-out reasoning"] = list(make_split("test", n, "reasoning", templates=HELD_OUT_TEMPLATES))
@@ -44,10 +44,13 @@ def eval_sets(n: int) -> dict[str, list]:
 
 def evaluate(reasoner_dir: Path, segmenter_dir: Path, sets: dict[str, list]) -> dict[str, dict[str, float]]:
     """Per test set: pipeline gIoU/cIoU plus the mean rewards of the same answers."""
+    from shapeworld_probes import score_completions
+
     from segzero.evaluation.results import summarize
     from segzero.pipeline import ReasoningSegmenter
     from segzero.shapeworld.demo import score_samples
-    from segzero.shapeworld.train_models import MAX_COMPLETION_TOKENS, reasoner_examples, score_completions
+    from segzero.shapeworld.shipped import MAX_COMPLETION_TOKENS
+    from segzero.shapeworld.training.examples import reasoner_examples
 
     pipe = ReasoningSegmenter.from_pretrained(
         str(reasoner_dir),
@@ -73,18 +76,12 @@ def evaluate(reasoner_dir: Path, segmenter_dir: Path, sets: dict[str, list]) -> 
 
 def main() -> None:
     from segzero.shapeworld.generator import make_split
-    from segzero.shapeworld.train_models import (
-        GRPO_SEED_OFFSET,
-        KNOWLEDGE_THINKING,
-        SHIPPED_MODELS,
-        THINKING,
-        SFTLoopConfig,
-        ShapeWorldTrainConfig,
-        prepare_grpo_data,
-        reasoner_examples,
-        run_grpo,
-        sft_loop,
-    )
+    from segzero.shapeworld.shipped import SHIPPED_MODELS
+    from segzero.shapeworld.training.common import GRPO_SEED_OFFSET
+    from segzero.shapeworld.training.examples import KNOWLEDGE_THINKING, THINKING, reasoner_examples
+    from segzero.shapeworld.training.grpo import prepare_grpo_data, run_grpo
+    from segzero.shapeworld.training.run import ShapeWorldTrainConfig
+    from segzero.shapeworld.training.sft import SFTLoopConfig, sft_loop
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(

@@ -1,7 +1,7 @@
 """Can a fresh mini Qwen2.5-VL reasoner learn *where* a ShapeWorld shape is? Supervised probes, on a CPU.
 
 Builds a fresh reasoner of the shipped size with the given rotary settings, trains it with the warm-up
-loop (:func:`segzero.shapeworld.train_models.sft_loop`, the ``seg_zero`` prompt) on one of four tasks,
+loop (:func:`segzero.shapeworld.training.sft.sft_loop`, the ``seg_zero`` prompt) on one of four tasks,
 and evaluates greedy answers on held-out validation scenes every ``--eval-every`` steps:
 
 * ``quadrant``: one shape, the request "the shape", the answer ``<answer>top left</answer>``: only
@@ -10,13 +10,12 @@ and evaluates greedy answers on held-out validation scenes every ``--eval-every`
   (box IoU with the target);
 * ``referring``: referring requests whose thinking is the generator's one-line explanation, on
   ``--n-shapes`` scenes (box IoU; held-out scenes always have 2-4 shapes);
-* ``scene``: the warm-up's own task since session 5: referring requests whose thinking lists every
-  shape with its box before naming the target
-  (:func:`segzero.shapeworld.train_models.scene_thinking`; box IoU).
+* ``scene``: the warm-up's kind of task: referring requests whose thinking lists every shape with its
+  box before naming the target (:func:`segzero.shapeworld.training.examples.scene_thinking`; box IoU).
 
 It also reports how much the answer depends on the image (total variation between two images' next-token
-distributions; :func:`segzero.shapeworld.train_models.answer_image_dependence`). docs/shapeworld.md
-records what it gave:
+distributions; :func:`shapeworld_probes.answer_image_dependence`). docs/shapeworld-log.md records what
+it gave:
 
     python benchmarks/shapeworld_localisation.py --task quadrant --rope-theta 1e6 --mrope 4,6,6   # released
     python benchmarks/shapeworld_localisation.py --task quadrant                                   # shipped
@@ -31,7 +30,12 @@ import dataclasses
 import json
 from pathlib import Path
 
-import segzero.shapeworld.train_models as tm
+from shapeworld_probes import answer_image_dependence, evaluate_reasoner
+
+from segzero.shapeworld.training.examples import ReasonerExample, ShapeWorldExamples, reasoner_examples
+from segzero.shapeworld.training.reasoner import build_shapeworld_reasoner
+from segzero.shapeworld.training.run import ShapeWorldTrainConfig
+from segzero.shapeworld.training.sft import SFTLoopConfig, sft_loop
 
 #: The request of the one-shape tasks.
 THE_SHAPE = "the shape"
@@ -55,14 +59,14 @@ def one_shape_examples(split: str, n: int, task: str, frame: int) -> list:
             x, y = shape.centre
             half = scene.size / 2
             word = ("top" if y < half else "bottom") + " " + ("left" if x < half else "right")
-            out.append(tm.ReasonerExample(image, THE_SHAPE, f"<answer>{word}</answer>", [], []))
+            out.append(ReasonerExample(image, THE_SHAPE, f"<answer>{word}</answer>", [], []))
             continue
         box, points = mask_prompts(shape.mask)
         image_frame = Frame.image((scene.size, scene.size))
         mapped = to_reasoner_frame(ObjectPrompt.from_lists(box, points, image_frame), frame)
         boxes, points = [list(mapped.box)], [[list(p) for p in mapped.points]]
         answer = f"<answer>{build_solution(boxes, points, 'single')}</answer>"
-        out.append(tm.ReasonerExample(image, THE_SHAPE, answer, boxes, points))
+        out.append(ReasonerExample(image, THE_SHAPE, answer, boxes, points))
     return out
 
 
@@ -110,19 +114,19 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
 
-    build = dataclasses.replace(tm.ShapeWorldTrainConfig().reasoner, frame=args.frame)
+    build = dataclasses.replace(ShapeWorldTrainConfig().reasoner, frame=args.frame)
     if args.rope_theta is not None:
         build = dataclasses.replace(build, rope_theta=args.rope_theta)
     if args.mrope:
         build = dataclasses.replace(build, mrope_section=tuple(int(v) for v in args.mrope.split(",")))
-    start = tm.build_shapeworld_reasoner(args.out / "init", build)
+    start = build_shapeworld_reasoner(args.out / "init", build)
     n_shapes = tuple(int(v) for v in args.n_shapes.split(","))
     if args.task in ("referring", "scene"):
         thinking = "explanation" if args.task == "referring" else "scene"
-        train = tm.ShapeWorldExamples(
+        train = ShapeWorldExamples(
             "train", args.samples, "referring", args.frame, thinking=thinking, n_shapes=n_shapes
         )
-        held_out = tm.reasoner_examples(
+        held_out = reasoner_examples(
             list(make_split("val", args.n_eval, "referring")), args.frame, thinking=thinking
         )
     else:
@@ -132,18 +136,18 @@ def main() -> None:
     def evaluate(reasoner, examples) -> dict[str, float]:
         if args.task == "quadrant":
             return quadrant_accuracy(reasoner, examples)
-        metrics = tm.evaluate_reasoner(reasoner, examples)  # budget: tm.MAX_COMPLETION_TOKENS
+        metrics = evaluate_reasoner(reasoner, examples)
         return {k: metrics[k] for k in ("box_iou", "accuracy", "parsed")}
 
-    config = tm.SFTLoopConfig(
+    config = SFTLoopConfig(
         steps=args.steps, lr=args.lr, threads=args.threads, eval_every=args.eval_every, eval_samples=held_out,
         evaluate=evaluate, vision_lr_scale=args.vision_lr_scale,
     )  # fmt: skip
-    result = tm.sft_loop(start, train, args.out / "final", config)
+    result = sft_loop(start, train, args.out / "final", config)
     reasoner = Reasoner.from_pretrained(
         str(args.out / "final"), device="cpu", dtype="float32", frame=args.frame
     )
-    dependence = tm.answer_image_dependence(
+    dependence = answer_image_dependence(
         reasoner,
         [ex.image for ex in held_out[:8]],
         [held_out[0].request, held_out[1].request],

@@ -11,12 +11,7 @@ answers the shape they name; only the reward says otherwise. Measure: the mean a
 (``bbox_iou + bbox_l1 + points_l1``, the paper's hard rewards, in [0, 3]) of greedy answers on
 ``N_HELD_OUT`` validation scenes of the same templates, before and after.
 
-Measured (session 16, the shipped knowledge-stage warm-up): 1.125 -> 1.240 after 20 steps at 5e-5
-(96 scenes; the same on one thread and two); the same run with ``learning_rate=0`` leaves it at 1.125
-(docs/shapeworld.md). Session 13's warm-up, without the knowledge stage: 1.042 -> 1.240, and 1.042.
-Earlier warm-ups, which did not read the request from where they choose, gained nothing in any
-CI-sized run (1.406 -> 1.417 for the tower-pretrained warm-up without the request echoed; 2.250 ->
-2.172 on referring requests for the warm-up shipped before session 13).
+What it measured, run by run, is in docs/shapeworld-log.md.
 """
 
 from __future__ import annotations
@@ -25,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from segzero.shapeworld.train_models import HELD_OUT_TEMPLATES, SHIPPED_MODELS
+from segzero.shapeworld.shipped import SHIPPED_MODELS
+from segzero.shapeworld.training.examples import HELD_OUT_TEMPLATES
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "shapeworld_grpo.yaml"
 #: Reasoning templates that name one shape and mean another, which no supervised stage trains on.
@@ -41,9 +37,10 @@ MIN_GAIN = 0.1
 
 
 def held_out_accuracy(reasoner_dir: Path) -> float:
+    from benchmarks.shapeworld_probes import evaluate_reasoner
     from segzero.reasoner import Reasoner
     from segzero.shapeworld.generator import make_split
-    from segzero.shapeworld.train_models import evaluate_reasoner, reasoner_examples
+    from segzero.shapeworld.training.examples import reasoner_examples
 
     reasoner = Reasoner.from_pretrained(str(reasoner_dir), device="cpu", dtype="float32", frame=112)
     samples = list(make_split("val", N_HELD_OUT, "reasoning", templates=TEMPLATES))
@@ -55,7 +52,7 @@ def grpo_gain(
     tmp_path: Path, overrides: tuple[str, ...] = (), start: Path = SHIPPED_MODELS / "reasoner-warmup"
 ) -> tuple[float, float]:
     """(accuracy before, accuracy after) ``K_STEPS`` GRPO steps from ``start`` (the shipped warm-up)."""
-    from segzero.shapeworld.train_models import prepare_grpo_data, run_grpo
+    from segzero.shapeworld.training.grpo import prepare_grpo_data, run_grpo
 
     data = prepare_grpo_data(
         tmp_path / "data", PROMPTS_PER_STEP * K_STEPS, 112, family="reasoning", templates=TEMPLATES

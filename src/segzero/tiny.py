@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from segzero.defaults import REASONER_FRAME
+from segzero.defaults import DEFAULT_PROMPT, REASONER_FRAME
 from segzero.errors import InputError
 from segzero.families import reasoner_family
 from segzero.prompts import PROMPTS
@@ -473,7 +473,7 @@ _THOUGHTS = (
 
 #: The prompt variants in the built-in corpus: the five the first tiny tokenizers learnt from, so a
 #: Qwen2.5-VL built today gets the same tokenizer as the shipped ShapeWorld models.
-_CORPUS_PROMPTS = ("seg_zero", "multi_object", "no_think", "box_only", "points_only")
+_CORPUS_PROMPTS = (DEFAULT_PROMPT, "multi_object", "no_think", "box_only", "points_only")
 
 
 def _corpus_rows() -> list[tuple[str, str, str, str]]:

@@ -85,7 +85,8 @@ def prepare(
         str,
         typer.Option(
             help=f"{' or '.join(PROTOCOLS)}: reference reproduces the reference release's training data "
-            f"(its point heuristic, SAM2.1 filter, 840x840 INTER_AREA images); see docs/reproducing.md."
+            f"(its point heuristic, SAM2.1 filter, {REASONER_FRAME}x{REASONER_FRAME} INTER_AREA images); see "
+            "docs/reproducing.md."
         ),
     ] = SEGZERO,
     frame: Annotated[

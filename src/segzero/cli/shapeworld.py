@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from segzero.cli.app import app, output_in_use
+from segzero.defaults import REASONER_FRAME
 
 shapeworld_app = typer.Typer(
     help="ShapeWorld: procedural scenes, and mini SAM2 + Qwen2.5-VL models trained on them on a CPU.",
@@ -42,119 +43,47 @@ def demo(
     run_demo(out, models=models, seed=seed, family=family, n_eval=n_eval, log=typer.echo)
 
 
+Sets = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        "-s",
+        help="Change one setting, as YAML: --set warmup.steps=2 --set knowledge=null. Repeatable; "
+        "`segzero shapeworld fields` lists them.",
+    ),
+]
+
+
 @shapeworld_app.command("train-models")
 def train_models(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the trained models and their data.")],
-    stages: Annotated[
-        str, typer.Option(help="Comma-separated: segmenter, reasoner (warm-up SFT, then GRPO).")
-    ] = "segmenter,reasoner",
-    recipe: Annotated[Path, typer.Option(help="GRPO recipe for the last stage.")] = Path(
-        "recipes/shapeworld_grpo.yaml"
-    ),
-    segmenter_steps: Annotated[int | None, typer.Option(help="SAM2 training steps (default 3000).")] = None,
-    warmup_steps: Annotated[int | None, typer.Option(help="Warm-up SFT steps (default 7000).")] = None,
-    grpo_steps: Annotated[
-        int | None, typer.Option(help="GRPO steps (default: the recipe's max_steps).")
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Settings file: flat `key: value` YAML lines, read before --set"),
     ] = None,
-    vision_lr_scale: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            help="Warm-up learning rate of the reasoner's vision tower, as a share of the rest's "
-            "(0 keeps it fixed; default: the shipped models').",
-        ),
-    ] = None,
-    vision_full_from: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            help="Warm-up step from which the vision tower trains at the full rate (--vision-lr-scale "
-            "before it; default: the shipped models').",
-        ),
-    ] = None,
-    tower_steps: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            help="Steps of the vision tower's dense pretraining before the warm-up (0 skips it; "
-            "default: the shipped models').",
-        ),
-    ] = None,
-    knowledge_steps: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            help="Steps of the knowledge stage after the warm-up (referring and reasoning requests with "
-            "their reasoning written out; 0 skips it; default 4000).",
-        ),
-    ] = None,
-    thinking: Annotated[
-        str | None,
-        typer.Option(
-            help="The warm-up target's thinking: scene-echo (the scene listing, then the request repeated "
-            "before the choice; the default) or scene (the listing without it).",
-        ),
-    ] = None,
-    shape_loss: Annotated[
-        str,
-        typer.Option(
-            help="Comma-separated shape attributes (kind, colour) that auxiliary heads read from the "
-            "vision tower during the warm-up (default: none, as shipped; docs/shapeworld.md).",
-        ),
-    ] = "",
-    device: Annotated[str, typer.Option(help="cpu or cuda, for the segmenter and the warm-up.")] = "cpu",
+    sets: Sets = None,
 ) -> None:
     """Reproduce the shipped ShapeWorld models: generate data, train SAM2, pretrain the reasoner's vision
     tower, warm it up on referring requests, teach it the reasoning family's knowledge, then GRPO through
-    `segzero train grpo`; prints the time of each stage."""
-    from dataclasses import replace
+    `segzero train grpo`; prints the time of each stage. Every setting is checked before the first stage."""
+    from segzero.shapeworld.training.run import train_all
+    from segzero.shapeworld.training.settings import read_settings
 
-    from segzero.errors import InputError
-    from segzero.shapeworld.train_models import (
-        ShapeWorldTrainConfig,
-        TowerPretrainConfig,
-        check_shape_loss,
-        train_all,
-    )
+    train_all(out, read_settings(config, sets or []), log=typer.echo)
 
-    chosen = [s.strip() for s in stages.split(",") if s.strip()]
-    unknown = [s for s in chosen if s not in ("segmenter", "reasoner")]
-    if unknown or not chosen:
-        raise InputError(
-            f"Unknown stage(s) {', '.join(unknown) or '(none)'}; choose from segmenter, reasoner."
-        )
-    config = ShapeWorldTrainConfig(grpo_recipe=str(recipe))
-    config.segmenter.device = config.warmup.device = device
-    if segmenter_steps is not None:
-        config.segmenter.steps = segmenter_steps
-    if warmup_steps is not None:
-        config.warmup.steps = warmup_steps
-    if vision_lr_scale is not None:
-        config.warmup.vision_lr_scale = vision_lr_scale
-    if vision_full_from is not None:
-        config.warmup.vision_full_from = vision_full_from
-    if thinking is not None:
-        if thinking not in ("scene", "scene-echo"):
-            raise InputError(f"--thinking must be scene or scene-echo, got {thinking!r}")
-        config.warmup_thinking = thinking
-    if knowledge_steps == 0:
-        config.knowledge = None
-    elif knowledge_steps is not None and config.knowledge is not None:
-        config.knowledge.steps = knowledge_steps
-    if config.knowledge is not None:
-        config.knowledge.device = device
-    if tower_steps == 0:
-        config.tower = None
-    elif tower_steps is not None:
-        config.tower = replace(config.tower or TowerPretrainConfig(), steps=tower_steps)
-    if config.tower is not None:
-        config.tower.device = device
-    config.warmup.shape_loss = check_shape_loss([a.strip() for a in shape_loss.split(",") if a.strip()])
-    if grpo_steps is not None:
-        config.grpo_overrides.append(f"max_steps={grpo_steps}")
-    if device != "cpu":
-        config.grpo_overrides.append("use_cpu=false")
-    train_all(out, config, stages=chosen, log=typer.echo)
+
+@shapeworld_app.command("fields")
+def fields() -> None:
+    """List the settings of `train-models` with their defaults (the shipped models') and help text."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from segzero.shapeworld.training.settings import describe_settings
+
+    table = Table("key", "default", "help", show_lines=False)
+    for key, default, help_text in describe_settings():
+        table.add_row(key, default, help_text)
+    Console().print(table)
 
 
 @shapeworld_app.command("eval")
@@ -189,7 +118,7 @@ def export(
             "(LISA's folder layout, for `segzero eval --benchmark reasonseg`).",
         ),
     ] = "prepared",
-    frame: Annotated[int, typer.Option(min=1, help="Reasoner frame of the prepared prompts.")] = 840,
+    frame: Annotated[int, typer.Option(min=1, help="Reasoner frame of the prepared prompts.")] = REASONER_FRAME,
 ) -> None:
     """Write ShapeWorld samples as a dataset the other commands read: `segzero train`, `segzero eval`."""
     from segzero.data.common import add_mask_prompts

@@ -8,6 +8,9 @@ shape. Two request families mirror the real benchmarks: ``"referring"`` (RefCOCO
     from segzero.shapeworld import make_sample, make_split
     sample = make_sample(7, "reasoning")          # a segzero.data.records.Sample
     train = list(make_split("train", 100, "referring"))
+
+The mini models that ship in the package are in :mod:`segzero.shapeworld.shipped`; they are trained by
+:mod:`segzero.shapeworld.training` (one module per stage) and shown by :mod:`segzero.shapeworld.demo`.
 """
 
 from segzero.shapeworld.generator import (

@@ -15,7 +15,7 @@ from typing import Any
 
 from segzero.errors import InputError
 from segzero.shapeworld.generator import FAMILIES, SPLIT_SEEDS, make_sample, make_split
-from segzero.shapeworld.train_models import MAX_COMPLETION_TOKENS, SHIPPED_MODELS
+from segzero.shapeworld.shipped import MAX_COMPLETION_TOKENS, SHIPPED_MODELS
 
 #: Seeds of the demo's own scene and of its evaluation sets: the start of the ``test`` split.
 DEMO_SEED = 7

@@ -260,15 +260,7 @@ def load_config(
     extra = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides)
     values.update(extra)
     known = field_names(kind)  # each key belongs to exactly one class (checked in field_names)
-    unknown = [k for k in values if k not in known]
-    if unknown:
-        hints = []
-        for k in unknown:
-            close = difflib.get_close_matches(k, known, n=2)
-            hints.append(f"{k}" + (f" (did you mean {' or '.join(close)}?)" if close else ""))
-        raise InputError(
-            f"Unknown {kind} setting(s): {'; '.join(hints)}. List them all with `segzero train fields {kind}`."
-        )
+    reject_unknown(values, known, f"{kind} setting(s)", f"segzero train fields {kind}")
     try:
         script, training, model = (
             cls(**{k: v for k, v in values.items() if known[k] is cls}) for cls in config_classes(kind)
@@ -278,6 +270,23 @@ def load_config(
     config = TrainConfig(script, training, model)
     validate(kind, config)
     return config
+
+
+def reject_unknown(keys: Iterable[str], known: Iterable[str], what: str, listing: str) -> None:
+    """Raise one :class:`InputError` naming every key not in ``known``, each with its closest known keys.
+
+    Args:
+        what: what the keys are, for the sentence ("grpo setting(s)").
+        listing: the command that lists the known keys.
+    """
+    known = list(known)
+    unknown = [k for k in keys if k not in known]
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, known, n=2)
+            hints.append(f"{k}" + (f" (did you mean {' or '.join(close)}?)" if close else ""))
+        raise InputError(f"Unknown {what}: {'; '.join(hints)}. List them all with `{listing}`.")
 
 
 def validate(kind: str, config: TrainConfig) -> None:
