@@ -11,6 +11,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 
+from segzero.tiny import TAUGHT_ANSWER, TAUGHT_FRAME, teach  # noqa: E402, F401 (tests import them from here)
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--runslow", action="store_true", help="also run tests marked slow")
@@ -45,11 +47,6 @@ def tiny_pipeline(tiny_models):
     )  # fmt: skip
 
 
-#: What the taught tiny reasoner answers, whatever it is asked (reasoner frame 112).
-TAUGHT_ANSWER = "<think>it is on the left</think><answer>{'bbox': [20,30,90,100], 'points_1': [40,50], 'points_2': [60,70]}</answer>"
-TAUGHT_FRAME = 112
-
-
 @pytest.fixture(scope="session")
 def taught_models(tmp_path_factory: pytest.TempPathFactory):
     """Tiny models whose reasoner has been taught, by real gradient steps, to give :data:`TAUGHT_ANSWER`.
@@ -62,50 +59,6 @@ def taught_models(tmp_path_factory: pytest.TempPathFactory):
     models = make_tiny(tmp_path_factory.mktemp("taught-models"), seed=1, frame=TAUGHT_FRAME)
     teach(models.reasoner, TAUGHT_ANSWER, TAUGHT_FRAME)
     return models
-
-
-def teach(reasoner_dir, answer: str, frame: int) -> None:
-    """Teach the tiny reasoner in ``reasoner_dir``, by real gradient steps, to answer ``answer`` whatever it
-    is asked, and save it there."""
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    from segzero.reasoner import Reasoner, reasoner_image
-
-    torch.manual_seed(0)
-    r = Reasoner.from_pretrained(str(reasoner_dir), device="cpu", frame=frame)
-    proc, eos = r.processor, r.processor.tokenizer.eos_token
-    rng = np.random.default_rng(0)
-
-    def noise(h, w):
-        return Image.fromarray((rng.random((h, w, 3)) * 255).astype(np.uint8))
-
-    # A left-padded batch of two prompts of different lengths, so batched generation answers alike.
-    images = [reasoner_image(noise(48, 64), frame), reasoner_image(noise(30, 20), frame)]
-    prompts = [r.chat_text("the cup"), r.chat_text("the small red knife at the far left of the table")]
-    full = proc(text=[p + answer + eos for p in prompts], images=images, padding=True, return_tensors="pt")
-    labels = full["input_ids"].clone()
-    for row, (p, img) in enumerate(zip(prompts, images)):
-        prompt_len = proc(text=[p], images=[img], return_tensors="pt")["input_ids"].shape[1]
-        padding = int((full["attention_mask"][row] == 0).sum())
-        labels[row, : padding + prompt_len] = -100
-    opt = torch.optim.AdamW(r.model.parameters(), lr=4e-3)
-    for _ in range(8):  # until it answers word for word (about 40 steps), at most 160
-        r.model.train()
-        for _ in range(20):
-            loss = r.model(**full, labels=labels).loss
-            loss.backward()
-            opt.step()
-            opt.zero_grad()
-        r.model.eval()
-        budget = len(proc.tokenizer(answer, add_special_tokens=False)["input_ids"]) + 4
-        check = r.generate([noise(90, 70), noise(20, 30)], ["the knife", "a dog"], max_new_tokens=budget)
-        if check == [answer] * 2:
-            break
-    else:
-        raise RuntimeError("the tiny reasoner did not learn the taught answer")
-    r.model.save_pretrained(reasoner_dir)
 
 
 #: The tiny Qwen3-VL's frame: 4x4 image tokens of 32 px.

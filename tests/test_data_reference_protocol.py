@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 
 from segzero.cli import app
 from segzero.data import SkipLog, iter_samples, load_prepared, save_prepared
-from segzero.data.reference_prep import reference_scale, reference_training_samples
+from segzero.data.reference_prep import reference_training_samples
 from segzero.errors import InputError
-from segzero.frames import scale
+from segzero.frames import Frame, ObjectPrompt, map_object, scale
 from segzero.geometry import distance_to_background, mask_prompts, reference_points
 from segzero.protocols import PROTOCOLS, check_protocol, prepare_settings
 from tests.test_data_filter import OracleSegmenter
@@ -69,10 +69,17 @@ def test_reference_points_match_brute_force_on_random_masks():
         assert all(mask[y, x] for x, y in points)
 
 
+def into_840(value: float, size: int) -> int:
+    """The reference's rounding into the 840 frame, through the one mapping between frames."""
+    image, reasoner = Frame.image((size, size)), Frame.reasoner(840)
+    return map_object(ObjectPrompt(box=None, points=((value, value),), frame=image), reasoner,
+                      rounding="reference").points[0][0]  # fmt: skip
+
+
 def test_reference_rounding_of_the_840_frame():
     # 840 / 752 is rounded before multiplying: 47 columns of 752 land on 52, not 52.5 -> 53.
-    assert reference_scale(47, 752) == 52 and scale(47, 752, 840) == 53
-    assert reference_scale(10, 100) == scale(10, 100, 840) == 84
+    assert into_840(47, 752) == 52 and scale(47, 752, 840) == 53
+    assert into_840(10, 100) == scale(10, 100, 840) == 84
 
 
 def test_prepare_settings_resolve_and_refuse():
@@ -124,7 +131,7 @@ def test_reference_samples_stored_in_the_840_frame(tmp_path):
     # Point 1 is the first pixel of the distance-5 plateau (x 9..20, y 9..10): (9, 9) -> (189, 252).
     p1, p2 = reference_points(rect((30, 40), 5, 5, 24, 14))
     assert p1 == (9, 9)
-    expected = [[reference_scale(x, 40), reference_scale(y, 30)] for x, y in (p1, p2)]
+    expected = [[into_840(x, 40), into_840(y, 30)] for x, y in (p1, p2)]
     assert expected[0] == [189, 252]
     assert row["reasoner_boxes"] == [[105, 140, 504, 392]] and row["reasoner_points"] == [expected]
     extra = json.loads(row["extra"])

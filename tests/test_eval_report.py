@@ -30,9 +30,12 @@ from segzero.evaluation.report import (
 from segzero.evaluation.results import ResultsWriter, RunConfig, summarize_run
 
 
-def _run(path, benchmark="ReasonSeg", split="test", reasoner=DEFAULT_REASONER, records=None, subset=None):
+def _run(path, benchmark="ReasonSeg", split="test", reasoner=DEFAULT_REASONER, records=None, subset=None,
+         protocol="reference", origin=None):  # fmt: skip
     extra = {"subset": subset} if subset else {}
-    config = RunConfig(benchmark=benchmark, split=split, pipeline={"reasoner": reasoner}, dataset="/data/rs", extra=extra)
+    extra.update({"origin": origin} if origin else {})
+    pipeline = {"reasoner": reasoner, "protocol": protocol}
+    config = RunConfig(benchmark=benchmark, split=split, pipeline=pipeline, dataset="/data/rs", extra=extra)
     records = records or [
         {"id": "a", "request": "r", "intersection": 1, "union": 2, "iou": 0.5, "parse_status": "ok",
          "box_hit": True, "extra": {"subset": "short"}},
@@ -252,3 +255,43 @@ def test_samples_for_needs_to_know_where_the_dataset_is():
 
     with pytest.raises(InputError, match="does not record where its dataset is"):
         samples_for(RunConfig(benchmark="reasonseg", split="val"), ["a"])
+
+
+# --- protocols ---------------------------------------------------------------------------------
+
+
+def test_a_run_is_compared_only_with_the_same_checkpoint_under_the_same_protocol(tmp_path):
+    # A local copy of the released checkpoint compares as the checkpoint.
+    local = load_run_summary(_run(tmp_path / "local", reasoner="/models/Seg-Zero-7B-Best-on-ReasonSegTest"))
+    row = next(r for r in report_rows([local]) if r.source == "run" and r.subset == "all")
+    assert row.vs == "Seg-Zero-7B" and row.delta_giou == pytest.approx(75.0 - 57.5) and row.protocol == "reference"
+    # The same checkpoint under segzero's protocol: the paper's figures are shown, never subtracted.
+    ours = load_run_summary(_run(tmp_path / "segzero", protocol="segzero"))
+    rows = report_rows([ours])
+    row = next(r for r in rows if r.source == "run" and r.subset == "all")
+    assert row.vs is None and row.delta_giou is None and "evaluate with --protocol reference" in row.note
+    assert {r.protocol for r in rows if r.source == "paper"} == {"reference", "LISA", "own paper"}
+
+
+def test_a_shapeworld_export_is_shown_apart_without_the_papers_figures(tmp_path):
+    toy = load_run_summary(_run(tmp_path / "sw", origin="shapeworld"))
+    rows = report_rows([toy])
+    assert rows and not [r for r in rows if r.source == "paper"]
+    assert {r.data for r in rows} == {"ShapeWorld export"} and all(r.vs is None for r in rows)
+    console = Console(record=True, width=200)
+    console.print(render_report(rows))
+    assert "ShapeWorld export, not the paper's data" in console.export_text()
+
+
+def test_the_report_names_reproducing_md_only_where_it_is_on_disk(tmp_path, monkeypatch):
+    from segzero.cli import app
+    from segzero.evaluation import report
+
+    doc = report.reproducing_doc()
+    assert doc is not None and doc.is_file() and doc.name == "reproducing.md"  # this source checkout has it
+    run = _run(tmp_path / "run")
+    shown = CliRunner().invoke(app, ["report", str(run)], env={"COLUMNS": "300"})
+    assert str(doc) in shown.output
+    monkeypatch.setattr(report, "reproducing_doc", lambda: None)  # installed without the docs
+    hidden = CliRunner().invoke(app, ["report", str(run)], env={"COLUMNS": "300"})
+    assert hidden.exit_code == 0 and "reproducing" not in hidden.output

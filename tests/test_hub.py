@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from segzero import pipeline as P
+from segzero import reasoner as R
 from segzero.errors import InputError, ModelLoadError
 from segzero.hub import MODEL_META, read_model_meta, write_model_meta
 
@@ -76,10 +77,10 @@ def no_models(monkeypatch):
     def reasoner(name, *, device=None, dtype=None, frame, coordinates=None):
         return _Loaded(name, frame, coordinates)
 
-    def segmenter(name, *, device=None, dtype=None):
+    def segmenter(name, *, device=None, dtype=None, reference=False):
         return _Loaded(name)
 
-    monkeypatch.setattr(P.Reasoner, "from_pretrained", staticmethod(reasoner))
+    monkeypatch.setattr(R.Reasoner, "from_pretrained", staticmethod(reasoner))
     monkeypatch.setattr(P.Segmenter, "from_pretrained", staticmethod(segmenter))
     monkeypatch.setattr(P, "check_hub_ids", lambda **models: None)  # the names stand for models, not hub ids
 
@@ -198,7 +199,7 @@ def test_offline_mode_names_itself_and_checks_every_model_before_loading_any(tmp
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     loaded = []
-    monkeypatch.setattr(P.Reasoner, "from_pretrained", staticmethod(lambda *a, **k: loaded.append(a)))
+    monkeypatch.setattr(P, "load_reasoner", lambda *a, **k: loaded.append(a))
     # The reasoner is a folder that would load; the segmenter, a hub id, is refused before it loads.
     with pytest.raises(ModelLoadError, match=r"segmenter 'facebook/sam2.1-hiera-large': HF_HUB_OFFLINE is set.*"
                                              r"--segmenter DIR"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 import time
 
@@ -145,3 +146,89 @@ def test_run_alone_uses_the_model_thread_and_no_counters():
     assert alone == ["WARM"] and queued.result == "REAL"
     assert len(fn.threads) == 1 and not fn.threads & {"MainThread"}  # the same model thread for both
     assert batcher.stats.batches == 1 and batcher.stats.requests == 1  # the lone call is not counted
+
+
+class Streaming:
+    """A streaming pipeline's ``submit``: each request's future is answered (upper-cased) when the test
+    releases it; "boom" fails. Records the order of hand-overs and the most requests held at once."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, tuple[concurrent.futures.Future, threading.Event]] = {}
+        self.order: list[str] = []
+        self.most = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, image, request):
+        future, release = concurrent.futures.Future(), threading.Event()
+        with self.lock:
+            self.order.append(request)
+            self.held[request] = (future, release)
+            self.most = max(self.most, sum(not f.done() for f, _ in self.held.values()))
+
+        def answer():
+            release.wait(10)
+            if request == "boom":
+                future.set_exception(RuntimeError("boom"))
+            else:
+                future.set_result(request.upper())
+
+        threading.Thread(target=answer, daemon=True).start()
+        return future
+
+    def release(self, request: str) -> None:
+        self.held[request][1].set()
+
+
+async def _until(condition) -> None:
+    while not condition():
+        await asyncio.sleep(0.005)
+
+
+def test_a_streaming_pipeline_answers_each_request_as_soon_as_it_is_done():
+    async def main():
+        submit = Streaming()
+        batcher = Batcher(Recorder(), max_batch_size=2, max_wait_s=1.0, queue_size=8, submit=submit)
+        await batcher.start()
+        slow = asyncio.create_task(batcher.submit(None, "slow", 5))
+        fast = [asyncio.create_task(batcher.submit(None, f"fast{i}", 5)) for i in range(3)]
+        await _until(lambda: len(submit.order) == 2)  # no waiting for company: at once, two in flight
+        assert submit.order == ["slow", "fast0"] and batcher.running == 2
+        for i in range(3):  # the fast ones pass the slow one, one slot after another
+            await _until(lambda: f"fast{i}" in submit.order)
+            submit.release(f"fast{i}")
+            assert (await fast[i]).result == f"FAST{i}"
+        assert not slow.done()
+        submit.release("slow")
+        outcome = await slow
+        await batcher.stop()
+        return submit, batcher, outcome
+
+    submit, batcher, outcome = run(main())
+    assert outcome.result == "SLOW" and outcome.batch_size == 1
+    assert submit.most == 2  # never more than max_batch_size in the pipeline
+    stats = batcher.stats.to_json()
+    assert stats["requests"] == 4 and stats["batches"] == 4 and batcher.running == 0
+
+
+def test_a_failed_streamed_request_fails_alone_and_stop_answers_the_held_ones():
+    async def main():
+        submit = Streaming()
+        batcher = Batcher(Recorder(), max_batch_size=4, max_wait_s=0, queue_size=8, submit=submit)
+        await batcher.start()
+        boom = asyncio.create_task(batcher.submit(None, "boom", 5))
+        fine = asyncio.create_task(batcher.submit(None, "fine", 5))
+        held = asyncio.create_task(batcher.submit(None, "held", 5))
+        await _until(lambda: len(submit.order) == 3)
+        submit.release("boom")
+        submit.release("fine")
+        with pytest.raises(BatchFailedError, match="boom"):
+            await boom
+        assert (await fine).result == "FINE"
+        await batcher.stop()
+        with pytest.raises(BatcherStoppedError):
+            await held
+        submit.release("held")
+        return batcher
+
+    batcher = run(main())
+    assert batcher.stats.failed_requests == 1 and batcher.stats.requests == 1

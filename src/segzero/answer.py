@@ -10,6 +10,10 @@ missing ``<think>``, text around the JSON, floats, swapped corners, out-of-frame
 clamped) and strict where it is not (NaN/inf, wrong arity, non-numbers are rejected with a
 reason). Coordinates stay in the reasoner frame, which every object names
 (:class:`segzero.frames.Frame`); :func:`segzero.frames.map_object` maps them.
+
+:func:`parse_answer_reference` is its twin for ``--protocol reference``: the reference release's
+evaluation reading, fact by fact (SPEC section 9.1), returning the same :class:`ParsedAnswer`.
+:data:`PARSERS` names the parser of each protocol.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class ParseStatus(str, Enum):
     NO_ANSWER = "no_answer"  # no JSON object or list anywhere in the answer
     INVALID_JSON = "invalid_json"  # bracketed text that is neither JSON nor a Python literal
     INVALID_VALUES = "invalid_values"  # decoded, but no object had a usable box or points
+    NO_THINKING = "no_thinking"  # reference protocol: a usable answer, but no <think> block it accepts
 
 
 @dataclass(frozen=True)
@@ -279,3 +284,102 @@ def parse_answer(text: str, frame: int | Frame = REASONER_FRAME) -> ParsedAnswer
         return ParsedAnswer(thinking, tuple(objects), ParseStatus.OK, "", value)
     status = ParseStatus.PARTIAL if objects else ParseStatus.INVALID_VALUES
     return ParsedAnswer(thinking, tuple(objects), status, "; ".join(reasons), value)
+
+
+# --- The reference release's reading (``--protocol reference``) ----------------------------------------
+
+#: The thinking the reference's evaluation requires: at least one character, none of them ``<``.
+_REFERENCE_THINK_RE = re.compile(r"<think>([^<]+)</think>")
+
+
+def first_brace_span(text: str) -> str | None:
+    """What ``re.search(r"{[^}]+}", text)`` matches, found in linear time; None when nothing matches.
+
+    A match starts at a ``{`` and runs to the first ``}`` after it, with at least one character
+    between them (which may be ``{``); the leftmost such ``{`` wins. The reference's regular expression
+    takes quadratic time on many ``{`` without a ``}``; this finds the same span without backtracking.
+    """
+    start = text.find("{")
+    while start >= 0:
+        end = text.find("}", start + 1)
+        if end < 0:
+            return None
+        if end > start + 1:
+            return text[start : end + 1]
+        start = text.find("{", end + 1)  # "{}": no "{" lies between them, go on after the "}"
+    return None
+
+
+def _reference_number(value: Any) -> int | float:
+    """A coordinate the reference's ``int(value)`` accepts, kept as given (``int`` truncates it later,
+    in the mapping); a digit string becomes its integer, as ``int("12")`` does.
+
+    Raises:
+        ValueError: ``int(value)`` raises there (``None``, a list, ``"1.5"``, NaN, infinity).
+    """
+    try:
+        whole = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"int({value!r:.40}) fails") from None
+    return value if isinstance(value, float) else whole
+
+
+def parse_answer_reference(text: str, frame: int | Frame = REASONER_FRAME) -> ParsedAnswer:
+    """Read a completion as the reference release's evaluation does (SPEC section 9.1); never raises.
+
+    - The JSON is the first match of ``{[^}]+}`` **anywhere** in the completion (inside ``<think>`` too),
+      read with ``json.loads`` (single quotes fail).
+    - The box is the value of the first key containing "bbox" (any case), used only if it has 4 items;
+      the points are the values of the first two keys containing "points" (any case), in the order of
+      the JSON; only their first two items are read.
+    - Each coordinate must pass ``int()``: floats are kept (the mapping truncates them), digit strings
+      become numbers, anything else fails the answer. Nothing is clamped and a box's corners keep their
+      order: :func:`segzero.frames.map_object` with ``rounding="reference"`` maps them as the reference does.
+    - ``<think>([^<]+)</think>`` must match; otherwise a valid answer fails as
+      :attr:`ParseStatus.NO_THINKING`.
+
+    Every failure is a failed sample there (nothing is segmented); here it is a status and a reason.
+
+    Args:
+        text: the completion.
+        frame: the reasoner frame (its side, or the :class:`Frame`); values are not clamped into it.
+
+    Returns:
+        OK with one object (its box and two points), or a failure status with ``objects=()``.
+    """
+    if not isinstance(text, str):
+        return ParsedAnswer(None, (), ParseStatus.NO_ANSWER, f"the completion is {type(text).__name__}, not text")
+    think = _REFERENCE_THINK_RE.search(text)
+    thinking = think.group(1) if think else None
+    span = first_brace_span(text)
+    if span is None:
+        return ParsedAnswer(thinking, (), ParseStatus.NO_ANSWER, "no {...} anywhere in the completion")
+    try:
+        value = json.loads(span)
+    except (ValueError, RecursionError):
+        return ParsedAnswer(thinking, (), ParseStatus.INVALID_JSON, "the first {...} is not JSON (json.loads fails)")
+    try:
+        box_key = next((k for k in value if "bbox" in k.lower()), None)
+        if box_key is None or not hasattr(value[box_key], "__len__") or len(value[box_key]) != 4:
+            raise ValueError("the first key containing 'bbox' is missing or its value does not have 4 items")
+        point_keys = [k for k in value if "points" in k.lower()][:2]
+        if len(point_keys) < 2:
+            raise ValueError("fewer than two keys contain 'points'")
+        box = tuple(_reference_number(value[box_key][i]) for i in range(4))
+        points = tuple(
+            (_reference_number(value[k][0]), _reference_number(value[k][1])) for k in point_keys
+        )
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        reason = str(exc) if isinstance(exc, ValueError) else f"a value cannot be read ({type(exc).__name__})"
+        return ParsedAnswer(thinking, (), ParseStatus.INVALID_VALUES, reason, value)
+    if think is None:
+        return ParsedAnswer(
+            None, (), ParseStatus.NO_THINKING,
+            "the answer is usable but <think>([^<]+)</think> does not match (no thinking, or a '<' in it)", value,
+        )  # fmt: skip
+    obj = ObjectPrompt(box=box, points=points, frame=_as_frame(frame))  # type: ignore[arg-type]
+    return ParsedAnswer(thinking, (obj,), ParseStatus.OK, "", value)
+
+
+#: The answer parser of each protocol (:data:`segzero.protocols.PROTOCOLS`).
+PARSERS = {"segzero": parse_answer, "reference": parse_answer_reference}

@@ -39,12 +39,16 @@ from segzero.defaults import (
     DEFAULT_PROMPT,
     DEFAULT_REASONER,
     DEFAULT_SEGMENTER,
+    ENGINES,
     MAX_IMAGE_PIXELS,
+    MAX_IN_FLIGHT,
     MAX_NEW_TOKENS,
     REASONER_FRAME,
+    REFERENCE_SEGMENTER,
     SEGMENTER_MODES,
 )
 from segzero.errors import InputError
+from segzero.protocols import PROTOCOLS, SEGZERO, check_pipeline, default_segmenter
 
 
 def _prompt_names() -> tuple[str, ...]:
@@ -61,9 +65,22 @@ class PipelineConfig:
         default=DEFAULT_REASONER,
         metadata={"help": "Reasoner: hub id or local folder.", "run": True},
     )
-    segmenter: str = field(
-        default=DEFAULT_SEGMENTER,
-        metadata={"help": "Segmenter (SAM2): hub id or local folder.", "run": True},
+    segmenter: str | None = field(
+        default=None,
+        metadata={
+            "help": f"Segmenter (SAM2): hub id or local folder. Default: {DEFAULT_SEGMENTER}; "
+            f"{REFERENCE_SEGMENTER} (SAM 2.0) under --protocol reference.",
+            "run": True,
+        },
+    )
+    protocol: str = field(
+        default=SEGZERO,
+        metadata={
+            "help": "Whose rules for reading answers, mapping them and prompting the segmenter: segzero's, "
+            "or the reference release's, to reproduce its figures (docs/reproducing.md).",
+            "choices": PROTOCOLS,
+            "run": True,
+        },
     )
     prompt: str | None = field(
         default=None,
@@ -117,7 +134,14 @@ class PipelineConfig:
             "run": True,
         },
     )
-    batch_size: int = field(default=8, metadata={"help": "Requests per generate call.", "min": 1})
+    batch_size: int = field(
+        default=8,
+        metadata={
+            "help": "Requests per reasoner call: one generate call (transformers); handed over together, "
+            "with the next batches queued behind (vllm, openai).",
+            "min": 1,
+        },
+    )
     max_new_tokens: int = field(
         default=MAX_NEW_TOKENS, metadata={"help": "Generation budget per request, in tokens.", "min": 1,
                                           "run": True}
@@ -126,13 +150,60 @@ class PipelineConfig:
         default=MAX_IMAGE_PIXELS,
         metadata={"help": "Refuse images with more pixels than this (decompression-bomb guard).", "min": 1},
     )
+    # The engine settings are not run settings: every engine gives the same greedy completions.
+    engine: str = field(
+        default="transformers",
+        metadata={
+            "help": "Where the reasoner runs: transformers (generate, in this process), vllm (vLLM in this "
+            "process; pip install -e '.[vllm]') or openai (an OpenAI-compatible server at --reasoner-url).",
+            "choices": ENGINES,
+        },
+    )
+    reasoner_url: str | None = field(
+        default=None,
+        metadata={
+            "help": "openai engine: the server's base URL, e.g. http://host:8000/v1 (vllm serve, SGLang, "
+            "transformers serve); it must serve --reasoner under that name."
+        },
+    )
+    api_key: str | None = field(
+        default=None, repr=False, metadata={"help": "openai engine: the server's API key (default: $OPENAI_API_KEY, if set)."}
+    )
+    max_in_flight: int = field(
+        default=MAX_IN_FLIGHT, metadata={"help": "openai engine: most requests sent to the server at once.", "min": 1}
+    )
+    tensor_parallel_size: int = field(
+        default=1, metadata={"help": "vllm engine: GPUs the reasoner is split over (tensor parallelism).", "min": 1}
+    )
+    vllm_args: str | None = field(
+        default=None,
+        metadata={
+            "help": "vllm engine: more vllm.LLM arguments as a JSON object, e.g. "
+            '\'{"gpu_memory_utilization": 0.7, "max_model_len": 8192}\'.'
+        },
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)
+        check_engine(self)
 
     def resolved(self) -> PipelineConfig:
-        """This config with every ``None`` model setting filled by :func:`model_settings`."""
-        return dataclasses.replace(self, **model_settings(self.reasoner, self))
+        """This config with every ``None`` model setting filled by :func:`model_settings` and the segmenter
+        by the protocol's default (:func:`segzero.protocols.default_segmenter`).
+
+        Raises:
+            InputError: a setting contradicts the protocol (:func:`segzero.protocols.check_pipeline`).
+            ModelLoadError: the reasoner's ``segzero.json`` is malformed.
+        """
+        from segzero.hub import read_model_meta
+
+        out = dataclasses.replace(
+            self,
+            segmenter=self.segmenter or default_segmenter(self.protocol),
+            **model_settings(self.reasoner, self),
+        )
+        check_pipeline(out, read_model_meta(self.reasoner))
+        return out
 
     def run_settings(self) -> dict[str, Any]:
         """The settings that change an evaluation's results (fields marked ``run``), by name."""
@@ -184,6 +255,42 @@ def model_settings(reasoner: str, given: Any = None, *, model_type: str | None =
         value = explicit if explicit is not None else recorded
         out[f.name] = value if value is not None else f.metadata["fallback"]
     return out
+
+
+def check_engine(config: PipelineConfig) -> None:
+    """Refuse engine options that do not fit together, in one sentence.
+
+    Raises:
+        InputError: ``--engine openai`` without ``--reasoner-url``, a ``--reasoner-url`` or ``--vllm-args`` for
+            another engine, or ``--vllm-args`` that is not a JSON object.
+    """
+    if config.engine == "openai" and not config.reasoner_url:
+        raise InputError("--engine openai needs --reasoner-url, the server's base URL (e.g. http://host:8000/v1).")
+    if config.reasoner_url and config.engine != "openai":
+        raise InputError(f"--reasoner-url is for --engine openai, not --engine {config.engine}; add --engine openai.")
+    if config.vllm_args is not None:
+        if config.engine != "vllm":
+            raise InputError(f"--vllm-args is for --engine vllm, not --engine {config.engine}; add --engine vllm.")
+        vllm_options(config.vllm_args)
+
+
+def vllm_options(text: str | None) -> dict[str, Any]:
+    """``--vllm-args`` read as a dict (empty when not given).
+
+    Raises:
+        InputError: not a JSON object.
+    """
+    import json
+
+    if not text:
+        return {}
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--vllm-args must be a JSON object, e.g. '{{\"max_model_len\": 8192}}' ({exc.msg}).") from None
+    if not isinstance(options, dict):
+        raise InputError(f"--vllm-args must be a JSON object, e.g. '{{\"max_model_len\": 8192}}', not {text!r}.")
+    return options
 
 
 def option_name(f: dataclasses.Field) -> str:

@@ -25,19 +25,38 @@ CONCEPT_SCORE_THRESHOLD = 0.3
 #: ``concept`` mode: an instance is kept when at least this share of its mask lies inside the object's box.
 CONCEPT_INSIDE_SHARE = 0.5
 
-#: Value of ignore pixels in ground-truth masks (ambiguous regions, ReasonSeg): neither target nor background.
-IGNORE = 255
-
 #: Released checkpoints on the Hugging Face hub.
 DEFAULT_REASONER = "Ricky06662/Seg-Zero-7B"
 MULTI_OBJECT_REASONER = "Ricky06662/VisionReasoner-7B"
 DEFAULT_SEGMENTER = "facebook/sam2.1-hiera-large"
+#: The segmenter the reference release evaluated with: SAM 2.0, not 2.1 (SPEC section 9.1).
+REFERENCE_SEGMENTER = "facebook/sam2-hiera-large"
 
 #: Seconds the up-front check of the model hub waits for an answer before calling it unreachable.
 HUB_CHECK_TIMEOUT_S = 4.0
 
 #: Decoding for evaluation: greedy, at most this many new tokens.
 MAX_NEW_TOKENS = 1024
+
+#: Where the reasoner runs: transformers' ``generate`` in this process, vLLM in this process, or any
+#: OpenAI-compatible chat-completions server (``vllm serve``, SGLang, ``transformers serve``).
+ENGINES = ("transformers", "vllm", "openai")
+
+#: openai engine: requests sent to the server at once.
+MAX_IN_FLIGHT = 32
+
+#: openai engine: seconds one request may take before it is tried again, and how many times it is tried
+#: again (after 429, 5xx, timeouts and lost connections), waiting ``ENGINE_BACKOFF_S``, then twice that, ...
+ENGINE_TIMEOUT_S = 600.0
+ENGINE_RETRIES = 4
+ENGINE_BACKOFF_S = 1.0
+
+#: Streaming engines (vllm, openai): requests handed over ahead of the results being collected, so the engine
+#: schedules many at once and never waits for a batch's slowest request.
+STREAM_WINDOW = 256
+
+#: vllm engine: share of the GPU's memory vLLM may take, leaving room for the segmenter on the same GPU.
+VLLM_GPU_MEMORY_UTILIZATION = 0.8
 
 #: Value of ignore pixels in ground-truth masks (ambiguous regions, ReasonSeg): they count for
 #: neither the prediction nor against it.

@@ -191,6 +191,8 @@ def draw_mask(
     for obj in objects:
         if obj.box is not None:
             x1, y1, x2, y2 = obj.box  # inclusive pixels: the drawn box covers them whole
+            # corners in any order (the reference protocol keeps the answer's order)
+            x1, x2, y1, y2 = min(x1, x2), max(x1, x2), min(y1, y2), max(y1, y2)
             rect = (x1 * sx, y1 * sy, (x2 + 1) * sx - 1, (y2 + 1) * sy - 1)
             draw.rectangle(rect, outline=(0, 0, 0), width=width + 2)
             draw.rectangle(rect, outline=PROMPT_COLOUR, width=width)

@@ -17,3 +17,12 @@ class ModelLoadError(SegZeroError):
 
 class DatasetError(SegZeroError):
     """A dataset folder or file that is missing or malformed."""
+
+
+class EngineError(SegZeroError):
+    """A reasoner engine that cannot run: its package is missing, or its server is unreachable, refuses the
+    key, serves another model or takes no images."""
+
+
+class ReasonerRequestError(SegZeroError):
+    """One request the reasoner engine failed on after its retries; the other requests go on."""

@@ -73,7 +73,9 @@ class ObjectPrompt:
     """Prompts for one object, in a named frame (every field by keyword).
 
     Attributes:
-        box: ``(x1, y1, x2, y2)`` with ``x1 <= x2`` and ``y1 <= y2``, or None when the answer had no box.
+        box: ``(x1, y1, x2, y2)``, or None when the answer had no box. Read by segzero's rules,
+            ``x1 <= x2`` and ``y1 <= y2``; read by the reference's (:func:`segzero.answer.parse_answer_reference`),
+            the corners stay in the order the answer gave them.
         points: positive clicks ``((x, y), ...)``; may be empty when the answer had only a box.
         frame: the frame both are measured in.
         label: the short noun phrase the answer names the object with (the ``concept`` prompt asks for
@@ -109,17 +111,42 @@ def scale(value: float, src: int, dst: int) -> int:
     return int(math.floor(value * dst / src + 0.5))
 
 
-def map_object(obj: ObjectPrompt, to: Frame) -> ObjectPrompt:
-    """The one mapping between frames: ``obj`` re-expressed in ``to``, coordinates rounded to integers.
+#: The rounding rules of :func:`map_object`, one per protocol (:data:`segzero.protocols.PROTOCOLS`).
+ROUNDINGS = ("segzero", "reference")
 
-    Each coordinate becomes ``floor(v * to_side / from_side + 0.5)``, then is clamped: into
-    ``[0, W - 1]`` for an image frame (a pixel inside the image), into ``[0, side]`` for the
-    reasoner frame. Reasoner -> image is how answers reach the segmenter (SPEC section 2); image
-    -> reasoner is how ground truth is built (SPEC section 5); image -> image draws prompts on a
-    resized copy of the image.
+
+def reference_scale(value: float, src: int, dst: int, *, into_reasoner: bool) -> int:
+    """One coordinate mapped as the reference release maps it (SPEC section 9), not clamped.
+
+    Into a reasoner frame (its data preparation): ``int(v * (dst / src) + 0.5)``. Out of it (its
+    evaluation): ``round(int(v) * (dst / src))``, the value truncated to an integer first, the product
+    rounded half to even (``round(2.5) == 2``). Both multiply by the factor ``dst / src`` already rounded
+    to a float, as the reference does.
 
     Raises:
-        ValueError: ``obj`` is already in ``to``: mapping it again would scale it twice.
+        ValueError: the value or the product is not finite (the reference's ``int`` or ``round`` raises).
+    """
+    try:
+        if into_reasoner:
+            return int(value * (dst / src) + 0.5)
+        return round(int(value) * (dst / src))
+    except (OverflowError, ValueError):
+        raise ValueError(f"the coordinate {value!r} cannot be mapped to a whole pixel") from None
+
+
+def map_object(obj: ObjectPrompt, to: Frame, *, rounding: str = "segzero") -> ObjectPrompt:
+    """The one mapping between frames: ``obj`` re-expressed in ``to``, coordinates rounded to integers.
+
+    ``rounding="segzero"``: each coordinate becomes ``floor(v * to_side / from_side + 0.5)``, then is
+    clamped: into ``[0, W - 1]`` for an image frame (a pixel inside the image), into ``[0, side]`` for
+    the reasoner frame. ``rounding="reference"``: the reference release's rule
+    (:func:`reference_scale`), with no clamping, and a box keeps its corners in the order given.
+    Reasoner -> image is how answers reach the segmenter (SPEC section 2); image -> reasoner is how
+    ground truth is built (SPEC section 5); image -> image draws prompts on a resized copy of the image.
+
+    Raises:
+        ValueError: ``obj`` is already in ``to`` (mapping it again would scale it twice), an unknown
+            rounding, or (reference rounding) a coordinate too large to map.
     """
     src = obj.frame
     if src == to:
@@ -127,13 +154,25 @@ def map_object(obj: ObjectPrompt, to: Frame) -> ObjectPrompt:
             f"the object is already in the {to}; mapping it again would scale it twice "
             "(a mapping is done once, from the frame the object names)"
         )
-    mx, my = (to.width - 1, to.height - 1) if to.kind == "image" else (to.width, to.height)
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
+    if rounding == "reference":
+        into = to.kind == "reasoner"
 
-    def x(v: float) -> int:
-        return min(max(scale(v, src.width, to.width), 0), mx)
+        def x(v: float) -> int:
+            return reference_scale(v, src.width, to.width, into_reasoner=into)
 
-    def y(v: float) -> int:
-        return min(max(scale(v, src.height, to.height), 0), my)
+        def y(v: float) -> int:
+            return reference_scale(v, src.height, to.height, into_reasoner=into)
+
+    else:
+        mx, my = (to.width - 1, to.height - 1) if to.kind == "image" else (to.width, to.height)
+
+        def x(v: float) -> int:
+            return min(max(scale(v, src.width, to.width), 0), mx)
+
+        def y(v: float) -> int:
+            return min(max(scale(v, src.height, to.height), 0), my)
 
     box = None
     if obj.box is not None:
@@ -142,9 +181,9 @@ def map_object(obj: ObjectPrompt, to: Frame) -> ObjectPrompt:
     return ObjectPrompt(box=box, points=tuple((x(px), y(py)) for px, py in obj.points), frame=to, label=obj.label)
 
 
-def to_image_frame(obj: ObjectPrompt, image_size: tuple[int, int]) -> ObjectPrompt:
+def to_image_frame(obj: ObjectPrompt, image_size: tuple[int, int], *, rounding: str = "segzero") -> ObjectPrompt:
     """A reasoner-frame object in the pixels of an image of ``image_size`` ``(width, height)``."""
-    return map_object(obj, Frame.image(image_size))
+    return map_object(obj, Frame.image(image_size), rounding=rounding)
 
 
 def answer_grid(view: int, coordinates: str) -> Frame:

@@ -44,9 +44,15 @@ def mask_to_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
 
 
-def ground_truth_planes(gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean target (1) and ignore (:data:`~segzero.defaults.IGNORE`) planes of a 0/1/255 ground truth."""
+def ground_truth_planes(gt: np.ndarray, *, ignore_as_target: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean target (1) and ignore (:data:`~segzero.defaults.IGNORE`) planes of a 0/1/255 ground truth.
+
+    ``ignore_as_target``: the reference release's convention, its masks cast to bool: every nonzero pixel
+    is target and none is ignored.
+    """
     gt = np.asarray(gt)
+    if ignore_as_target:
+        return gt != 0, np.zeros(gt.shape, dtype=bool)
     return gt == 1, gt == IGNORE
 
 

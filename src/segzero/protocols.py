@@ -5,15 +5,25 @@
   for reproducing its published numbers. ``docs/reproducing.md`` lists each difference and its effect.
 
 A command takes ``--protocol NAME``; :func:`check_protocol` turns a bad name into one sentence, and a
-command's resolver (e.g. :func:`prepare_settings`) turns an option that contradicts the protocol into one
-sentence, both before any model loads.
+command's resolver turns an option that contradicts the protocol into one sentence, both before any model
+loads: :func:`prepare_settings` for ``segzero prepare``, :func:`check_pipeline` for the pipeline's settings
+(``segzero segment|batch|eval|serve``, :meth:`segzero.config.PipelineConfig.resolved`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from segzero.defaults import DEFAULT_SEGMENTER, REASONER_FRAME, SEGMENTER_AGREEMENT_IOU
+from typing import Any
+
+from segzero.defaults import (
+    DEFAULT_PROMPT,
+    DEFAULT_SEGMENTER,
+    MAX_NEW_TOKENS,
+    REASONER_FRAME,
+    REFERENCE_SEGMENTER,
+    SEGMENTER_AGREEMENT_IOU,
+)
 from segzero.errors import InputError
 
 SEGZERO = "segzero"
@@ -129,3 +139,55 @@ def prepare_settings(
         multimask=False,
         reference_images=True,
     )
+
+
+def default_segmenter(protocol: str) -> str:
+    """The segmenter a pipeline uses under ``protocol`` when none is named: SAM 2.1 for ``segzero``, SAM 2.0
+    (``facebook/sam2-hiera-large``, what the reference evaluated with) for ``reference``."""
+    return REFERENCE_SEGMENTER if check_protocol(protocol) == REFERENCE else DEFAULT_SEGMENTER
+
+
+def check_pipeline(config: Any, recorded: Mapping[str, Any] | None = None) -> None:
+    """Refuse pipeline settings that contradict their protocol, in one sentence, before any model loads.
+
+    Under ``segzero`` every setting is free. Under ``reference`` the reference's evaluation fixes them
+    (SPEC section 9.1): the ``seg_zero`` prompt (its answers need a box, two points and ``<think>``), the
+    box and both points for the segmenter, 1024 new tokens, and the frame the reasoner answers in (840 for
+    the released checkpoints; a reasoner whose ``segzero.json`` records its frame keeps that one). The
+    segmenter may be any: its default follows :func:`default_segmenter`, and naming another one measures
+    the effect of the version.
+
+    Args:
+        config: the pipeline's settings with the model's filled in (a resolved
+            :class:`segzero.config.PipelineConfig`).
+        recorded: what the reasoner's ``segzero.json`` records (:func:`segzero.hub.read_model_meta`), if known.
+
+    Raises:
+        InputError: an unknown protocol, or a setting that contradicts it.
+    """
+    if check_protocol(config.protocol) == SEGZERO:
+        return
+    recorded = recorded or {}
+    own_frame = recorded.get("reasoner_frame") or REASONER_FRAME
+    fixed = {
+        "prompt": (DEFAULT_PROMPT, "answers need a bbox, two points and a <think> block, as the seg_zero prompt asks"),
+        "segmenter_mode": ("both", "the segmenter gets the box and both points"),
+        "max_new_tokens": (MAX_NEW_TOKENS, f"the reasoner writes up to {MAX_NEW_TOKENS} tokens"),
+        "frame": (own_frame, f"answers are mapped from the {own_frame} frame the reasoner answers in"),
+    }  # fmt: skip
+    if getattr(config, "coordinates", None) not in (None, "pixels"):  # a pipeline with coordinate conventions
+        raise InputError(
+            f"--coordinates {config.coordinates} contradicts --protocol reference, which maps answers written "
+            "in pixels of the reasoner's view (Qwen2.5-VL); evaluate this reasoner with --protocol segzero."
+        )
+    for name, (wanted, why) in fixed.items():
+        value = getattr(config, name)
+        if value is None or value == wanted:
+            continue
+        if recorded.get("prompt" if name == "prompt" else "") == value:
+            raise InputError(
+                f"The reasoner's segzero.json asks for the prompt {value!r}, which contradicts --protocol "
+                f"reference, where {why}; evaluate this reasoner with --protocol segzero."
+            )
+        option = "--" + name.replace("_", "-")
+        raise InputError(f"{option} {value} contradicts --protocol reference, where {why}; drop {option}.")

@@ -83,6 +83,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from segzero.answer import first_brace_span
 from segzero.defaults import (
     BOX_IOU_THRESHOLD,
     BOX_L1_THRESHOLD,
@@ -108,30 +109,13 @@ _STRICT_KEYS = (("bbox", 4), ("points_1", 2), ("points_2", 2))
 # --------------------------------------------------------------------------- reading like the reference
 
 
-def _first_brace_span(text: str) -> str | None:
-    """What ``re.search(r"{[^}]+}", text)`` matches, found in linear time; None when nothing matches.
-
-    A match starts at a ``{`` and runs to the first ``}`` after it, with at least one character
-    between them (which may be ``{``); the leftmost such ``{`` wins.
-    """
-    start = text.find("{")
-    while start >= 0:
-        end = text.find("}", start + 1)
-        if end < 0:
-            return None
-        if end > start + 1:
-            return text[start : end + 1]
-        start = text.find("{", end + 1)  # "{}": no "{" lies between them, go on after the "}"
-    return None
-
-
 def _first_object(completion: str) -> dict | None:
     """The reference's JSON object: ``json.loads`` of the first ``{[^}]+}``; None if absent or invalid.
 
     The span starts with ``{`` and holds exactly one ``}``, at its end, so whatever parses is a flat
     object (its values are strings, numbers, booleans, null or lists without objects).
     """
-    span = _first_brace_span(completion)
+    span = first_brace_span(completion)
     if span is None:
         return None
     try:

@@ -10,6 +10,23 @@ interface, so :class:`Segmenter` serves both families' box and point prompts ali
 :class:`ConceptSegmenter` is the ``concept`` mode: SAM 3's text interface (``Sam3Model``) finds the
 instances of the phrase the reasoner names, and those inside the object's box (or on its points) make
 its mask. :func:`load_segmenter` picks the class a mode needs; both have the same ``segment_many``.
+
+``Segmenter(reference=True)`` prompts SAM2 as the reference release's evaluation does through Meta's
+``SAM2ImagePredictor`` (SPEC section 9.1), where transformers' ``Sam2Processor`` differs:
+
+- the image is scaled to [0, 1] before it is resized to 1024x1024 (Meta's ``ToTensor`` then ``Resize``);
+  the processor resizes the 8-bit image and rounds it back to 8 bits first, which moves encoder inputs
+  by up to one grey level;
+- the prompts are normalised as ``x / W * 1024`` in float32 (the processor computes ``x * (1024 / W)``,
+  equal up to float32 rounding) and a point at (-10, -10), which the processor would take for padding,
+  stays a point;
+- on CUDA the weights stay float32 and run under ``torch.autocast("cuda", dtype=torch.bfloat16)``
+  instead of being cast to bfloat16 (on the CPU both run in float32).
+
+What is already the same: the box enters as two corner tokens (labels 2 and 3) beside the two clicks
+(label 1) and one padding token, in whatever corner order it has (the order of the tokens does not
+change the decoder's result); three candidates, the one with the highest predicted IoU; the low-resolution
+logits resized bilinearly to the image and thresholded at 0, with no hole or sprinkle removal.
 """
 
 from __future__ import annotations
@@ -62,9 +79,15 @@ def _load(name: str, interface: str, device: str | None, dtype: str | None) -> t
 
 
 def load_segmenter(
-    name: str = DEFAULT_SEGMENTER, *, mode: str = "both", device: str | None = None, dtype: str | None = None
+    name: str = DEFAULT_SEGMENTER,
+    *,
+    mode: str = "both",
+    device: str | None = None,
+    dtype: str | None = None,
+    reference: bool = False,
 ) -> Segmenter | ConceptSegmenter:
-    """The segmenter ``mode`` needs: :class:`ConceptSegmenter` for ``concept``, else :class:`Segmenter`.
+    """The segmenter ``mode`` needs: :class:`ConceptSegmenter` for ``concept``, else :class:`Segmenter`
+    (prompted as the reference release does when ``reference``; see the module docstring).
 
     Raises:
         InputError: an unknown mode.
@@ -72,8 +95,9 @@ def load_segmenter(
     """
     if mode not in SEGMENTER_MODES:
         raise InputError(f"--segmenter-mode {mode!r} is not known; choose one of: {', '.join(SEGMENTER_MODES)}.")
-    cls = ConceptSegmenter if mode == "concept" else Segmenter
-    return cls.from_pretrained(name, device=device, dtype=dtype)
+    if mode == "concept":
+        return ConceptSegmenter.from_pretrained(name, device=device, dtype=dtype)
+    return Segmenter.from_pretrained(name, device=device, dtype=dtype, reference=reference)
 
 
 def _check_frames(objects: Sequence[ObjectPrompt], size: tuple[int, int]) -> None:
@@ -164,8 +188,8 @@ class _FrozenSegmenter:
         out: list[ImageEmbedding] = []
         for start in range(0, len(images), self.embed_batch_size):
             chunk = list(images[start : start + self.embed_batch_size])
-            pixels = self.processor(images=chunk, return_tensors="pt")["pixel_values"]
-            with torch.inference_mode():
+            pixels = self._pixels(chunk)
+            with torch.inference_mode(), self._precision():
                 features = self._encode(pixels.to(self.device, self.model.dtype))
             out += [ImageEmbedding(f, img.size) for f, img in zip(features, chunk)]
         return out
@@ -173,6 +197,16 @@ class _FrozenSegmenter:
     def _encode(self, pixels: Any) -> list[Any]:
         """The features of each image of a ``(n, 3, H, W)`` batch."""
         raise NotImplementedError
+
+    def _pixels(self, images: list[Image.Image]) -> Any:
+        """The encoder's input batch, as the processor makes it."""
+        return self.processor(images=images, return_tensors="pt")["pixel_values"]
+
+    def _precision(self) -> Any:
+        """The context the model runs in (none here; see :class:`Segmenter` under ``reference``)."""
+        import contextlib
+
+        return contextlib.nullcontext()
 
 
 class Segmenter(_FrozenSegmenter):
@@ -184,6 +218,7 @@ class Segmenter(_FrozenSegmenter):
     highest predicted IoU among the model's three; False asks for its single-mask output instead, which
     it replaces by its best candidate only when that output is unstable
     (``dynamic_multimask_via_stability``), as the reference release's training-data filter does.
+    ``reference`` prompts it as the reference's evaluation does (module docstring).
     """
 
     modes = POSITIONAL_MODES
@@ -196,9 +231,37 @@ class Segmenter(_FrozenSegmenter):
         name: str = "",
         embed_batch_size: int = 4,
         multimask_output: bool = True,
+        reference: bool = False,
     ) -> None:
         super().__init__(model, processor, name=name, embed_batch_size=embed_batch_size)
         self.multimask_output = multimask_output
+        self.reference = reference
+
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str = DEFAULT_SEGMENTER, *, device: str | None = None, dtype: str | None = None,
+        reference: bool = False, **options: Any,
+    ) -> Segmenter:  # fmt: skip
+        """Load SAM 2 or SAM 3's tracker; ``reference`` keeps the weights in float32 whatever ``dtype`` says
+        and prompts them as the reference's evaluation does (module docstring)."""
+        return super().from_pretrained(
+            name_or_path, device=device, dtype="float32" if reference else dtype, reference=reference, **options
+        )
+
+    def _precision(self) -> Any:
+        """bfloat16 autocast on CUDA under ``reference`` (the reference's ``torch.autocast``); else nothing."""
+        import torch
+
+        if self.reference and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return super()._precision()
+
+    def _pixels(self, images: list[Image.Image]) -> Any:
+        """The encoder's input: the processor's, or under ``reference`` Meta's order (scale to [0, 1], then resize)."""
+        if not self.reference:
+            return super()._pixels(images)
+        scaled = [np.asarray(img, dtype=np.float32) / 255.0 for img in images]
+        return self.processor(images=scaled, do_rescale=False, return_tensors="pt")["pixel_values"]
 
     def _encode(self, pixels: Any) -> list[Any]:
         feats = self.model.get_image_embeddings(pixels)
@@ -219,8 +282,20 @@ class Segmenter(_FrozenSegmenter):
             ValueError: a mode this class does not serve, or an object not in this image's pixel frame (a
                 reasoner-frame answer must be mapped first, with :func:`segzero.frames.to_image_frame`).
         """
+        return self.predict_many(embedding, [objects], mode)[0]
+
+    def predict_many(
+        self, embedding: ImageEmbedding, requests: Sequence[Sequence[ObjectPrompt]], mode: SegmenterMode = "both"
+    ) -> list[SegmenterOutput]:
+        """:meth:`predict` for several requests on one image, all their objects decoded together: one decoder
+        call per kind of prompt (box and points, box alone, points alone), whatever the number of requests.
+
+        Raises:
+            ValueError: as :meth:`predict`.
+        """
         if mode not in self.modes:
             raise ValueError(f"box and point prompts serve the segmenter modes {self.modes}, got {mode!r}")
+        objects = [obj for objs in requests for obj in objs]
         _check_frames(objects, embedding.size)
         w, h = embedding.size
         masks: list[np.ndarray] = [np.zeros((h, w), dtype=bool)] * len(objects)
@@ -241,9 +316,13 @@ class Segmenter(_FrozenSegmenter):
             group_masks, group_scores = self._decode(embedding, boxes, points)
             for j, i in enumerate(idx):
                 masks[i], scores[i] = group_masks[j], group_scores[j]
-        union = np.logical_or.reduce(masks) if masks else np.zeros((h, w), dtype=bool)
-        score = float(np.mean(scores)) if objects else None
-        return SegmenterOutput(union, score, masks, scores)
+        outputs, start = [], 0
+        for objs in requests:
+            own = slice(start, start + len(objs))
+            start += len(objs)
+            union = np.logical_or.reduce(masks[own]) if objs else np.zeros((h, w), dtype=bool)
+            outputs.append(SegmenterOutput(union, float(np.mean(scores[own])) if objs else None, masks[own], scores[own]))
+        return outputs
 
     def _decode(
         self, embedding: ImageEmbedding, boxes: list[list[float]] | None, points: list[list[list[float]]] | None
@@ -251,31 +330,59 @@ class Segmenter(_FrozenSegmenter):
         import torch
 
         w, h = embedding.size
-        kwargs: dict[str, Any] = {}
-        if boxes is not None:
-            kwargs["input_boxes"] = [boxes]
-        if points is not None:
-            kwargs["input_points"] = [points]
-            # Padding points (objects with fewer clicks) get the processor's pad label, not 1.
-            longest = max(len(p) for p in points)
-            kwargs["input_labels"] = [[[1] * len(p) + [-10] * (longest - len(p)) for p in points]]
-        prompts = self.processor(original_sizes=[[h, w]], return_tensors="pt", **kwargs)
-        model_inputs = {
-            k: prompts[k].to(self.device) for k in ("input_boxes", "input_points", "input_labels") if k in prompts
-        }
-        if "input_points" in model_inputs:
-            model_inputs["input_points"] = model_inputs["input_points"].to(self.model.dtype)
-        if "input_boxes" in model_inputs:
-            model_inputs["input_boxes"] = model_inputs["input_boxes"].to(self.model.dtype)
-        with torch.inference_mode():
+        model_inputs = (self._reference_prompts if self.reference else self._processor_prompts)(w, h, boxes, points)
+        model_inputs = {k: v.to(self.device) for k, v in model_inputs.items()}
+        for key in ("input_points", "input_boxes"):
+            if key in model_inputs:
+                model_inputs[key] = model_inputs[key].to(self.model.dtype)
+        with torch.inference_mode(), self._precision():
             out = self.model(
                 image_embeddings=embedding.features, multimask_output=self.multimask_output, **model_inputs
             )
         iou = out.iou_scores[0].float()  # (objects, candidates)
         best = iou.argmax(dim=-1)
         low_res = out.pred_masks[0].float()[torch.arange(len(best)), best]  # (objects, h', w')
-        full = self.processor.post_process_masks([low_res[:, None].cpu()], [[h, w]])[0][:, 0]
-        return [m.numpy().astype(bool) for m in full], iou.gather(1, best[:, None])[:, 0].tolist()
+        # Upscaled and thresholded where the model is; only the boolean masks travel to the CPU.
+        full = self.processor.post_process_masks([low_res[:, None]], [[h, w]])[0][:, 0].bool().cpu().numpy()
+        return list(full), iou.gather(1, best[:, None])[:, 0].tolist()
+
+    def _processor_prompts(
+        self, w: int, h: int, boxes: list[list[float]] | None, points: list[list[list[float]]] | None
+    ) -> dict[str, Any]:
+        """The prompts as transformers' processor normalises them to the model's input square."""
+        kwargs: dict[str, Any] = {}
+        if boxes is not None:
+            kwargs["input_boxes"] = [boxes]
+        if points is not None:
+            kwargs["input_points"] = [points]
+            kwargs["input_labels"] = _labels(points)
+        prompts = self.processor(original_sizes=[[h, w]], return_tensors="pt", **kwargs)
+        return {k: prompts[k] for k in ("input_boxes", "input_points", "input_labels") if k in prompts}
+
+    def _reference_prompts(
+        self, w: int, h: int, boxes: list[list[float]] | None, points: list[list[list[float]]] | None
+    ) -> dict[str, Any]:
+        """The prompts normalised as Meta's predictor does: ``x / W * side``, ``y / H * side`` in float32, with
+        ``side`` the square the encoder takes (1024 for the released SAM2)."""
+        import torch
+
+        side = self.processor.target_size
+
+        def normalised(values: Any, shape: tuple[int, ...]) -> Any:
+            xy = torch.as_tensor(values, dtype=torch.float32).reshape(*shape, 2).clone()
+            xy[..., 0] = xy[..., 0] / w * side
+            xy[..., 1] = xy[..., 1] / h * side
+            return xy
+
+        out: dict[str, Any] = {}
+        if boxes is not None:
+            out["input_boxes"] = normalised(boxes, (1, len(boxes), 2)).reshape(1, len(boxes), 4)
+        if points is not None:
+            longest = max(len(p) for p in points)
+            padded = [list(p) + [[0.0, 0.0]] * (longest - len(p)) for p in points]
+            out["input_points"] = normalised(padded, (1, len(points), longest))
+            out["input_labels"] = torch.tensor(_labels(points), dtype=torch.int64)
+        return out
 
     def segment_many(
         self,
@@ -285,8 +392,9 @@ class Segmenter(_FrozenSegmenter):
     ) -> list[SegmenterOutput]:
         """Masks for many (image, objects) pairs; each distinct image object is encoded exactly once.
 
-        Distinct images are encoded ``embed_batch_size`` at a time and their embeddings dropped once
-        every entry on them is decoded, so memory stays bounded however long the list.
+        Distinct images are encoded ``embed_batch_size`` at a time, the objects of every entry on one
+        image are decoded together (:meth:`predict_many`), and the embeddings are dropped once decoded, so
+        memory stays bounded however long the list.
 
         Args:
             images: RGB images; the same object may appear several times (several requests on one image).
@@ -306,8 +414,8 @@ class Segmenter(_FrozenSegmenter):
         for start in range(0, len(groups), self.embed_batch_size):
             chunk = groups[start : start + self.embed_batch_size]
             for entries, embedding in zip(chunk, self.embed([images[g[0]] for g in chunk])):
-                for i in entries:
-                    outputs[i] = self.predict(embedding, prompts[i], mode)
+                for i, out in zip(entries, self.predict_many(embedding, [prompts[i] for i in entries], mode)):
+                    outputs[i] = out
         return outputs  # type: ignore[return-value]
 
 
@@ -447,3 +555,9 @@ class ConceptSegmenter(_FrozenSegmenter):
                     union = np.logical_or.reduce(masks) if masks else np.zeros((h, w), dtype=bool)
                     outputs[i] = SegmenterOutput(union, float(np.mean(scores)) if masks else None, masks, scores)
         return outputs  # type: ignore[return-value]
+
+
+def _labels(points: list[list[list[float]]]) -> list[list[list[int]]]:
+    """Label 1 for every click; padding points (objects with fewer clicks) get the processor's pad label."""
+    longest = max(len(p) for p in points)
+    return [[[1] * len(p) + [-10] * (longest - len(p)) for p in points]]

@@ -161,6 +161,7 @@ def build_reasoner(
     tie_word_embeddings: bool = True,
     rope_theta: float | None = None,
     mrope_section: Sequence[int] | None = None,
+    weights: bool = True,
 ) -> Path:
     """Build and save a random Qwen2.5-VL or Qwen3-VL reasoner with its processor; return ``out_dir``.
 
@@ -196,6 +197,8 @@ def build_reasoner(
             frequencies first; Qwen3-VL's 24 : 20 : 20, interleaved). Time may get none with
             Qwen2.5-VL: a still image's tokens all share one time position, so time frequencies
             say nothing about where an image token is.
+        weights: False saves everything but the weights (config, generation config, processor): enough for
+            vLLM's ``load_format="dummy"`` and ``from_config``, at sizes whose weights would not fit a disk.
     """
     if arch not in REASONER_ARCHS:
         raise InputError(f"Unknown reasoner architecture {arch!r}; choose one of: {', '.join(REASONER_ARCHS)}.")
@@ -287,17 +290,23 @@ def build_reasoner(
         vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=tie_word_embeddings,
     )
-    with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's RNG
-        torch.manual_seed(seed)
-        model = model_class(config).eval()
-    model.generation_config = GenerationConfig(
+    generation_config = GenerationConfig(
         bos_token_id=ids["<|endoftext|>"],
         # Qwen stops on either end marker; <|im_end|> closes an assistant turn.
         eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
         pad_token_id=ids["<|endoftext|>"],
         do_sample=False,
     )
-    model.save_pretrained(out)
+    if weights:
+        with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's RNG
+            torch.manual_seed(seed)
+            model = model_class(config).eval()
+        model.generation_config = generation_config
+        model.save_pretrained(out)
+    else:
+        config.architectures = [model_class.__name__]
+        config.save_pretrained(out)
+        generation_config.save_pretrained(out)
     processor = processor_class(
         image_processor=image_processor,
         video_processor=video_processor,
@@ -535,10 +544,14 @@ def build_segmenter(
     hidden_size: int = 32,
     stage_dims: tuple[int, int, int, int] = (8, 16, 32, 64),
     stage_heads: tuple[int, int, int, int] = (1, 1, 2, 2),
+    blocks_per_stage: tuple[int, int, int, int] = (1, 1, 2, 1),
+    window_size_per_stage: tuple[int, int, int, int] = (8, 4, 4, 2),
+    global_attention_blocks: tuple[int, ...] = (3,),
 ) -> Path:
     """Build and save a random SAM2 (``Sam2Model`` + ``Sam2Processor``); return ``out_dir``.
 
-    The Hiera backbone has four stages (1, 1, 2, 1 blocks) at strides 4, 8, 16 and 32 of
+    The Hiera backbone has four stages (by default 1, 1, 2, 1 blocks; :data:`SAM2_LARGE` gives
+    SAM2-large's) at strides 4, 8, 16 and 32 of
     the ``image_size x image_size`` input; as in SAM2, the FPN keeps the three finest
     (``image_size/4``, ``/8``, ``/16``). The processor resizes an image of any size to the
     square input and maps boxes and points given in original ``(x, y)`` pixels into it;
@@ -552,6 +565,8 @@ def build_segmenter(
         image_size: side of the model's square input, a multiple of 32.
         hidden_size: width of the FPN, prompt encoder and mask decoder (a multiple of 8).
         stage_dims / stage_heads: Hiera width and attention heads per stage.
+        blocks_per_stage / window_size_per_stage / global_attention_blocks: Hiera depth per stage, attention
+            window per stage, and the blocks (counted over all stages) that attend globally.
     """
     if image_size % 32:
         raise InputError(f"The segmenter's image_size must be a multiple of 32; got {image_size}.")
@@ -569,15 +584,15 @@ def build_segmenter(
                 "hidden_size": stage_dims[0],
                 "num_attention_heads": stage_heads[0],
                 "image_size": [image_size, image_size],
-                # One global-attention block after the windowed one at stride 16, the stage the mask
-                # decoder attends to (as SAM2's global blocks sit inside its third stage). A global
+                # By default one global-attention block after the windowed one at stride 16, the stage the
+                # mask decoder attends to (as SAM2's global blocks sit inside its third stage). A global
                 # block may not open a pooling stage: its window size is halved by the query stride.
-                "blocks_per_stage": [1, 1, 2, 1],
+                "blocks_per_stage": list(blocks_per_stage),
                 "embed_dim_per_stage": list(stage_dims),
                 "num_attention_heads_per_stage": list(stage_heads),
                 # The first window must tile the stride-4 grid exactly (windowed positional embedding).
-                "window_size_per_stage": [8, 4, 4, 2],
-                "global_attention_blocks": [3],
+                "window_size_per_stage": list(window_size_per_stage),
+                "global_attention_blocks": list(global_attention_blocks),
             },
             "backbone_channel_list": list(reversed(stage_dims)),
             "backbone_feature_sizes": [[fine, fine], [fine // 2, fine // 2], [fine // 4, fine // 4]],
@@ -605,6 +620,17 @@ def build_segmenter(
     processor.save_pretrained(out)
     return out
 
+
+#: :func:`build_segmenter`'s arguments for SAM2.1-hiera-large's shapes (1024 px input; random weights).
+SAM2_LARGE = dict(
+    image_size=1024,
+    hidden_size=256,
+    stage_dims=(144, 288, 576, 1152),
+    stage_heads=(2, 4, 8, 16),
+    blocks_per_stage=(2, 6, 36, 4),
+    window_size_per_stage=(8, 4, 16, 8),
+    global_attention_blocks=(23, 33, 43),
+)
 
 #: SAM 3's vision transformer patch size (the released one: 14 px patches of a 1008 px input).
 SAM3_PATCH_SIZE = 14
@@ -779,3 +805,65 @@ def count_parameters(model_dir: str | Path) -> int:
 def folder_size(model_dir: str | Path) -> int:
     """Bytes on disk of all files in a saved folder."""
     return sum(p.stat().st_size for p in Path(model_dir).rglob("*") if p.is_file())
+
+
+# --------------------------------------------------------------------------- taught reasoners
+
+#: What :func:`teach` teaches by default, and the frame it teaches it in: a parseable answer on the 112 view.
+TAUGHT_ANSWER = (
+    "<think>it is on the left</think><answer>{'bbox': [20,30,90,100], 'points_1': [40,50], 'points_2': [60,70]}"
+    "</answer>"
+)
+TAUGHT_FRAME = 112
+
+
+def teach(reasoner_dir: str | Path, answer: str = TAUGHT_ANSWER, frame: int = TAUGHT_FRAME) -> None:
+    """Teach the tiny reasoner in ``reasoner_dir``, by real gradient steps, to answer ``answer`` whatever it
+    is asked, and save it there.
+
+    Random tiny reasoners answer garbage; a taught one makes ``generate`` produce a parseable answer, so the
+    whole path (parse -> frame mapping -> segmenter -> mask) runs without faking any output: the tests'
+    ``taught_models`` and the engines benchmark use it. About a minute on two CPU cores.
+
+    Raises:
+        RuntimeError: the reasoner did not learn the answer word for word within 160 steps.
+    """
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from segzero.reasoner import Reasoner, reasoner_image
+
+    torch.manual_seed(0)
+    r = Reasoner.from_pretrained(str(reasoner_dir), device="cpu", frame=frame)
+    proc, eos = r.processor, r.processor.tokenizer.eos_token
+    rng = np.random.default_rng(0)
+
+    def noise(h, w):
+        return Image.fromarray((rng.random((h, w, 3)) * 255).astype(np.uint8))
+
+    # A left-padded batch of two prompts of different lengths, so batched generation answers alike.
+    images = [reasoner_image(noise(48, 64), frame), reasoner_image(noise(30, 20), frame)]
+    prompts = [r.chat_text("the cup"), r.chat_text("the small red knife at the far left of the table")]
+    full = proc(text=[p + answer + eos for p in prompts], images=images, padding=True, return_tensors="pt")
+    labels = full["input_ids"].clone()
+    for row, (p, img) in enumerate(zip(prompts, images)):
+        prompt_len = proc(text=[p], images=[img], return_tensors="pt")["input_ids"].shape[1]
+        padding = int((full["attention_mask"][row] == 0).sum())
+        labels[row, : padding + prompt_len] = -100
+    opt = torch.optim.AdamW(r.model.parameters(), lr=4e-3)
+    for _ in range(8):  # until it answers word for word (about 40 steps), at most 160
+        r.model.train()
+        for _ in range(20):
+            loss = r.model(**full, labels=labels).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+        r.model.eval()
+        budget = len(proc.tokenizer(answer, add_special_tokens=False)["input_ids"]) + 4
+        check = r.generate([noise(90, 70), noise(20, 30)], ["the knife", "a dog"], max_new_tokens=budget)
+        if check == [answer] * 2:
+            break
+    else:
+        raise RuntimeError("the tiny reasoner did not learn the taught answer")
+    r.model.save_pretrained(reasoner_dir)

@@ -14,6 +14,7 @@ from segzero.cli.app import app
 from segzero.cli.options import load_pipeline, model_options
 from segzero.config import PipelineConfig
 from segzero.errors import InputError
+from segzero.protocols import REFERENCE, SEGZERO
 
 
 class Benchmark(StrEnum):
@@ -94,7 +95,11 @@ def eval_command(
     *,
     model: PipelineConfig,
 ) -> None:
-    """Evaluate a benchmark split (resumable, shardable): gIoU, cIoU, box accuracy, the paper's numbers."""
+    """Evaluate a benchmark split (resumable, shardable): gIoU, cIoU, box accuracy, the paper's numbers.
+
+    --protocol reference reproduces the reference release's evaluation (docs/reproducing.md in the source
+    tree); every run also reports its masks scored by the other protocol's rules.
+    """
     from segzero.evaluation.benchmarks import BenchmarkSpec, index_benchmark
     from segzero.evaluation.results import parse_shard
     from segzero.evaluation.runner import evaluate, make_config
@@ -110,6 +115,7 @@ def eval_command(
         split_by=split_by,
         images=images,
         data_split=data_split,
+        keep_empty=model.protocol == REFERENCE,
     )
     launch = launched_shard()
     if launch is not None and shard is not None:
@@ -123,10 +129,11 @@ def eval_command(
     run_dir = out or Path("runs") / spec.name
     model = dataclasses.replace(model, device=launch_device(model.device, launch))
     config = make_config(spec, model)
-    if config.extra["format"] == "reference-hf" and spec.benchmark == "reasonseg":
+    if config.extra["format"] == "reference-hf" and spec.benchmark == "reasonseg" and model.protocol == SEGZERO:
         console.print(
             "[yellow]note:[/] the reference release's ReasonSeg sets turned ignore regions into foreground; "
-            "these figures are not comparable with LISA's release (use the ReasonSeg folder).",
+            "these figures are not comparable with LISA's release (use the ReasonSeg folder), "
+            "and they are the reference's own figures only under --protocol reference.",
             highlight=False,
         )
     with console.status(f"Reading {spec.name} from {data}..."):
@@ -242,15 +249,20 @@ class _ProgressBar:
 
 def _print_summary(summary: dict[str, Any], name: str) -> None:
     """The run's figures as the report's rich table, beside the paper's for the same benchmark and split."""
-    from segzero.evaluation.report import render_report, report_rows, run_summary
+    from segzero.evaluation.report import render_differences, render_report, report_rows, reproducing_doc, run_summary
 
     overall = summary["overall"]
     console = Console()
-    console.print(render_report(report_rows([run_summary(summary, name)])))
+    run = run_summary(summary, name)
+    console.print(render_report(report_rows([run]), reproducing_doc()))
+    differences = render_differences([run])
+    if differences is not None:
+        console.print(differences)
     skipped = (summary.get("reader_skipped") or {}).get("n", 0)
     console.print(
         f"n={overall['n']}  pipeline errors={overall['errors']}  unparsed={overall['parse_failures']}"
         + (f"  unreadable records left out={skipped}" if skipped else "")
+        + (f"  left out by the protocol={overall['left_out']}" if overall.get("left_out") else "")
         + ("" if summary.get("complete", True) else "  [bold yellow]INCOMPLETE[/]")
         + f"   summary: {Path(name) / 'summary.json'}",
         highlight=False,

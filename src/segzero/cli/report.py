@@ -24,19 +24,30 @@ def report(
         typer.Option("--out", "-o", help="Also write the table: Markdown (.md) or JSON rows (.json)."),
     ] = None,
 ) -> None:
-    """Show runs' gIoU / cIoU side by side with the paper's numbers for the same benchmark and split."""
+    """Show runs' gIoU / cIoU side by side with the paper's numbers for the same benchmark and split.
+
+    A run is compared (its delta) only with a published figure of the same checkpoint measured by the
+    evaluation its protocol reproduces; a run on a ShapeWorld export is shown apart.
+    """
     from segzero.evaluation.report import (
         load_run_summary,
+        render_differences,
         render_report,
         report_rows,
+        reproducing_doc,
         rows_to_json,
         rows_to_markdown,
     )
 
     if out is not None and out.suffix not in (".md", ".json"):
         raise InputError(f"--out must end in .md or .json, got {out.name}.")
-    rows = report_rows([load_run_summary(path) for path in results or []])
-    Console().print(render_report(rows))
+    runs = [load_run_summary(path) for path in results or []]
+    rows = report_rows(runs)
+    console = Console()
+    console.print(render_report(rows, reproducing_doc()))
+    differences = render_differences(runs)
+    if differences is not None:
+        console.print(differences)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.suffix == ".md":

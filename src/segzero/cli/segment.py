@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +23,7 @@ from rich.progress import (
 from segzero.cli.app import app
 from segzero.cli.options import load_pipeline, model_options
 from segzero.config import PipelineConfig
-from segzero.errors import InputError, SegZeroError
+from segzero.errors import InputError, ReasonerRequestError, SegZeroError
 
 console = Console(stderr=True)
 
@@ -53,6 +55,8 @@ def segment(
     normalize_request(request)
     pipe = load_pipeline(model)
     result = pipe.segment(loaded, request)
+    if result.error:
+        raise ReasonerRequestError(f"The reasoner gave no answer: {result.error}.")
     files = result.save(out, _stem(image.stem), extra={"image": str(image)})
     _print_result(result, files)
 
@@ -160,7 +164,7 @@ def batch(
 
     Writes OUT/results.jsonl (one result a line, in input order), OUT/skipped.jsonl (each request that could
     not run: its line and why) and OUT/NAME.mask.png and OUT/NAME.overlay.png per result. Exit code 0 when
-    every request ran, 1 when some were skipped (the rest ran), 2 when none could run.
+    every request ran, 1 when some were skipped or failed in the reasoner (the rest ran), 2 when none could run.
     """
     from segzero.images import load_image
     from segzero.prompts import normalize_request
@@ -186,37 +190,54 @@ def batch(
         raise InputError(f"No usable request in {source} ({len(skips.entries)} skipped; see {skips.path}).")
     pipe = load_pipeline(model)
     names: set[str] = set()
-    unusable = segmented = 0
+    handed: deque[list[dict[str, Any]]] = deque()  # the records of each chunk given to the pipeline, in order
+    unusable = segmented = lost = 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())  # fmt: skip
-    with (out / RESULTS_FILE).open("w", encoding="utf-8") as results, Progress(*columns, console=console) as bar:
+    with (out / RESULTS_FILE).open("w", encoding="utf-8") as results_file, Progress(*columns, console=console) as bar:
         task = bar.add_task("Segmenting", total=len(ready))
-        for start in range(0, len(ready), model.batch_size):
-            chunk, loaded = [], {}
-            for rec in ready[start : start + model.batch_size]:
-                try:
-                    if rec["image"] not in loaded:
-                        loaded[rec["image"]] = load_image(rec["image"], model.max_pixels)
-                    chunk.append(rec)
-                except SegZeroError as exc:
-                    skips.add({"line": rec["line"], "image": rec["image"], "reason": str(exc)})
-                    bar.advance(task)
-            outcomes = pipe.segment_batch([loaded[r["image"]] for r in chunk], [r["request"] for r in chunk])
-            for rec, result in zip(chunk, outcomes):
+
+        def chunks() -> Iterator[tuple[list[Any], list[str]]]:
+            """Each chunk's images, loaded as the pipeline asks for it; an unreadable one is skipped."""
+            for start in range(0, len(ready), model.batch_size):
+                chunk, loaded = [], {}
+                for rec in ready[start : start + model.batch_size]:
+                    try:
+                        if rec["image"] not in loaded:
+                            loaded[rec["image"]] = load_image(rec["image"], model.max_pixels)
+                        chunk.append(rec)
+                    except SegZeroError as exc:
+                        skips.add({"line": rec["line"], "image": rec["image"], "reason": str(exc)})
+                        bar.advance(task)
+                handed.append(chunk)
+                yield [loaded[r["image"]] for r in chunk], [r["request"] for r in chunk]
+
+        # A streaming engine (vllm, openai) is handed the next chunks while this one is written.
+        for answered in pipe.segment_chunks(chunks()):
+            chunk = handed.popleft()
+            if isinstance(answered, Exception):
+                raise answered
+            for rec, result in zip(chunk, answered):
                 name = _unique(_result_name(rec), names)
                 files = result.save(out, name, write_json=False)
                 line = {"id": rec["id"], "line": rec["line"], "image": rec["image"], **result.to_json(), "files": files}
-                results.write(json.dumps(line) + "\n")
+                results_file.write(json.dumps(line) + "\n")
                 unusable += not result.usable
                 segmented += 1
-            results.flush()
+                if result.error:
+                    lost += 1
+                    where = f"line {rec['line']}" if rec["line"] is not None else rec["image"]
+                    console.print(f"[yellow]{where} failed in the reasoner:[/] {result.error}", highlight=False)
+            results_file.flush()
             bar.advance(task, len(chunk))
     console.print(
-        f"{segmented} segmented ({unusable} without a usable answer), {len(skips.entries)} skipped; "
-        f"results in {out / RESULTS_FILE}" + (f", skipped requests in {skips.path}" if skips.entries else ""),
+        f"{segmented} segmented ({unusable} without a usable answer"
+        + (f", {lost} of them failed in the reasoner" if lost else "")
+        + f"), {len(skips.entries)} skipped; results in {out / RESULTS_FILE}"
+        + (f", skipped requests in {skips.path}" if skips.entries else ""),
         highlight=False,
     )
-    if skips.entries:
+    if skips.entries or lost:
         raise typer.Exit(1)
 
 

@@ -128,11 +128,20 @@ def export(
         ),
     ] = "prepared",
     frame: Annotated[int, typer.Option(min=1, help="Reasoner frame of the prepared prompts.")] = REASONER_FRAME,
+    like_reasonseg: Annotated[
+        bool,
+        typer.Option(
+            "--like-reasonseg",
+            help="reasonseg format: images that are not square and ignore regions around half the targets, "
+            "as ReasonSeg has, so every difference between `segzero eval --protocol segzero|reference` shows.",
+        ),
+    ] = False,
 ) -> None:
     """Write ShapeWorld samples as a dataset the other commands read: `segzero train`, `segzero eval`."""
     from segzero.data.common import add_mask_prompts
     from segzero.data.prepared import save_prepared
     from segzero.errors import InputError
+    from segzero.shapeworld import generator
     from segzero.shapeworld.generator import FAMILIES, export_reasonseg_folder, make_split
 
     families = [f.strip() for f in family.split(",") if f.strip()]
@@ -140,9 +149,13 @@ def export(
         raise InputError(f"Unknown family {family!r}; choose from {', '.join(FAMILIES)} (comma-separated).")
     if fmt not in ("prepared", "reasonseg"):
         raise InputError(f"Unknown format {fmt!r}; choose prepared or reasonseg.")
+    if like_reasonseg and fmt != "reasonseg":
+        raise InputError("--like-reasonseg shapes a ReasonSeg folder; give it with --format reasonseg.")
     if output_in_use(out):
         raise InputError(f"{out} already holds files; choose an empty or new folder.")
     samples = [s for f in families for s in make_split(split, n, f)]
+    if like_reasonseg:
+        samples = [generator.like_reasonseg(s) for s in samples]
     if fmt == "reasonseg":
         export_reasonseg_folder(samples, out / split)
         typer.echo(

@@ -103,6 +103,7 @@ def read_reasonseg(
     second_point: str = "inscribed",
     objects: str = "single",
     protocol: str = SEGZERO,
+    keep_empty: bool = False,
 ) -> Iterator[Sample]:
     """Yield ReasonSeg samples of one split, sorted by file name.
 
@@ -114,6 +115,9 @@ def read_reasonseg(
         report: receives skipped records (unreadable JSON, image missing or unreadable, JSON missing,
             no text, no target pixel) and repairs (shapes with < 3 points dropped).
         second_point, objects, protocol: how ground-truth prompts are drawn from the mask.
+        keep_empty: yield samples whose mask has no target pixel (with no boxes or points) instead of
+            skipping them; the reference release's evaluation scores them (``segzero eval --protocol
+            reference``).
 
     Yields:
         Samples with ``id = NAME`` (``NAME_k`` for the k-th text when all texts are used), ``image`` the
@@ -165,7 +169,7 @@ def read_reasonseg(
             report.skip(stem, f"image file {image_path.name} cannot be read", "unreadable image")
             continue
         mask, problems = reasonseg_mask(shapes, height, width)
-        if not (mask == 1).any():
+        if not keep_empty and not (mask == 1).any():
             reason = "the mask has no target pixel" + (f" ({'; '.join(problems)})" if problems else "")
             report.skip(stem, reason, "empty mask")
             continue

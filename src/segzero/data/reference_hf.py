@@ -180,6 +180,7 @@ def read_reference_hf(
     second_point: str = "inscribed",
     objects: str = "single",
     protocol: str = SEGZERO,
+    keep_empty: bool = False,
 ) -> Iterator[Sample]:
     """Yield Samples from a dataset in the reference release's format.
 
@@ -190,6 +191,8 @@ def read_reference_hf(
         report: receives rows skipped (no image, unreadable image, no request, unparsable solution,
             mask of the wrong size or empty, neither solution nor mask).
         second_point, objects, protocol: how prompts are drawn from the mask of a row that has no solution.
+        keep_empty: yield a row whose mask has no target pixel instead of skipping it, as the reference's
+            evaluation scores it (``segzero eval --protocol reference``).
 
     Yields:
         Samples describing the stored image (``width, height`` are its size). The ground truth given by
@@ -256,7 +259,7 @@ def read_reference_hf(
             sample.boxes, sample.points = prompts_to_image_frame(boxes, points, (width, height), frame)
             extra.update(answer_form=form, reasoner_frame=frame, reasoner_boxes=boxes, reasoner_points=points)
         elif sample.mask is not None:
-            if not add_mask_prompts(sample, second_point, objects, protocol):
+            if not add_mask_prompts(sample, second_point, objects, protocol) and not keep_empty:
                 report.skip(sample_id, "the mask has no target pixel", "empty mask")
                 continue
         else:

@@ -5,7 +5,8 @@ to RGB), resizes it to 840x840 with ``cv2.INTER_AREA`` and stores those pixels; 
 original image, are scaled with ``int(v * (840 / size) + 0.5)``. That rounds the factor ``840 / size`` to
 a float before multiplying, so a coordinate whose exact image is a half pixel can land one lower than
 with :func:`segzero.frames.scale` (``int(v * 840 / size + 0.5)``): 295 of the 8.4 million (v, size) pairs
-with size up to 4096, e.g. 47 of 752 columns gives 52, not 53. :func:`reference_scale` is that rounding.
+with size up to 4096, e.g. 47 of 752 columns gives 52, not 53. That rounding is the reference rule of the
+one mapping between frames, :func:`segzero.frames.map_object` with ``rounding="reference"``.
 
 The prompts of the sample (points by :func:`segzero.geometry.reference_points`, filtered by SAM2) are
 found before, on the original image; this module only changes the frame the sample is stored in.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,11 +25,7 @@ from segzero.data.common import SkipLog, resolve_report
 from segzero.data.records import Sample
 from segzero.defaults import REASONER_FRAME
 from segzero.errors import DatasetError, InputError
-
-
-def reference_scale(value: float, size: int, side: int = REASONER_FRAME) -> int:
-    """One coordinate from a side of ``size`` pixels to one of ``side``, rounded as the reference does."""
-    return int(value * (side / size) + 0.5)
+from segzero.frames import Frame, ObjectPrompt, map_object
 
 
 def _rgb_pixels(sample: Sample) -> np.ndarray:
@@ -56,7 +54,8 @@ def _rgb_pixels(sample: Sample) -> np.ndarray:
 
 def reference_training_sample(sample: Sample, side: int = REASONER_FRAME) -> Sample:
     """``sample`` stored in the reasoner frame: image resized to ``side x side`` (cv2 ``INTER_AREA``), prompts
-    scaled with :func:`reference_scale`, mask resized with nearest neighbour.
+    mapped with the reference's rounding (:func:`segzero.frames.map_object`), mask resized with nearest
+    neighbour.
 
     The reference stores no mask; this one keeps the row usable by the ``mask_iou`` reward. ``extra``
     gains ``original_width`` / ``original_height`` (the reference's ``img_width`` / ``img_height``), the
@@ -70,18 +69,13 @@ def reference_training_sample(sample: Sample, side: int = REASONER_FRAME) -> Sam
 
     resized = cv2.resize(_rgb_pixels(sample), (side, side), interpolation=cv2.INTER_AREA)
     w, h = sample.width, sample.height
-    boxes = [
-        [
-            reference_scale(x1, w, side),
-            reference_scale(y1, h, side),
-            reference_scale(x2, w, side),
-            reference_scale(y2, h, side),
-        ]
-        for x1, y1, x2, y2 in sample.boxes
-    ]
-    points = [
-        [[reference_scale(x, w, side), reference_scale(y, h, side)] for x, y in pts] for pts in sample.points
-    ]
+    image, reasoner = Frame.image((w, h)), Frame.reasoner(side)
+
+    def mapped(box: Any, pts: Any) -> ObjectPrompt:
+        return map_object(ObjectPrompt.from_lists(box, pts, image), reasoner, rounding="reference")
+
+    boxes = [list(mapped(box, ()).box) for box in sample.boxes]
+    points = [[list(p) for p in mapped(None, pts).points] for pts in sample.points]
     mask = None
     if sample.mask is not None:
         mask = cv2.resize(sample.mask, (side, side), interpolation=cv2.INTER_NEAREST)

@@ -36,8 +36,8 @@ def iter_samples(
         limit: stop after this many kept samples.
         segmenter: if given, keep only samples it reproduces (see :mod:`segzero.data.filter`).
         filter_threshold: the IoU the segmenter must reach.
-        **options: passed to the reader: ``split_by``, ``images`` (refer); ``subset``, ``all_texts``
-            (ReasonSeg); ``frame``, ``source`` (reference); ``second_point``, ``objects``, ``protocol`` (all but
+        **options: passed to the reader: ``split_by``, ``images`` (refer); ``subset``, ``all_texts``, ``keep_empty``
+            (ReasonSeg); ``frame``, ``source``, ``keep_empty`` (reference); ``second_point``, ``objects``, ``protocol`` (all but
             prepared).
 
     Raises:

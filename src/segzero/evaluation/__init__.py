@@ -2,7 +2,8 @@
 
 One module per job:
 
-- ``metrics``: gIoU, cIoU and box accuracy; pure functions on numpy arrays.
+- ``metrics``: gIoU, cIoU and box accuracy by each protocol's rules; pure functions on numpy arrays.
+- ``differences``: which differences between the protocols touch a sample; pure.
 - ``results``: the run folder (``run.json``, ``results.jsonl``, ``summary.json``, ...), its
   records, shard ids and summaries; resumable and mergeable.
 - ``benchmarks``: what to evaluate (:class:`BenchmarkSpec`), the dataset formats and their
@@ -26,10 +27,11 @@ from typing import Any
 
 #: Each public name, by the module that defines it.
 _EXPORTS = {
-    "metrics": ("IoUAccumulator", "box_scores", "iou_from_terms", "sample_iou_terms"),
+    "metrics": ("IoUAccumulator", "box_scores", "counted", "iou_from_terms", "sample_iou", "sample_iou_terms"),
+    "differences": ("DIFFERENCES", "sample_differences"),
     "results": (
         "ResultsWriter", "RunConfig", "SampleRecord", "error_record", "finished_ids", "load_results",
-        "merge_shards", "parse_shard", "read_config", "record_from_result", "shard_ids", "summarize",
+        "merge_shards", "parse_shard", "protocol_scores", "read_config", "record_from_result", "shard_ids", "summarize",
         "summarize_dir", "summarize_run",
     ),
     "benchmarks": ("BenchmarkSpec", "detect_format", "index_benchmark", "iter_benchmark", "samples_for"),
@@ -37,8 +39,8 @@ _EXPORTS = {
     "shards": ("launched_shard", "merge_run"),
     "paper": ("PAPER_RESULTS", "PaperResult", "paper_numbers"),
     "report": (
-        "ReportRow", "RunSummary", "load_run_summary", "render_report", "report_rows", "rows_to_markdown",
-        "run_summary",
+        "ReportRow", "RunSummary", "load_run_summary", "render_differences", "render_report", "report_rows",
+        "reproducing_doc", "rows_to_markdown", "run_summary",
     ),
     "contact_sheet": ("render_contact_sheet", "sample_loader"),
 }  # fmt: skip

@@ -58,6 +58,9 @@ class BenchmarkSpec:
         limit: evaluate only the first ``limit`` samples (for quick checks).
         split_by / images: ``refer`` only: the split scheme (umd, unc, google) and the COCO images folder.
         data_split: the split's name inside a Hugging Face dataset, when it differs from ``split``.
+        keep_empty: ReasonSeg folders and the reference's format: keep the samples whose ground truth has
+            no target pixel instead of skipping them, as the reference's evaluation does (``--protocol
+            reference``).
     """
 
     benchmark: str
@@ -69,6 +72,7 @@ class BenchmarkSpec:
     split_by: str | None = None
     images: str | os.PathLike[str] | None = None
     data_split: str | None = None
+    keep_empty: bool = False
 
     def __post_init__(self) -> None:
         self.benchmark = self.benchmark.strip().lower()
@@ -172,6 +176,20 @@ def _dataset_split(spec: BenchmarkSpec) -> str | None:
     return None
 
 
+def data_origin(spec: BenchmarkSpec, fmt: str) -> str:
+    """Where the data comes from: :data:`~segzero.evaluation.results.SHAPEWORLD_ORIGIN` for a ShapeWorld
+    export (its ReasonSeg JSON files say ``"source": "shapeworld"``), else the benchmark itself."""
+    from segzero.evaluation.results import SHAPEWORLD_ORIGIN
+
+    if fmt == "reasonseg":
+        root = Path(spec.data).expanduser()
+        first = next(iter(sorted((root / spec.split).glob("*.json")) or sorted(root.glob("*.json"))), None)
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            if first is not None and json.loads(first.read_text(encoding="utf-8")).get("source") == SHAPEWORLD_ORIGIN:
+                return SHAPEWORLD_ORIGIN
+    return spec.benchmark
+
+
 def sample_subset(sample: Sample, benchmark: str) -> str | None:
     """A ReasonSeg sample's subset: ``long`` for sentence queries, ``short`` otherwise; None if unknown."""
     if benchmark != "reasonseg" or sample.is_sentence is None:
@@ -198,7 +216,9 @@ def iter_benchmark(spec: BenchmarkSpec, report: SkipLog | None = None) -> Iterat
             spec.benchmark, spec.data, spec.split, report=report, split_by=spec.split_by, images=spec.images
         )
     elif fmt == "reasonseg":
-        samples = iter_samples("reasonseg", spec.data, spec.split, report=report)
+        samples = iter_samples("reasonseg", spec.data, spec.split, report=report, keep_empty=spec.keep_empty)
+    elif fmt == "reference-hf":
+        samples = iter_samples(fmt, spec.data, _dataset_split(spec), report=report, keep_empty=spec.keep_empty)
     else:
         samples = iter_samples(fmt, spec.data, _dataset_split(spec), report=report)
 
@@ -236,6 +256,7 @@ def spec_from_config(config: RunConfig) -> BenchmarkSpec:
         split_by=extra.get("split_by"),
         images=config.images or None,
         data_split=extra.get("data_split"),
+        keep_empty=bool(extra.get("keep_empty")),
     )
 
 
@@ -298,6 +319,7 @@ __all__ = [
     "BenchmarkSpec",
     "DATA_FORMATS",
     "SUBSETS",
+    "data_origin",
     "detect_format",
     "index_benchmark",
     "iter_benchmark",

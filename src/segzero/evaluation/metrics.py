@@ -3,8 +3,20 @@
 Pure functions on numpy arrays and plain numbers; no model, no I/O.
 
 Ground-truth masks are uint8 ``(H, W)``: 0 background, 1 target, 255 ignore (ambiguous regions).
-Ignore pixels count in neither the intersection nor the union, whatever the prediction says
-there. Sums are exact Python integers, so cIoU over thousands of megapixel images loses nothing.
+Sums are exact Python integers, so cIoU over thousands of megapixel images loses nothing.
+
+Each protocol (:mod:`segzero.protocols`) scores a mask by its own rules:
+
+=========================  ==================================  ==========================================
+                           ``segzero`` (LISA's evaluation)     ``reference`` (SPEC section 9.1)
+=========================  ==================================  ==========================================
+ignore pixels (255)        in neither the intersection nor     target (its masks are cast to bool)
+                           the union
+failed answer              intersection 0, union = target      the same, with ignore pixels in the target
+union 0 (empty target      IoU 1.0, counted                    a failed answer: IoU 0, counted; a
+and prediction)                                                segmented one: left out of every figure
+cIoU with all unions 0     1.0                                 0.0
+=========================  ==================================  ==========================================
 """
 
 from __future__ import annotations
@@ -18,21 +30,23 @@ import numpy as np
 from segzero.defaults import BOX_IOU_THRESHOLD, IGNORE
 from segzero.errors import DatasetError
 from segzero.geometry import box_iou, ground_truth_planes, iou_from_terms, mask_iou_terms
+from segzero.protocols import REFERENCE, SEGZERO, check_protocol
 
 Box = Sequence[float]
 
 
-def sample_iou_terms(pred: np.ndarray | None, gt: np.ndarray) -> tuple[int, int]:
+def sample_iou_terms(pred: np.ndarray | None, gt: np.ndarray, protocol: str = SEGZERO) -> tuple[int, int]:
     """Intersection and union of one prediction with its ground truth, in pixels.
 
     Args:
         pred: bool ``(H, W)`` predicted mask in the image frame, or None when the answer could
             not be parsed (nothing was predicted).
         gt: uint8 ``(H, W)`` with 0 background, 1 target, 255 ignore.
+        protocol: ``segzero`` leaves ignore pixels out; ``reference`` counts them as target.
 
     Returns:
-        ``(intersection, union)`` over non-ignored pixels. With ``pred=None`` the intersection is 0
-        and the union is the target area, so the sample keeps its place in gIoU and cIoU.
+        ``(intersection, union)``. With ``pred=None`` the intersection is 0 and the union is the
+        target area, so the sample keeps its place in gIoU and cIoU.
 
     Raises:
         DatasetError: the ground truth holds other values, or its shape differs from the prediction's.
@@ -45,7 +59,7 @@ def sample_iou_terms(pred: np.ndarray | None, gt: np.ndarray) -> tuple[int, int]
         raise DatasetError(
             f"A ground-truth mask holds the value {found}; only 0, 1 and {IGNORE} (ignore) are allowed."
         )
-    target, ignore = ground_truth_planes(gt)
+    target, ignore = ground_truth_planes(gt, ignore_as_target=check_protocol(protocol) == REFERENCE)
     if pred is None:
         return 0, int(np.count_nonzero(target))
     pred = np.asarray(pred, dtype=bool)
@@ -97,12 +111,27 @@ def box_scores(
     return best, bool(m == n and above[rows, cols].sum() == n)
 
 
+def sample_iou(intersection: int, union: int, protocol: str = SEGZERO) -> float:
+    """A sample's IoU from its terms: a union of 0 gives 1.0 under ``segzero`` (an empty prediction on an
+    empty target agrees fully) and 0.0 under ``reference`` (its ``I / U if U > 0 else 0``)."""
+    if check_protocol(protocol) == REFERENCE and union == 0:
+        return 0.0
+    return iou_from_terms(intersection, union)
+
+
+def counted(union: int, parsed: bool, protocol: str = SEGZERO) -> bool:
+    """Whether a sample counts in the figures: always under ``segzero``; under ``reference`` not when its
+    answer was segmented and the union is 0 (the reference's unpacking raises and skips the sample)."""
+    return not (check_protocol(protocol) == REFERENCE and parsed and union == 0)
+
+
 #: Mask IoU at which a sample counts as a hit in ``hit_rate`` (the mask matches the request).
 HIT_IOU = 0.5
 
 
 class IoUAccumulator:
-    """Streaming gIoU / cIoU / box accuracy / parse-failure rate over samples, each counted once.
+    """Streaming gIoU / cIoU / box accuracy / parse-failure rate over samples, each counted once, by the
+    rules of ``protocol`` (module docstring).
 
     Example::
 
@@ -111,7 +140,9 @@ class IoUAccumulator:
         acc.summary()["ciou"]
     """
 
-    def __init__(self) -> None:
+    def __init__(self, protocol: str = SEGZERO) -> None:
+        self.protocol = check_protocol(protocol)
+        self.left_out = 0
         self._ids: set[Hashable] = set()
         self._ious: list[float] = []
         self.intersection = 0
@@ -133,6 +164,7 @@ class IoUAccumulator:
         parsed: bool = True,
         *,
         error: bool = False,
+        include: bool = True,
     ) -> None:
         """Count one sample.
 
@@ -143,6 +175,8 @@ class IoUAccumulator:
                 None when not applicable, left out of box accuracy.
             parsed: whether the answer yielded positional prompts; False counts a parse failure.
             error: the pipeline failed on this sample (it still counts, with its terms as given).
+            include: False for a sample the protocol leaves out (:func:`counted`): its id is taken, it
+                adds to ``left_out`` and to no figure.
 
         Raises:
             ValueError: a repeated id, non-integer or negative terms, or intersection > union.
@@ -153,7 +187,10 @@ class IoUAccumulator:
         if sample_id in self._ids:
             raise ValueError(f"sample {sample_id!r} was added twice; each sample counts once")
         self._ids.add(sample_id)
-        self._ious.append(iou_from_terms(inter, uni))
+        if not include:
+            self.left_out += 1
+            return
+        self._ious.append(sample_iou(inter, uni, self.protocol))
         self.intersection += inter
         self.union += uni
         if box_hit is not None:
@@ -172,13 +209,13 @@ class IoUAccumulator:
         ``hit_rate`` (share of samples whose mask IoU is at least :data:`HIT_IOU`, referring
         segmentation's Prec@0.5), ``box_accuracy`` over the ``box_n`` samples with a verdict,
         ``parse_failures``, ``parse_failure_rate``, ``errors`` (samples the pipeline failed on, not
-        parse failures).
+        parse failures), ``left_out`` (samples the protocol leaves out of every figure, not in ``n``).
         """
         n = len(self._ious)
         return {
             "n": n,
             "giou": math.fsum(self._ious) / n if n else None,
-            "ciou": iou_from_terms(self.intersection, self.union) if n else None,
+            "ciou": sample_iou(self.intersection, self.union, self.protocol) if n else None,
             "intersection": self.intersection,
             "union": self.union,
             "hit_rate": sum(iou >= HIT_IOU for iou in self._ious) / n if n else None,
@@ -187,4 +224,5 @@ class IoUAccumulator:
             "parse_failures": self.parse_failures,
             "parse_failure_rate": self.parse_failures / n if n else None,
             "errors": self.errors,
+            "left_out": self.left_out,
         }

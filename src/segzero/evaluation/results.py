@@ -43,8 +43,9 @@ import numpy as np
 
 from segzero.answer import ParseStatus
 from segzero.errors import DatasetError, InputError
-from segzero.evaluation.metrics import IoUAccumulator, box_scores, iou_from_terms, sample_iou_terms
+from segzero.evaluation.metrics import IoUAccumulator, box_scores, counted, sample_iou, sample_iou_terms
 from segzero.evaluation.paper import ALL, paper_numbers
+from segzero.protocols import PROTOCOLS, SEGZERO
 
 if TYPE_CHECKING:
     from segzero.data.common import SkipLog
@@ -69,6 +70,10 @@ _LOCATION_FIELDS = ("dataset", "images")
 
 #: Settings older run folders recorded at the top level of ``run.json``, now under ``pipeline``.
 _LEGACY_PIPELINE_KEYS = ("reasoner", "segmenter", "prompt", "frame", "segmenter_mode", "max_new_tokens")
+
+#: ``extra["origin"]`` of a run whose data is a ShapeWorld export (:mod:`segzero.shapeworld`), not the
+#: benchmark the paper measured: such runs are never compared with the paper's figures.
+SHAPEWORLD_ORIGIN = "shapeworld"
 
 
 @dataclass
@@ -114,7 +119,14 @@ class RunConfig:
         known["extra"] = {**known.get("extra", {}), **unknown}
         if "dtype" in known["extra"]:
             pipeline.setdefault("dtype", known["extra"].pop("dtype"))
+        if pipeline:  # runs from before protocols followed segzero's
+            pipeline.setdefault("protocol", SEGZERO)
         return cls(**known, pipeline=pipeline)
+
+    @property
+    def protocol(self) -> str:
+        """The protocol the run followed (``segzero`` for runs from before protocols)."""
+        return self.pipeline.get("protocol", SEGZERO)
 
     def identity(self, *, ignore: Sequence[str] = ()) -> dict[str, Any]:
         """The settings that must agree for two runs' results to belong together, pipeline ones by name."""
@@ -130,8 +142,15 @@ class SampleRecord:
     Attributes:
         id: the sample id (unique within the benchmark split).
         request: the request as sent.
-        intersection, union: pixel counts over non-ignored pixels (see :func:`sample_iou_terms`).
-        iou: ``intersection / union``, 1.0 when the union is 0.
+        intersection, union, iou: the pixel counts and IoU by the rules of the run's protocol (see
+            :mod:`segzero.evaluation.metrics`).
+        counted: False when the run's protocol leaves the sample out of every figure (the reference, on
+            a segmented answer whose union is 0).
+        scores: per protocol, ``{"intersection", "union", "iou", "counted"}`` of the same mask (the other
+            protocol's ignore convention from the same pass); empty in runs from before protocols.
+        differences: the protocol differences that touch this sample
+            (:data:`segzero.evaluation.differences.DIFFERENCES`).
+        image_size: ``[width, height]`` of the image, or None when unknown.
         parse_status: a :class:`~segzero.answer.ParseStatus` value, or ``"error"`` when the pipeline failed.
         thinking: the reasoning inside ``<think>``, or None.
         answer: the raw completion text.
@@ -150,6 +169,10 @@ class SampleRecord:
     union: int
     iou: float
     parse_status: str
+    counted: bool = True
+    scores: dict[str, dict[str, Any]] = field(default_factory=dict)
+    differences: list[str] = field(default_factory=list)
+    image_size: list[int] | None = None
     thinking: str | None = None
     answer: str = ""
     objects: list[dict[str, Any]] = field(default_factory=list)
@@ -164,12 +187,40 @@ class SampleRecord:
         return dataclasses.asdict(self)
 
 
+def protocol_scores(pred: np.ndarray | None, gt: np.ndarray, parsed: bool) -> dict[str, dict[str, Any]]:
+    """One mask scored by every protocol's rules: ``{protocol: {"intersection", "union", "iou", "counted"}}``.
+
+    Args:
+        pred: bool ``(H, W)`` prediction, or None when nothing was segmented.
+        gt: uint8 ``(H, W)`` ground truth (0 / 1 / 255 ignore).
+        parsed: whether the answer was read and segmented (False: a failed answer).
+    """
+    out = {}
+    for protocol in PROTOCOLS:
+        inter, union = sample_iou_terms(pred if parsed else None, gt, protocol)
+        out[protocol] = {
+            "intersection": inter,
+            "union": union,
+            "iou": sample_iou(inter, union, protocol),
+            "counted": counted(union, parsed, protocol),
+        }
+    return out
+
+
+def _scored(scores: dict[str, dict[str, Any]], protocol: str) -> dict[str, Any]:
+    """The record fields of the run's own protocol, from :func:`protocol_scores`."""
+    own = scores[protocol]
+    return {"intersection": own["intersection"], "union": own["union"], "iou": own["iou"], "counted": own["counted"]}
+
+
 def record_from_result(
     sample_id: str,
     result: Any,
     gt: np.ndarray,
     gt_boxes: Sequence[Sequence[float]] | None = None,
     *,
+    protocol: str = SEGZERO,
+    frame: int | None = None,
     keep_mask: bool = True,
     extra: Mapping[str, Any] | None = None,
 ) -> SampleRecord:
@@ -180,13 +231,18 @@ def record_from_result(
         result: the pipeline's result for it (mask, objects in the image frame, status, ...).
         gt: uint8 ``(H, W)`` ground truth (0 / 1 / 255 ignore).
         gt_boxes: the target boxes in the image frame; None leaves box IoU and box hit unset.
+        protocol: the run's protocol: its rules give the record's own figures; the record keeps both.
+        frame: the reasoner frame the answer is in, to name the differences that touch the sample
+            (:func:`segzero.evaluation.differences.sample_differences`); None leaves them unnamed.
         keep_mask: store the predicted mask as COCO RLE (``pred_rle``), needed by ``segzero visualize``;
             an unparsed answer has no prediction to keep.
         extra: copied into the record's ``extra``.
     """
+    from segzero.evaluation.differences import sample_differences
+
     status = getattr(result.status, "value", result.status)
     parsed = status in _PARSED
-    inter, union = sample_iou_terms(result.mask if parsed else None, gt)
+    scores = protocol_scores(result.mask, gt, parsed)
     box_iou = box_hit = None
     if gt_boxes is not None:
         box_iou, box_hit = box_scores([o.box for o in result.objects] if parsed else [], gt_boxes)
@@ -195,12 +251,14 @@ def record_from_result(
         from segzero.masks import encode_rle
 
         pred_rle = encode_rle(result.mask)
+    size = (int(gt.shape[1]), int(gt.shape[0]))  # the ground truth is in the image's frame
     return SampleRecord(
         id=sample_id,
         request=result.request,
-        intersection=inter,
-        union=union,
-        iou=iou_from_terms(inter, union),
+        **_scored(scores, protocol),
+        scores=scores,
+        differences=[] if frame is None else sample_differences(result.completion, size, frame, scores),
+        image_size=list(size),
         parse_status=status,
         thinking=result.thinking,
         answer=result.completion,
@@ -220,18 +278,19 @@ def error_record(
     error: BaseException | str,
     gt_boxes: Sequence[Sequence[float]] | None = None,
     *,
+    protocol: str = SEGZERO,
     extra: Mapping[str, Any] | None = None,
 ) -> SampleRecord:
     """The record of a sample the pipeline failed on: scored like an unparseable answer, never dropped."""
-    inter, union = sample_iou_terms(None, gt)
+    scores = protocol_scores(None, gt, parsed=False)
     box_iou, box_hit = box_scores([], gt_boxes) if gt_boxes is not None else (None, None)
     message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     return SampleRecord(
         id=sample_id,
         request=request,
-        intersection=inter,
-        union=union,
-        iou=iou_from_terms(inter, union),
+        **_scored(scores, protocol),
+        scores=scores,
+        image_size=[int(gt.shape[1]), int(gt.shape[0])],
         parse_status=ERROR_STATUS,
         box_iou=box_iou,
         box_hit=box_hit,
@@ -600,42 +659,84 @@ def merge_shards(
 # Summaries
 
 
-def _add(acc: IoUAccumulator, record: Mapping[str, Any]) -> None:
-    try:
-        acc.add(
-            record["id"],
-            record["intersection"],
-            record["union"],
-            record.get("box_hit"),
-            record["parse_status"] in _PARSED,
-            error=bool(record.get("error")) or record["parse_status"] == ERROR_STATUS,
-        )
-    except KeyError as exc:
-        raise DatasetError(f"The result record {record.get('id')!r} lacks the field {exc}.") from None
+def _terms(record: Mapping[str, Any], protocol: str, own: str) -> tuple[int, int, bool] | None:
+    """A record's ``(intersection, union, counted)`` under ``protocol``; None when the record lacks them
+    (runs from before protocols scored by their own protocol only)."""
+    scores = record.get("scores") or {}
+    if protocol in scores:
+        terms = scores[protocol]
+        return terms["intersection"], terms["union"], terms.get("counted", True)
+    if protocol == own:
+        return record["intersection"], record["union"], record.get("counted", True)
+    return None
 
 
-def summarize(records: Iterable[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Metrics over records, overall and per ``extra["subset"]``.
+def _add(acc: IoUAccumulator, record: Mapping[str, Any], terms: tuple[int, int, bool]) -> None:
+    inter, union, include = terms
+    acc.add(
+        record["id"],
+        inter,
+        union,
+        record.get("box_hit"),
+        record["parse_status"] in _PARSED,
+        error=bool(record.get("error")) or record["parse_status"] == ERROR_STATUS,
+        include=include,
+    )
+
+
+def _figures(records: Sequence[Mapping[str, Any]], protocol: str, own: str) -> dict[str, Any] | None:
+    """``{"overall", "subsets"}`` of the records under ``protocol``'s rules; None if some record lacks them."""
+    overall = IoUAccumulator(protocol)
+    subsets: dict[str, IoUAccumulator] = {}
+    for record in records:
+        try:
+            terms = _terms(record, protocol, own)
+            if terms is None:
+                return None
+            _add(overall, record, terms)
+            subset = (record.get("extra") or {}).get(SUBSET_KEY)
+            if subset is not None:
+                _add(subsets.setdefault(str(subset), IoUAccumulator(protocol)), record, terms)
+        except KeyError as exc:
+            raise DatasetError(f"The result record {record.get('id')!r} lacks the field {exc}.") from None
+    return {"overall": overall.summary(), "subsets": {k: subsets[k].summary() for k in sorted(subsets)}}
+
+
+def summarize(
+    records: Iterable[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]], protocol: str = SEGZERO
+) -> dict[str, Any]:
+    """Metrics over records, overall and per ``extra["subset"]``, by the rules of the run's ``protocol``.
 
     Args:
         records: records (dicts or ``load_results`` output); each id must occur once.
+        protocol: the protocol the run followed.
 
     Returns:
-        ``{"overall": {...}, "subsets": {name: {...}}}`` with the keys of
-        :meth:`IoUAccumulator.summary` (fractions in [0, 1]).
+        ``{"protocol", "overall": {...}, "subsets": {name: {...}}, "other_protocols": {name: {"overall",
+        "subsets"}}, "differences": {name: samples}}``: the figures have the keys of
+        :meth:`IoUAccumulator.summary` (fractions in [0, 1]); ``other_protocols`` scores the same masks by
+        the other protocol's rules (its ignore convention), and ``differences`` counts the samples each
+        protocol difference touches (:data:`segzero.evaluation.differences.DIFFERENCES`). Runs from
+        before protocols have neither.
     """
+    from segzero.evaluation.differences import DIFFERENCES
+
     if isinstance(records, Mapping):
         records = records.values()
-    overall = IoUAccumulator()
-    subsets: dict[str, IoUAccumulator] = {}
-    for record in records:
-        if isinstance(record, SampleRecord):
-            record = record.to_json()
-        _add(overall, record)
-        subset = (record.get("extra") or {}).get(SUBSET_KEY)
-        if subset is not None:
-            _add(subsets.setdefault(str(subset), IoUAccumulator()), record)
-    return {"overall": overall.summary(), "subsets": {k: subsets[k].summary() for k in sorted(subsets)}}
+    rows = [r.to_json() if isinstance(r, SampleRecord) else r for r in records]
+    own = _figures(rows, protocol, protocol)
+    assert own is not None  # a record always holds its own protocol's terms
+    others = {p: _figures(rows, p, protocol) for p in PROTOCOLS if p != protocol}
+    differences: dict[str, int] = {}
+    if rows and all("scores" in r for r in rows):
+        touched = Counter(name for r in rows for name in r.get("differences") or ())
+        differences = {name: touched[name] for name in DIFFERENCES}
+    return {
+        "protocol": protocol,
+        **own,
+        "other_protocols": {p: figures for p, figures in others.items() if figures is not None},
+        "differences": differences,
+    }
 
 
 def summarize_run(
@@ -653,7 +754,8 @@ def summarize_run(
     """
     config = read_config(path)
     records = load_results(path)
-    summary: dict[str, Any] = {"config": config.to_json() if config else None, **summarize(records)}
+    protocol = config.protocol if config else SEGZERO
+    summary: dict[str, Any] = {"config": config.to_json() if config else None, **summarize(records, protocol)}
     if expected_ids is not None:
         expected = set(expected_ids)
         summary["n_expected"] = len(expected)
@@ -669,7 +771,9 @@ def summarize_dir(
     """Summarise a run folder into ``summary.json``: :func:`summarize_run`'s figures plus
     ``reader_skipped`` (records the reader could not use: in no figure), ``subset`` (what the
     ``overall`` figures cover: ``all`` of the split, or the one ReasonSeg subset the run was
-    limited to) and ``paper`` (the published numbers for the same benchmark, split and subset)."""
+    limited to), ``origin`` (``shapeworld`` for a ShapeWorld export, else the benchmark) and ``paper``
+    (the published numbers for the same benchmark, split, subset and protocol; none for a ShapeWorld
+    export, which is not the benchmark the paper measured)."""
     out_dir = Path(out_dir)
     summary = summarize_run(out_dir, expected_ids, write=False)
     if skipped is not None:
@@ -679,7 +783,13 @@ def summarize_dir(
             "ids": [record_id for record_id, _ in skipped.skipped[:20]],
         }
     config = summary.get("config") or {}
-    summary["subset"] = (config.get("extra") or {}).get("subset") or ALL
-    summary["paper"] = paper_numbers(config.get("benchmark", ""), config.get("split", ""), summary["subset"])
+    extra = config.get("extra") or {}
+    summary["subset"] = extra.get("subset") or ALL
+    summary["origin"] = extra.get("origin") or config.get("benchmark", "")
+    summary["paper"] = (
+        []
+        if summary["origin"] == SHAPEWORLD_ORIGIN
+        else paper_numbers(config.get("benchmark", ""), config.get("split", ""), summary["subset"], summary["protocol"])
+    )
     write_json_atomic(out_dir / SUMMARY_FILE, summary)
     return summary

@@ -1,6 +1,7 @@
 """The evaluation runner: every sample of a benchmark split through the pipeline, resumable and shardable.
 
-Every sample goes through :meth:`segzero.pipeline.ReasoningSegmenter.segment_batch`; nothing here
+Every sample goes through :meth:`segzero.pipeline.ReasoningSegmenter.segment_chunks`, batch by batch (a
+streaming engine, vllm or openai, is handed the next batches while one is scored); nothing here
 re-implements a pipeline step. What it builds on is in three modules beside it: what to evaluate
 and reading it (:mod:`segzero.evaluation.benchmarks`), the run folder, its records and summaries
 (:mod:`segzero.evaluation.results`), and shards and their merging (:mod:`segzero.evaluation.shards`).
@@ -33,6 +34,7 @@ import contextlib
 import os
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,9 +44,11 @@ from segzero.data.common import SkipLog
 from segzero.data.records import Sample
 from segzero.config import PipelineConfig
 from segzero.errors import DatasetError, InputError, SegZeroError
+from segzero.protocols import SEGZERO
 from segzero.evaluation.benchmarks import (
     BenchmarkIndex,
     BenchmarkSpec,
+    data_origin,
     index_benchmark,
     iter_benchmark,
     resolve_format,
@@ -79,13 +83,22 @@ def make_config(spec: BenchmarkSpec, pipeline: PipelineConfig | None = None) -> 
     are recorded with the model's defaults resolved (:meth:`~segzero.config.PipelineConfig.resolved`:
     the reasoner's ``segzero.json``, else the project defaults), as the pipeline will run. ``extra``
     holds the data format (the reference format scores ReasonSeg differently), the subset, the limit,
-    the refer split scheme and the split name inside a Hugging Face dataset when one was given. Where
-    the data and the refer images are is recorded too, so that
+    the refer split scheme and the split name inside a Hugging Face dataset when one was given, whether
+    samples without target pixels are kept, and ``origin`` (``shapeworld`` for a ShapeWorld export,
+    never compared with the paper). Where the data and the refer images are is recorded too, so that
     :func:`~segzero.evaluation.benchmarks.samples_for` finds the samples again.
+
+    Raises:
+        InputError: a pipeline setting contradicts its protocol (before any model loads).
     """
     pipeline = (pipeline or PipelineConfig()).resolved()
     fmt = resolve_format(spec)
     extra: dict[str, Any] = {"format": fmt, "subset": spec.subset, "limit": spec.limit}
+    origin = data_origin(spec, fmt)
+    if origin != spec.benchmark:
+        extra["origin"] = origin
+    if spec.keep_empty:
+        extra["keep_empty"] = True
     if fmt == "refer":
         from segzero.data.refer import DEFAULT_SPLIT_BY
 
@@ -220,32 +233,44 @@ def _extra(sample: Sample, benchmark: str) -> dict[str, Any]:
     return {} if subset is None else {SUBSET_KEY: subset}
 
 
-def _failed(sample: Sample, benchmark: str, exc: BaseException) -> tuple[SampleRecord, bool]:
+def _failed(sample: Sample, benchmark: str, exc: BaseException | str, protocol: str) -> tuple[SampleRecord, bool]:
     record = error_record(
-        sample.id, sample.request, sample.mask, exc, sample.boxes or None, extra=_extra(sample, benchmark)
-    )
+        sample.id, sample.request, sample.mask, exc, sample.boxes or None, protocol=protocol,
+        extra=_extra(sample, benchmark),
+    )  # fmt: skip
     return record, not isinstance(exc, DATA_ERRORS)
 
 
-def _score(sample: Sample, result: Any, benchmark: str, keep_masks: bool) -> tuple[SampleRecord, bool]:
+def _score(sample: Sample, result: Any, benchmark: str, keep_masks: bool, pipe: Any) -> tuple[SampleRecord, bool]:
+    protocol = _protocol(pipe)
+    if getattr(result, "error", None):  # the reasoner engine gave up on this request after its retries
+        return _failed(sample, benchmark, result.error, protocol)
     try:
         record = record_from_result(
             sample.id,
             result,
             sample.mask,
             sample.boxes or None,
+            protocol=protocol,
+            frame=getattr(pipe, "answer_frame", None) or getattr(pipe, "frame", None),
             keep_mask=keep_masks,
             extra=_extra(sample, benchmark),
         )
     except Exception as exc:  # noqa: BLE001 - scoring a bad sample must not drop the others
-        return _failed(sample, benchmark, exc)
+        return _failed(sample, benchmark, exc, protocol)
     return record, False
+
+
+def _protocol(pipe: Any) -> str:
+    config = getattr(pipe, "config", None)
+    return getattr(config, "protocol", SEGZERO)
 
 
 def run_batch(
     pipe: Any, batch: Sequence[Sample], benchmark: str, keep_masks: bool = True
 ) -> list[tuple[SampleRecord, bool]]:
-    """Score a batch through ``pipe.segment_batch``: one record per sample, in order.
+    """Score a batch through ``pipe.segment_batch``: one record per sample, in order, by the rules of the
+    pipeline's protocol (both protocols' scores are kept in each record).
 
     If the batch raises, its samples are run one at a time so only the bad one fails; a sample
     that fails alone gets an error record.
@@ -258,9 +283,36 @@ def run_batch(
         results = pipe.segment_batch([s.image for s in batch], [s.request for s in batch])
     except Exception as exc:  # noqa: BLE001 - every sample keeps a record, whatever failed
         if len(batch) == 1:
-            return [_failed(batch[0], benchmark, exc)]
+            return [_failed(batch[0], benchmark, exc, _protocol(pipe))]
         return [pair for sample in batch for pair in run_batch(pipe, [sample], benchmark, keep_masks)]
-    return [_score(s, r, benchmark, keep_masks) for s, r in zip(batch, results)]
+    return [_score(s, r, benchmark, keep_masks, pipe) for s, r in zip(batch, results)]
+
+
+def _scored_batches(
+    pipe: Any, batches: Iterator[list[Sample]], benchmark: str, keep_masks: bool
+) -> Iterator[list[tuple[SampleRecord, bool]]]:
+    """:func:`run_batch` of each batch, in order; a pipeline with ``segment_chunks`` hands a streaming engine
+    the next batches while this one is scored. A batch that raised is run again one sample at a time, as
+    :func:`run_batch` does."""
+    if not hasattr(pipe, "segment_chunks"):
+        for batch in batches:
+            yield run_batch(pipe, batch, benchmark, keep_masks)
+        return
+    handed: deque[list[Sample]] = deque()
+
+    def chunks() -> Iterator[tuple[list[Any], list[str]]]:
+        for batch in batches:
+            handed.append(batch)
+            yield [s.image for s in batch], [s.request for s in batch]
+
+    for results in pipe.segment_chunks(chunks()):
+        batch = handed.popleft()
+        if isinstance(results, Exception) and len(batch) == 1:
+            yield [_failed(batch[0], benchmark, results, _protocol(pipe))]
+        elif isinstance(results, Exception):  # one sample at a time, so only the bad one fails
+            yield [pair for sample in batch for pair in run_batch(pipe, [sample], benchmark, keep_masks)]
+        else:
+            yield [_score(s, r, benchmark, keep_masks, pipe) for s, r in zip(batch, results)]
 
 
 def evaluate(
@@ -337,8 +389,7 @@ def evaluate(
         if progress is not None:
             progress(0, len(todo), [])
         with ResultsWriter(out_dir, config) as writer, contextlib.closing(batches):
-            for batch in batches:
-                scored = run_batch(pipe, batch, spec.benchmark, keep_masks)
+            for scored in _scored_batches(pipe, batches, spec.benchmark, keep_masks):
                 for record, systemic in scored:
                     writer.write(record)
                     in_row = in_row + 1 if systemic else 0

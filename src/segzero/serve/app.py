@@ -15,7 +15,11 @@ closed), 413 upload over ``max_upload_bytes`` or image over ``max_pixels`` (both
 the client should send something smaller), 415 not multipart/JSON or not a supported
 image format, 422 missing/empty/too-long request or a corrupt image, 503 queue full
 (with ``Retry-After``), 504 no answer within ``request_timeout_s``, 500 the model
-failed on the batch (other batches are unaffected).
+failed on the batch (other batches are unaffected), 502 the reasoner engine (a server behind
+``--engine openai``) gave up on this request after its retries.
+
+With a streaming engine (vllm, openai) requests are not batched: each goes to the pipeline as it
+arrives and is answered as soon as it is done (:mod:`segzero.serve.batcher`).
 """
 
 from __future__ import annotations
@@ -54,7 +58,8 @@ STATIC_DIR = files("segzero.serve") / "static"
 class Pipeline(Protocol):
     """What the server needs of the pipeline: :meth:`ReasoningSegmenter.segment_batch`.
 
-    The start-up warm-up also passes ``max_new_tokens`` (a generation keyword argument).
+    The start-up warm-up also passes ``max_new_tokens`` (a generation keyword argument). A pipeline whose
+    ``streams`` is True also has ``submit(image, request) -> Future``, which the batcher then uses.
     """
 
     def segment_batch(self, images: list[Any], requests: list[str], **generate_kwargs: Any) -> list[Any]: ...
@@ -112,7 +117,10 @@ class SegmentResponse(BaseModel):
         "plus decode (reading and decoding the upload), queue (waiting for a batch), batch (the whole "
         "batch's pipeline call) and server_total."
     )
-    batch_size: int = Field(description="How many requests shared this request's pipeline call.")
+    batch_size: int = Field(
+        description="How many requests shared this request's pipeline call (streaming engines: how many "
+        "were in the reasoner with it when it was handed over)."
+    )
     overlay_png_base64: str | None = Field(
         None,
         description="When overlay=true: a PNG of the image beside it with the mask, box and points drawn, a "
@@ -130,6 +138,7 @@ class HealthResponse(BaseModel):
     )
     warmup_s: float | None = Field(description="Seconds the start-up warm-up took; null without one.")
     reasoner: str | None
+    engine: str | None = Field(description="Where the reasoner runs: transformers, vllm or openai.")
     segmenter: str | None
     queue_depth: int
     running: int
@@ -144,6 +153,7 @@ _ERRORS = {
     413: "Upload larger than max_upload_bytes, or image larger than max_pixels.",
     415: f"Body neither multipart/form-data nor application/json, or image not {ALLOWED_NAMES}.",
     422: "Missing field, empty or too long request, unknown field, or corrupt image.",
+    502: "The reasoner engine's server gave up on this request after its retries.",
     500: "The model failed on the batch this request was in.",
     503: "The queue is full; retry after the Retry-After header's seconds.",
     504: "No answer within request_timeout_s.",
@@ -215,6 +225,7 @@ def create_app(
         max_batch_size=settings.max_batch_size,
         max_wait_s=settings.max_wait_ms / 1000,
         queue_size=settings.queue_size,
+        submit=pipeline.submit if getattr(pipeline, "streams", False) else None,
     )
     decode_limiter = anyio.CapacityLimiter(settings.decode_workers)
     if getattr(pipeline, "batch_size", settings.max_batch_size) < settings.max_batch_size:
@@ -310,6 +321,8 @@ def create_app(
             raise ApiError(
                 503, "The server is shutting down; try again shortly.", {"Retry-After": "5"}
             ) from None
+        if getattr(outcome.result, "error", None):
+            raise ApiError(502, f"The reasoner gave no answer ({outcome.result.error}); try again later.")
         body = await anyio.to_thread.run_sync(_result_json, outcome.result, image, given.overlay)
         body["batch_size"] = outcome.batch_size
         body["timings"] = {
@@ -328,6 +341,7 @@ def create_app(
             "ready": app.state.warmup_s is not None or batcher.stats.batches > 0,
             "warmup_s": app.state.warmup_s,
             "reasoner": _model_name(pipeline, "reasoner"),
+            "engine": getattr(getattr(pipeline, "reasoner", None), "engine", None),
             "segmenter": _model_name(pipeline, "segmenter"),
             "frame": getattr(pipeline, "frame", None),
             "queue_depth": batcher.queue_depth,

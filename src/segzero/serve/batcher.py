@@ -4,11 +4,17 @@ The event loop only queues and waits; the model runs on a single dedicated threa
 (the pipeline is blocking torch code and not meant to run twice at once). A batch
 starts when ``max_batch_size`` requests are waiting or when the first waiting
 request has waited ``max_wait_s``, whichever comes first.
+
+With a streaming engine (vllm, openai: the batcher is given ``submit``) there are no batches to wait
+for: each request is handed to the pipeline as soon as it arrives and fewer than ``max_batch_size``
+are in it, and is answered as soon as it is done, whatever the others; the engine schedules the
+requests it holds by itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import logging
 import math
@@ -23,6 +29,10 @@ logger = logging.getLogger("segzero.serve")
 
 #: ``run_batch(images, requests) -> results``, one result per request, in order.
 RunBatch = Callable[[Sequence[Any], Sequence[str]], Sequence[Any]]
+
+#: ``submit(image, request) -> future`` of its result: hands one request to a streaming pipeline and returns
+#: at once (:meth:`segzero.pipeline.ReasoningSegmenter.submit`).
+Submit = Callable[[Any, str], "concurrent.futures.Future[Any]"]
 
 
 class QueueFullError(Exception):
@@ -47,9 +57,10 @@ class BatchOutcome:
 
     Attributes:
         result: what ``run_batch`` returned for this request.
-        batch_size: number of requests in the batch it ran in.
+        batch_size: number of requests in the batch it ran in (streaming: in the pipeline with it, itself
+            included, when it was handed over).
         queue_s: seconds between enqueueing and the start of its batch.
-        run_s: seconds the whole batch took in the pipeline.
+        run_s: seconds the whole batch took in the pipeline (streaming: this request alone).
     """
 
     result: Any
@@ -87,7 +98,7 @@ class BatchStats:
         }
 
 
-@dataclass
+@dataclass(eq=False)  # hashable by identity: a set holds the requests in a streaming pipeline
 class _Job:
     image: Any
     request: str
@@ -103,17 +114,26 @@ class Batcher:
 
     Args:
         run_batch: blocking function ``(images, requests) -> results`` (e.g. ``pipeline.segment_batch``).
-        max_batch_size: most requests per call.
-        max_wait_s: how long the first waiting request waits for company.
+        max_batch_size: most requests per call (streaming: most requests in the pipeline at once).
+        max_wait_s: how long the first waiting request waits for company (not used when streaming).
         queue_size: most requests waiting beside the running batch.
+        submit: for a streaming pipeline, its ``submit`` (:data:`Submit`): requests are then handed over one
+            at a time as they come (see the module docstring); ``run_batch`` still serves :meth:`run_alone`.
     """
 
     def __init__(
-        self, run_batch: RunBatch, *, max_batch_size: int, max_wait_s: float, queue_size: int
+        self,
+        run_batch: RunBatch,
+        *,
+        max_batch_size: int,
+        max_wait_s: float,
+        queue_size: int,
+        submit: Submit | None = None,
     ) -> None:
         if max_batch_size < 1 or queue_size < 1 or max_wait_s < 0:
             raise ValueError("max_batch_size and queue_size must be >= 1 and max_wait_s >= 0")
         self.run_batch = run_batch
+        self.submit_one = submit
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self.queue_size = queue_size
@@ -122,7 +142,9 @@ class Batcher:
         self._arrived: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._running = 0  # requests in the batch now in the pipeline
+        self._running = 0  # requests in the batch now in the pipeline (streaming: all those in it)
+        self._slot_freed: asyncio.Event | None = None
+        self._streaming: set[_Job] = set()  # requests handed to a streaming pipeline, not yet answered
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -131,8 +153,10 @@ class Batcher:
         if self._worker is not None:
             return
         self._arrived = asyncio.Event()
+        self._slot_freed = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segzero-batch")
-        self._worker = asyncio.create_task(self._work(), name="segzero-batcher")
+        work = self._work() if self.submit_one is None else self._stream()
+        self._worker = asyncio.create_task(work, name="segzero-batcher")
 
     async def stop(self) -> None:
         """Stop taking work; requests still waiting fail with :class:`BatcherStoppedError`."""
@@ -144,8 +168,8 @@ class Batcher:
         except asyncio.CancelledError:
             pass
         self._worker = None
-        while self._waiting:
-            job = self._waiting.popleft()
+        while self._waiting or self._streaming:
+            job = self._waiting.popleft() if self._waiting else self._streaming.pop()
             if not job.future.done():
                 job.future.set_exception(BatcherStoppedError("the server is shutting down"))
         # A batch still inside the model cannot be interrupted; do not wait for it.
@@ -169,7 +193,7 @@ class Batcher:
 
     @property
     def running(self) -> int:
-        """Requests in the batch now inside the pipeline."""
+        """Requests now inside the pipeline: the running batch's, or (streaming) all handed over."""
         return self._running
 
     def is_full(self) -> bool:
@@ -280,3 +304,68 @@ class Batcher:
             for job, result in zip(batch, results, strict=True):
                 if not job.future.done():
                     job.future.set_result(BatchOutcome(result, len(batch), started - job.enqueued, run_s))
+
+    # -- streaming -------------------------------------------------------------------------
+
+    async def _stream(self) -> None:
+        """Hand each waiting request over as soon as fewer than ``max_batch_size`` are in the pipeline."""
+        loop = asyncio.get_running_loop()
+        while True:
+            while self._running >= self.max_batch_size:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+            job = await self._next_job()
+            self._running += 1
+            self._streaming.add(job)
+            started, in_flight = time.perf_counter(), self._running
+            try:
+                handed = await loop.run_in_executor(self._executor, self.submit_one, job.image, job.request)
+            except Exception as exc:  # e.g. an image the pipeline refuses: this request fails alone
+                self._streamed(job, started, in_flight, None, exc)
+                continue
+            asyncio.wrap_future(handed).add_done_callback(
+                functools.partial(self._streamed, job, started, in_flight)
+            )
+
+    async def _next_job(self) -> _Job:
+        """The first waiting request still wanted (one whose caller timed out is skipped)."""
+        while True:
+            while self._waiting:
+                job = self._waiting.popleft()
+                if not job.future.done():
+                    return job
+            self._arrived.clear()
+            await self._arrived.wait()
+
+    def _streamed(
+        self,
+        job: _Job,
+        started: float,
+        in_flight: int,
+        done: asyncio.Future | None,
+        error: BaseException | None = None,
+    ) -> None:
+        """One streamed request is done (on the event loop): count it, answer its caller, free its slot."""
+        if job not in self._streaming:  # stop() has answered it
+            return
+        self._streaming.discard(job)
+        self._running -= 1
+        self._slot_freed.set()
+        run_s = time.perf_counter() - started
+        self.stats.busy_s += run_s
+        if error is None and done is not None:
+            error = done.exception() if not done.cancelled() else BatcherStoppedError("the request was cancelled")
+        if error is not None:
+            self.stats.failed_batches += 1
+            self.stats.failed_requests += 1
+            logger.error("request failed after %.2f s: %s: %s", run_s, type(error).__name__, error)
+            if not job.future.done():
+                failure = BatchFailedError(f"{type(error).__name__}: {error}")
+                failure.__cause__ = error
+                job.future.set_exception(failure)
+            return
+        self.stats.batches += 1
+        self.stats.requests += 1
+        self.stats.batch_sizes[in_flight] += 1
+        if not job.future.done():
+            job.future.set_result(BatchOutcome(done.result(), in_flight, started - job.enqueued, run_s))

@@ -20,9 +20,17 @@ def _setting(default: float | int | bool, help: str, low: float | None = None) -
 class ServeSettings:
     """Batching, input limits and start-up of the HTTP server (``segzero serve``)."""
 
-    max_batch_size: int = _setting(8, "Most requests answered by one pipeline call (1 turns batching off).", 1)
+    max_batch_size: int = _setting(
+        8,
+        "Most requests answered by one pipeline call (1 turns batching off); with a streaming engine (vllm, "
+        "openai), most requests in the reasoner at once, each answered as soon as it is done.",
+        1,
+    )
     max_wait_ms: float = _setting(
-        20.0, "How long the first request of a batch waits for others to join, in milliseconds.", 0
+        20.0,
+        "How long the first request of a batch waits for others to join, in milliseconds (a streaming engine "
+        "gets each request as it arrives).",
+        0,
     )
     queue_size: int = _setting(
         64, "Requests that may wait beside the running batch; beyond this the server answers 503.", 1

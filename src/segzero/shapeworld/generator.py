@@ -1,4 +1,5 @@
-"""ShapeWorld scenes, requests, splits and a ReasonSeg-layout export.
+"""ShapeWorld scenes, requests, splits and a ReasonSeg-layout export (optionally ReasonSeg-like: images
+that are not square and ignore regions, :func:`like_reasonseg`).
 
 Everything here is pure and deterministic: a scene is a function of ``(seed, size, options)`` only,
 and a sample of ``(seed, family, size, options)``. Randomness comes from :class:`random.Random`
@@ -894,11 +895,59 @@ def _bridge(outer: np.ndarray, hole: np.ndarray) -> np.ndarray:
     return np.concatenate([outer[: a + 1], hole_loop, outer[a:]])
 
 
+#: Sizes ``(width, height)`` :func:`like_reasonseg` stretches scenes to, by seed: wider, taller, wider.
+LIKE_REASONSEG_SIZES = ((168, 112), (112, 154), (200, 130))
+
+#: Width in pixels of the ignore ring :func:`like_reasonseg` draws around the target of every other sample.
+IGNORE_RING = 2
+
+
+def like_reasonseg(sample: Sample) -> Sample:
+    """``sample`` made like a ReasonSeg sample, so that every difference between the evaluation protocols
+    shows on it (``docs/reproducing.md``):
+
+    - its image and mask are stretched to a size that is not square, one of :data:`LIKE_REASONSEG_SIZES`
+      by seed, with nearest-neighbour sampling, so the mask stays exactly the pixels painted in the
+      target's colour; mapping answers out of the reasoner's square frame then needs a factor other
+      than 1, where the protocols round differently;
+    - samples with an even seed get an ignore region (255) around the target, a ring
+      :data:`IGNORE_RING` pixels wide: its edge, ambiguous as ReasonSeg's ignore regions are. The
+      protocols count it differently (left out, or as target).
+
+    The default scenes (``segzero demo``, ``segzero shapeworld eval``) are never changed by this.
+    """
+    seed = int(sample.extra["seed"])
+    width, height = LIKE_REASONSEG_SIZES[seed % len(LIKE_REASONSEG_SIZES)]
+    image = np.asarray(sample.image if isinstance(sample.image, Image.Image) else Image.open(sample.image))
+    image = cv2.resize(image, (width, height), interpolation=cv2.INTER_NEAREST)
+    target = cv2.resize((sample.mask == 1).astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
+    mask = target.copy()
+    ring = 0
+    if seed % 2 == 0:
+        ring = IGNORE_RING
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * ring + 1, 2 * ring + 1))
+        mask[(cv2.dilate(target, kernel) > 0) & (target == 0)] = IGNORE
+    return Sample(
+        id=sample.id,
+        image=Image.fromarray(image),
+        request=sample.request,
+        width=width,
+        height=height,
+        mask=mask,
+        boxes=[mask_to_box(target.astype(bool))],
+        points=[],
+        source=sample.source,
+        is_sentence=sample.is_sentence,
+        extra={**sample.extra, "like_reasonseg": {"size": [width, height], "ignore_ring": ring}},
+    )
+
+
 def export_reasonseg_folder(samples: Iterable[Sample], out_dir: str | Path, jpeg_quality: int = 95) -> Path:
     """Write samples in LISA's ReasonSeg layout: ``NAME.jpg`` + ``NAME.json`` per sample.
 
-    The JSON holds ``text`` ([request]), ``is_sentence`` and ``shapes``: one polygon per connected part
-    of the mask, labelled ``"target"`` (mask value 1) or ``"ignore"`` (255), ``shape_type`` ``"polygon"``.
+    The JSON holds ``text`` ([request]), ``is_sentence``, ``shapes`` (one polygon per connected part of
+    the mask, labelled ``"target"`` (mask value 1) or ``"ignore"`` (255), ``shape_type`` ``"polygon"``)
+    and ``source: "shapeworld"``, by which ``segzero eval`` tells the export from the paper's benchmark.
 
     Exactness: the JPEG (4:4:4, quality ``jpeg_quality``) is lossy, so pixel colours move by a few
     levels; the polygons pass through boundary-pixel centres, so refilling them the way LISA does
@@ -908,6 +957,8 @@ def export_reasonseg_folder(samples: Iterable[Sample], out_dir: str | Path, jpeg
     Returns:
         ``out_dir``.
     """
+    from segzero.evaluation.results import SHAPEWORLD_ORIGIN
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for sample in samples:
@@ -920,6 +971,7 @@ def export_reasonseg_folder(samples: Iterable[Sample], out_dir: str | Path, jpeg
                 for poly in mask_to_polygons(sample.mask == value):
                     shapes.append({"label": label, "labels": [label], "points": poly, "shape_type": "polygon",
                                    "group_id": None, "flags": {}, "image_name": f"{name}.jpg"})
-        record = {"text": [sample.request], "is_sentence": bool(sample.is_sentence), "shapes": shapes}
+        record = {"text": [sample.request], "is_sentence": bool(sample.is_sentence), "shapes": shapes,
+                  "source": SHAPEWORLD_ORIGIN}  # fmt: skip
         (out / f"{name}.json").write_text(json.dumps(record, indent=1))
     return out
