@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from segzero.masks import decode_rle
 from segzero.serve import ServeSettings, create_app
 
-STATUSES = {"ok", "partial", "no_answer", "invalid_json", "invalid_values"}
+STATUSES = {"ok", "partial", "no_answer", "invalid_json", "invalid_values", "runaway"}
 
 
 def png_bytes(width: int = 64, height: int = 48, seed: int = 0, fmt: str = "PNG") -> bytes:
@@ -41,14 +41,14 @@ class GatedPipeline:
         self.entered = threading.Event()
         self.batch_sizes: list[int] = []
 
-    def segment_batch(self, images, requests):
+    def segment_batch(self, images, requests, **kwargs):
         self.batch_sizes.append(len(requests))
         self.entered.set()
         if not self.gate.wait(60):
             raise RuntimeError("the test never opened the gate")
         if any(r.startswith("doomed") for r in requests):
             raise RuntimeError("simulated CUDA out of memory")
-        return self.inner.segment_batch(images, requests)
+        return self.inner.segment_batch(images, requests, **kwargs)
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -115,6 +115,44 @@ def test_json_answer_with_overlay(client):
 
     shown = display_size((40, 30))
     assert overlay.format == "PNG" and overlay.width > 2 * shown[0] and overlay.height > shown[1]
+
+
+def read_events(response) -> list[tuple[str, dict]]:
+    """The server-sent events of a response body, in order: ``(name, data)``."""
+    import json
+
+    events = []
+    for block in response.text.split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if lines:
+            events.append((lines["event"], json.loads(lines["data"])))
+    return events
+
+
+def test_the_stream_sends_the_text_as_written_then_the_result(client):
+    files = {"image": ("image.png", png_bytes(40, 30), "image/png")}
+    # The tiny reasoner writes a newline a token: 8 tokens, so 8 pieces.
+    response = client.post("/v1/segment/stream", files=files, data={"request": "the cup", "overlay": "true"})
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    events = read_events(response)
+    names = [name for name, _ in events]
+    assert names[-1] == "result" and set(names[:-1]) == {"text"} and len(names) > 4, names
+    body = events[-1][1]
+    check_answer(body, 40, 30, "the cup")
+    assert "".join(data["text"] for name, data in events[:-1]) == body["completion"]
+    assert body["overlay_png_base64"]
+
+
+def test_the_stream_keeps_the_limits(client):
+    # Bad input is refused with its usual status before any stream starts.
+    big = {"image": ("image.png", png_bytes(300, 300), "image/png")}
+    response = client.post("/v1/segment/stream", files=big, data={"request": "a cat"})
+    assert response.status_code == 413 and "larger than the limit" in response.json()["error"]
+    response = client.post("/v1/segment/stream", json={"image_base64": "", "request": "a cat"})
+    assert response.status_code in (400, 422) and response.json()["error"]
+    files = {"image": ("image.png", png_bytes(), "image/png")}
+    response = client.post("/v1/segment/stream", files=files, data={"request": "x" * 51})
+    assert response.status_code == 422
 
 
 def test_multipart_overlay_and_data_url(client):
@@ -407,6 +445,17 @@ def test_timeout_answers_504_and_server_recovers(gated):
         gated.gate.set()
         wait_until(lambda: client.app.state.batcher.running == 0)
         assert post_image(client, "fast again").status_code == 200
+
+
+def test_a_stream_that_times_out_ends_in_a_504_event(gated):
+    with gated_client(gated, max_batch_size=2, request_timeout_s=0.5) as client:
+        files = {"image": ("image.png", png_bytes(), "image/png")}
+        response = client.post("/v1/segment/stream", files=files, data={"request": "slow"})
+        assert response.status_code == 200
+        (name, data), = read_events(response)
+        assert name == "error" and data["status"] == 504 and "No answer within 0.5 s" in data["error"]
+        gated.gate.set()
+        wait_until(lambda: client.app.state.batcher.running == 0)
 
 
 def test_bad_requests_do_not_disturb_good_ones(gated):

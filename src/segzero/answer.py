@@ -51,6 +51,7 @@ class ParseStatus(str, Enum):
     INVALID_JSON = "invalid_json"  # bracketed text that is neither JSON nor a Python literal
     INVALID_VALUES = "invalid_values"  # decoded, but no object had a usable box or points
     NO_THINKING = "no_thinking"  # reference protocol: a usable answer, but no <think> block it accepts
+    RUNAWAY = "runaway"  # no usable answer, and the completion ends in a runaway (segzero.runaway)
 
 
 @dataclass(frozen=True)

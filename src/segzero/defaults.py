@@ -55,6 +55,14 @@ ENGINE_BACKOFF_S = 1.0
 #: schedules many at once and never waits for a batch's slowest request.
 STREAM_WINDOW = 256
 
+#: A runaway completion (:mod:`segzero.runaway`) ends in at least ``RUNAWAY_MIN_CHARS`` characters that are
+#: whitespace, or one unit of at most ``RUNAWAY_MAX_PERIOD`` characters repeated at least
+#: ``RUNAWAY_MIN_REPEATS`` times. ``--stop-runaway`` looks every ``RUNAWAY_CHECK_EVERY`` new tokens.
+RUNAWAY_MIN_CHARS = 64
+RUNAWAY_MIN_REPEATS = 8
+RUNAWAY_MAX_PERIOD = 100
+RUNAWAY_CHECK_EVERY = 8
+
 #: vllm engine: share of the GPU's memory vLLM may take, leaving room for the segmenter on the same GPU.
 VLLM_GPU_MEMORY_UTILIZATION = 0.8
 

@@ -38,6 +38,7 @@ from segzero.protocols import REFERENCE, SEGZERO, check_protocol, default_segmen
 from segzero.images import ImageInput, load_image
 from segzero.prompts import normalize_request
 from segzero.reasoner import OnText, ReasonerEngine, load_reasoner
+from segzero.runaway import runaway_reason
 from segzero.segmenter import Segmenter, SegmenterOutput, load_segmenter
 
 
@@ -188,7 +189,7 @@ def segment_answers(
         segmenter's output (an empty mask when the answer had no usable object).
     """
     parse = PARSERS[check_protocol(protocol)]
-    answers = [parse(c, frame) for c in completions]
+    answers = [_runaway(parse(c, frame), c) for c in completions]
     objects: list[list[ObjectPrompt]] = []
     for n, (answer, img) in enumerate(zip(answers, images)):
         try:
@@ -349,7 +350,7 @@ class ReasoningSegmenter:
         if not requests:
             return []
         t1 = time.perf_counter()
-        generate_kwargs = {"max_new_tokens": self.max_new_tokens, **generate_kwargs}
+        generate_kwargs = {**self._generation(), **generate_kwargs}
         completions: list[str] = []
         for start in range(0, len(requests), self.batch_size):
             chunk = slice(start, start + self.batch_size)
@@ -392,7 +393,7 @@ class ReasoningSegmenter:
                 futures[-1].set_result(result)
             return futures
         loaded, load_s = self._check_and_load(images, requests)
-        generate_kwargs = {"max_new_tokens": self.max_new_tokens, **generate_kwargs}
+        generate_kwargs = {**self._generation(), **generate_kwargs}
         load_s /= max(len(requests), 1)
         by_image: dict[int, list[int]] = {}
         for i, img in enumerate(loaded):
@@ -455,6 +456,11 @@ class ReasoningSegmenter:
                 self._stage = None
         self.reasoner.close()
 
+    def _generation(self) -> dict[str, Any]:
+        """The config's generation settings, as the engine takes them (``stop_runaway`` only when on, so an
+        engine written before it still serves a pipeline that leaves it off)."""
+        return {"max_new_tokens": self.max_new_tokens, **({"stop_runaway": True} if self.config.stop_runaway else {})}
+
     def _segmenter_stage(self) -> _SegmenterStage:
         with self._stage_lock:
             if self._stage is None:
@@ -482,6 +488,17 @@ class ReasoningSegmenter:
             loaded.append(cache[key])
         return loaded
 
+
+
+def _runaway(answer: ParsedAnswer, completion: str) -> ParsedAnswer:
+    """``answer`` with the status ``runaway`` when it gave nothing to segment and ``completion`` ends in a
+    runaway (:func:`segzero.runaway.runaway_reason`): that, not the format, is why there is no answer."""
+    if answer.status in (ParseStatus.OK, ParseStatus.PARTIAL, ParseStatus.NO_THINKING):
+        return answer
+    why = runaway_reason(completion)
+    if why is None:
+        return answer
+    return dataclasses.replace(answer, status=ParseStatus.RUNAWAY, reason=f"the completion ran away: {why}")
 
 
 def _offset(on_text: OnText, start: int) -> OnText:

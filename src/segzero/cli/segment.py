@@ -54,17 +54,42 @@ def segment(
     loaded = load_image(image, model.max_pixels)  # bad input fails before minutes of model loading
     normalize_request(request)
     pipe = load_pipeline(model)
-    result = pipe.segment(loaded, request)
+    live = _LiveText(console)
+    try:
+        result = pipe.segment(loaded, request, on_text=live)
+    finally:
+        live.end()
     if result.error:
         raise ReasonerRequestError(f"The reasoner gave no answer: {result.error}.")
     files = result.save(out, _stem(image.stem), extra={"image": str(image)})
-    _print_result(result, files)
+    out_console = Console()
+    # On one screen the thinking was just shown as it was written; a redirected stdout still gets it.
+    _print_result(result, files, out_console, thinking=not (live.shown and console.is_terminal and out_console.is_terminal))
 
 
-def _print_result(result, files: dict[str, str]) -> None:
-    out = Console()
+class _LiveText:
+    """An ``on_text`` (:data:`segzero.reasoner.OnText`) that prints the reasoner's text to ``console`` as it is
+    written, so a long generation is never a silent wait; stdout keeps only the result."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.shown = False
+
+    def __call__(self, index: int, text: str) -> None:
+        if not self.shown:
+            self.console.print("[bold]Reasoner:[/] ", end="")
+            self.shown = True
+        self.console.out(text, end="", highlight=False)
+
+    def end(self) -> None:
+        if self.shown:
+            self.console.out("")
+
+
+def _print_result(result, files: dict[str, str], out: Console, *, thinking: bool = True) -> None:
     out.print(f"[bold]Request:[/] {result.request}", highlight=False)
-    out.print(f"[bold]Thinking:[/] {result.thinking or '(none)'}", highlight=False)
+    if thinking:
+        out.print(f"[bold]Thinking:[/] {result.thinking or '(none)'}", highlight=False)
     if result.usable:
         for obj in result.objects:
             out.print(f"[bold]Object:[/] box {obj.box}, points {list(obj.points)}", highlight=False)

@@ -1,4 +1,5 @@
-// segzero web page: send an image and a request to /v1/segment, show the server's overlay picture.
+// segzero web page: send an image and a request to /v1/segment/stream, show the reasoner's text as it is
+// written, then the server's overlay picture.
 // No build step and no outside resources: this file is served as is.
 "use strict";
 
@@ -138,7 +139,46 @@ function showOverlay(result) {
   $("download-link").href = url;
 }
 
+// The reasoner's text, shown as it streams in; hidden again once the result (or an error) is in.
+function showLive(text) {
+  const live = $("live-text");
+  const atBottom = live.scrollTop + live.clientHeight >= live.scrollHeight - 4;
+  live.textContent += text;
+  if (atBottom) live.scrollTop = live.scrollHeight;
+  $("live").hidden = false;
+}
+
+function clearLive() {
+  $("live").hidden = true;
+  $("live-text").textContent = "";
+}
+
+// Server-sent events from a fetch body: calls onEvent(name, data) for each complete event.
+async function readEvents(response, onEvent) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    buffer += decoder.decode(value || new Uint8Array(), { stream: !done });
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let name = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) name = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).trim());
+      }
+      if (data.length) onEvent(name, JSON.parse(data.join("\n")));
+    }
+    if (done) return;
+  }
+}
+
 function clearResult() {
+  clearLive();
   resultSection.hidden = true;
   overlayImage.removeAttribute("src");
   overlayImage.alt = "";
@@ -196,24 +236,38 @@ form.addEventListener("submit", async (event) => {
   body.append("image", file, file.name);
   body.append("request", request);
   body.append("overlay", "true");
-  setStatus("Running the model... this can take a while.", true);
+  clearResult();
+  setStatus("Running the model: its text appears below as it is written.", true);
   const started = performance.now();
   try {
-    const response = await fetch("/v1/segment", { method: "POST", body });
-    let data = null;
-    try {
-      data = await response.json();
-    } catch (_) {
-      data = null;
-    }
+    const response = await fetch("/v1/segment/stream", { method: "POST", body });
     if (!response.ok) {
+      let data = null;
+      try {
+        data = await response.json();
+      } catch (_) {
+        data = null;
+      }
       const message = (data && data.error) || `The server answered ${response.status} ${response.statusText}.`;
       setStatus("", false);
       showError(message);
       return;
     }
-    showOverlay(data);
-    showDetails(data);
+    let result = null;
+    let failure = null;
+    await readEvents(response, (name, data) => {
+      if (name === "text") showLive(data.text);
+      else if (name === "result") result = data;
+      else if (name === "error") failure = data.error;
+    });
+    if (!result) {
+      setStatus("", false);
+      showError(failure || "The server ended the answer early; try again.");
+      return;
+    }
+    clearLive();
+    showOverlay(result);
+    showDetails(result);
     resultSection.hidden = false;
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     setStatus(`Done in ${seconds} s. ${$("overlay-caption").textContent}`, false);
