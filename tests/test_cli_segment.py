@@ -46,6 +46,21 @@ def test_segment_writes_mask_overlay_and_json(taught_models, tmp_path):
     assert data["files"] == {k: str(out / f"kitchen.{k}") for k in ("mask.png", "overlay.png", "json")}
 
 
+def test_segment_shows_the_text_as_it_is_written_on_stderr(taught_models, tmp_path, monkeypatch):
+    import segzero.cli.segment as command
+
+    pieces = []
+    shown = command._LiveText.__call__
+    monkeypatch.setattr(command._LiveText, "__call__", lambda self, i, text: (pieces.append(text), shown(self, i, text)))
+    photo = _photo(tmp_path / "kitchen.jpg")
+    res = runner.invoke(app, ["segment", str(photo), "the cup", "--out", str(tmp_path / "out"), *_models(taught_models)])
+    assert res.exit_code == 0, res.output
+    completion = json.loads((tmp_path / "out" / "kitchen.json").read_text())["completion"]
+    assert len(pieces) > 5 and "".join(pieces) == completion  # piece by piece, as generated
+    assert "Reasoner:" in res.stderr and "it is on the left" in res.stderr and "Reasoner:" not in res.stdout
+    assert "Thinking: it is on the left" in res.stdout  # stdout, not a terminal here, keeps the whole result
+
+
 def test_batch_writes_results_jsonl_and_skipped_jsonl(taught_models, tmp_path):
     _photo(tmp_path / "a.png")
     _photo(tmp_path / "b.png", 80, 60, seed=1)
