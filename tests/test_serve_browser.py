@@ -108,9 +108,16 @@ def test_segment_from_the_page(page, tmp_path):
     request = page.get_by_label("Request", exact=True)
     request.click()
     request.type("the red square")
+    # Count the pieces of text the page shows while the model writes (the stream, before the result).
+    page.evaluate("""() => { window.pieces = 0; new MutationObserver(() => {
+        if (document.getElementById("live-text").textContent && document.getElementById("result").hidden)
+            window.pieces += 1; }).observe(document.getElementById("live-text"), {childList: true, characterData: true,
+            subtree: true}); }""")
     request.press("Enter")
     expect(page.locator("#result")).to_be_visible(timeout=45_000)
     expect(page.locator("#status-text")).to_contain_text("Done in")
+    assert page.evaluate("window.pieces") > 1
+    expect(page.locator("#live")).to_be_hidden()  # the result replaced the live text
     expect(page.locator("#reasoning")).not_to_be_empty()
     expect(page.locator("#details")).to_contain_text("the red square")
     overlay = page.locator("#overlay-image")
