@@ -33,12 +33,25 @@ def test_serve_help_lists_the_settings():
         assert option in result.output
 
 
-def test_serve_builds_the_app_from_options(tiny_models, monkeypatch):
-    import uvicorn
+class _NotServed:
+    def run(self) -> None:
+        pass
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """What ``segzero serve`` would serve, and how: the app and make_server's arguments; nothing listens."""
+    from segzero.serve import server
+
+    made = {}
+    monkeypatch.setattr(server, "make_server", lambda app, **kw: made.update(app=app, **kw) or _NotServed())
+    return made
+
+
+def test_serve_builds_the_app_from_options(tiny_models, calls):
     from fastapi.testclient import TestClient
 
-    calls = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.update(app=app, **kw))
+    from segzero.serve.server import uvicorn_options
     args = [
         "serve",
         "--reasoner",
@@ -76,8 +89,9 @@ def test_serve_builds_the_app_from_options(tiny_models, monkeypatch):
     assert served.state.pipeline.max_new_tokens == 4
     assert served.state.settings.warmup is True  # on by default
     assert served.state.settings.body_timeout_s == 30  # read by the body reader
-    assert calls["timeout_keep_alive"] == 3  # uvicorn's own keep-alive timer
-    assert calls["http"].__name__ == "HeaderTimeoutProtocol"  # the header deadline
+    options = uvicorn_options(served.state.settings)  # what make_server gives uvicorn
+    assert options["timeout_keep_alive"] == 3  # uvicorn's own keep-alive timer
+    assert options["http"].__name__ == "HeaderTimeoutProtocol"  # the header deadline
     with TestClient(served) as client:
         health = client.get("/health").json()
     assert health["ready"] is True and health["warmup_s"] is not None
@@ -86,12 +100,9 @@ def test_serve_builds_the_app_from_options(tiny_models, monkeypatch):
     assert health["reasoner"] and health["segmenter"]
 
 
-def test_serve_without_warmup(tiny_models, monkeypatch):
-    import uvicorn
+def test_serve_without_warmup(tiny_models, calls):
     from fastapi.testclient import TestClient
 
-    calls = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.update(app=app, **kw))
     args = ["serve", "--reasoner", str(tiny_models.reasoner), "--segmenter", str(tiny_models.segmenter),
             "--frame", str(tiny_models.frame), "--device", "cpu", "--no-warmup"]  # fmt: skip
     result = CliRunner().invoke(app, args)
