@@ -13,13 +13,20 @@ variant) on held-out test scenes of both request families:
 
 The GRPO data are ShapeWorld training requests of ``--family`` with ``--no-target-share`` of them target-free
 (``--multi-target-share`` matching several shapes), their solutions in the ``generalized`` answer form;
-the recipe is ``--recipe`` with ``--set`` overrides (default: the ``generalized`` prompt).
+the recipe is ``--recipe`` with ``--set`` overrides (default: the ``generalized`` prompt and rewards; any
+``--set`` replaces these, so repeat them beside it).
 
-    python benchmarks/shapeworld_no_target.py --out runs/sw_no_target --steps 20 --n-eval 64
+The shipped warm-up was never taught the list form or ``[]``, so GRPO from it samples no empty answer to
+reward. ``--sft-steps N`` first runs the supervised loop of the warm-up stages
+(:func:`~segzero.shapeworld.training.sft.sft_loop`) for ``N`` steps on requests of ``--family`` in the
+generalized form, ``--sft-no-target-share`` of them target-free, asked with the ``generalized`` prompt:
+that reasoner is then the one measured "before GRPO" and trained from, and the warm-up is measured too.
+
+    python benchmarks/shapeworld_no_target.py --out runs/sw_no_target --sft-steps 400 --sft-no-target-share 0.25 \
+        --no-target-share 0.5 --steps 30 --n-eval 64   # README's "Answering []" (there: --set learning_rate=5e-5)
     python benchmarks/shapeworld_no_target.py --out runs/sw_quick --steps 1 --n-eval 4   # a smoke run
 
-It needs the ``generalized`` answer form, prompt and rewards (``segzero.data.prepared.ANSWER_FORMS``); the
-recipe's ``reward_funcs`` must score target-free answers (pass them with ``--set``, or a recipe of their own).
+It needs the ``generalized`` answer form, prompt and rewards (``segzero.data.prepared.ANSWER_FORMS``).
 ``--grpo DIR`` measures a reasoner already trained instead of training one.
 """
 
@@ -103,19 +110,61 @@ def evaluate(reasoner: Path, segmenter: Path, sets: dict[str, dict[str, list]], 
     return out
 
 
+def supervised_start(args: argparse.Namespace, out: Path) -> Path:
+    """The reasoner GRPO starts from: ``args.reasoner`` trained ``args.sft_steps`` supervised steps on
+    generalized-form targets (in the thinking of its last supervised stage) of ``args.family`` training
+    requests, ``args.sft_no_target_share`` of them target-free, each read once; saved to ``out``."""
+    from segzero.hub import read_model_meta
+    from segzero.shapeworld.generator import make_split
+    from segzero.shapeworld.training.common import GENERALIZED_SFT_SEED_OFFSET
+    from segzero.shapeworld.training.examples import reasoner_examples
+    from segzero.shapeworld.training.run import ShapeWorldTrainConfig
+    from segzero.shapeworld.training.sft import SFTLoopConfig, sft_loop
+
+    config = SFTLoopConfig(
+        steps=args.sft_steps, batch_size=args.sft_batch, lr=args.sft_lr, warmup=max(1, args.sft_steps // 10),
+        prompt=GENERALIZED,
+    )
+    samples = make_split(
+        "train", args.sft_steps * args.sft_batch, args.family, seed_offset=GENERALIZED_SFT_SEED_OFFSET,
+        no_target_share=args.sft_no_target_share,
+    )
+    frame = int(read_model_meta(args.reasoner)["reasoner_frame"])
+    thinking = ShapeWorldTrainConfig().final_thinking
+    sft_loop(args.reasoner, reasoner_examples(list(samples), frame, thinking, GENERALIZED), out, config)
+    return out
+
+
 def main() -> None:
     from shapeworld_probes import save_run
 
     from segzero.data.prepared import ANSWER_FORMS
     from segzero.hub import read_model_meta
+    from segzero.rewards import GENERALIZED_REWARDS
     from segzero.shapeworld.generator import FAMILIES, RequestMix
     from segzero.shapeworld.shipped import SHIPPED_MODELS
     from segzero.shapeworld.training.grpo import grpo_requests_read, prepare_grpo_data, run_grpo
+    from segzero.shapeworld.training.run import ShapeWorldTrainConfig
+    from segzero.shapeworld.training.sft import SFTLoopConfig
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--reasoner", type=Path, default=SHIPPED_MODELS / "reasoner-warmup",
         help="the reasoner measured before GRPO and trained from (default: the shipped warm-up)",
+    )
+    parser.add_argument(
+        "--sft-steps", type=int, default=0,
+        help="supervised steps on the generalized form before GRPO (0: GRPO from --reasoner itself)",
+    )
+    parser.add_argument(
+        "--sft-batch", type=int, default=SFTLoopConfig().batch_size, help="examples per supervised step"
+    )
+    parser.add_argument(
+        "--sft-lr", type=float, default=ShapeWorldTrainConfig().knowledge.lr,
+        help="supervised learning rate (default: the knowledge stage's)",
+    )
+    parser.add_argument(
+        "--sft-no-target-share", type=float, default=0.15, help="of the supervised examples",
     )
     parser.add_argument("--segmenter", type=Path, default=SHIPPED_MODELS / "segmenter")
     parser.add_argument("--out", type=Path, default=Path("runs/shapeworld_no_target"))
@@ -127,7 +176,7 @@ def main() -> None:
     parser.add_argument("--recipe", type=Path, default=RECIPE)
     parser.add_argument(
         "--set", dest="sets", action="append", default=None, metavar="KEY=VALUE",
-        help=f"a recipe override, repeatable (default: prompt={GENERALIZED})",
+        help=f"a recipe override, repeatable (default: prompt={GENERALIZED} and its reward_funcs)",
     )
     parser.add_argument("--prompt", default=GENERALIZED, help="the prompt variant both reasoners are asked")
     parser.add_argument("--grpo", type=Path, default=None, help="measure this GRPO reasoner, not train one")
@@ -135,26 +184,39 @@ def main() -> None:
     if GENERALIZED not in ANSWER_FORMS:
         sys.exit(f"This benchmark needs the {GENERALIZED!r} answer form (answer forms here: "
                  f"{', '.join(ANSWER_FORMS)}); run it on a segzero that has it.")
-    sets_ = args.sets if args.sets is not None else [f"prompt={GENERALIZED}"]
+    generalized = [
+        f"prompt={GENERALIZED}",
+        f"reward_funcs=[{','.join(GENERALIZED_REWARDS)}]",
+        f"reward_weights=[{','.join('1.0' for _ in GENERALIZED_REWARDS)}]",
+    ]
+    sets_ = args.sets if args.sets is not None else generalized
     overrides = [*sets_, f"max_steps={args.steps}", "save_strategy=no"]
     args.out.mkdir(parents=True, exist_ok=True)
     seconds = {}
 
+    start = args.reasoner
+    measured = []
+    if args.sft_steps > 0:
+        t = time.perf_counter()
+        start = supervised_start(args, args.out / "sft")
+        seconds["sft"] = time.perf_counter() - t
+        measured.append(("warm-up", args.reasoner))
+
     grpo = args.grpo
     if grpo is None:
         t = time.perf_counter()
-        frame = int(read_model_meta(args.reasoner)["reasoner_frame"])
+        frame = int(read_model_meta(start)["reasoner_frame"])
         mix = RequestMix(args.no_target_share, args.multi_target_share)
         n_prompts = grpo_requests_read(args.recipe, overrides)
         data = prepare_grpo_data(
             args.out / "data", n_prompts, frame, args.family, requests=mix, answer_form=GENERALIZED
         )
-        grpo = run_grpo(args.recipe, args.reasoner, data, args.out / "grpo", overrides)
+        grpo = run_grpo(args.recipe, start, data, args.out / "grpo", overrides)
         seconds["grpo"] = time.perf_counter() - t
 
     sets = eval_sets(args.n_eval)
     results = {}
-    for name, path in (("before GRPO", args.reasoner), ("after GRPO", grpo)):
+    for name, path in (*measured, ("before GRPO", start), ("after GRPO", grpo)):
         t = time.perf_counter()
         results[name] = evaluate(path, args.segmenter, sets, args.prompt)
         seconds[f"eval {name}"] = time.perf_counter() - t

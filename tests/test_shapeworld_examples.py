@@ -139,3 +139,24 @@ def test_knowledge_stage_teaches_reasoning_but_keeps_the_held_out_templates_out(
     assert templates == set(config.knowledge_templates) and not templates & set(HELD_OUT_TEMPLATES)
     for example in examples:  # the reasoning is written out before the choice
         assert f"{example.sample.extra['explanation']} {MEANS}" in example.completion
+
+
+def test_generalized_targets_say_nothing_matches_and_score_full_generalized_rewards():
+    from segzero.errors import InputError
+    from segzero.rewards import REWARDS, GroundTruth
+    from segzero.shapeworld.generator import make_split
+    from segzero.shapeworld.training.examples import MEANS, NO_SHAPE, reasoner_examples
+
+    samples = list(make_split("train", 12, "referring", no_target_share=0.4, multi_target_share=0.3))
+    counts = {len(s.extra["targets"]) for s in samples}
+    assert 0 in counts and 1 in counts and max(counts) > 1  # each kind of request is covered
+    for sample, example in zip(samples, reasoner_examples(samples, 112, "scene-explain", "generalized")):
+        gt = GroundTruth.from_columns(example.boxes, example.points)
+        assert REWARDS["generalized_format"](example.completion, gt) == 3.0, example.completion
+        assert REWARDS["multi_accuracy"](example.completion, gt) == 3.0, example.completion
+        nothing = bool(sample.extra.get("no_target"))
+        assert example.completion.endswith(f"{MEANS} {NO_SHAPE}. </think><answer>[]</answer>") == nothing
+        assert len(example.boxes) == len(sample.extra["targets"])
+    no_target = next(s for s in samples if s.extra.get("no_target"))
+    with pytest.raises(InputError, match="generalized"):
+        reasoner_examples([no_target], 112)

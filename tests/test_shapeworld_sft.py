@@ -212,3 +212,31 @@ def _first_loss(reasoner_dir, examples, frame: int) -> float:
     encoded = _encode_examples(reasoner, examples)
     with torch.no_grad():
         return float(reasoner.model(**_sft_batch(encoded, reasoner.processor)).loss)
+
+
+def test_sft_asks_with_its_prompt_variant_and_records_it(tiny_models, tmp_path):
+    import re
+
+    from segzero.errors import InputError
+    from segzero.hub import read_model_meta
+    from segzero.reasoner import Reasoner
+    from segzero.shapeworld.generator import make_split
+    from segzero.shapeworld.training.examples import reasoner_examples
+    from segzero.shapeworld.training.sft import SFTLoopConfig, _encode_examples, sft_loop
+
+    reasoner = Reasoner.from_pretrained(str(tiny_models.reasoner), device="cpu", frame=tiny_models.frame)
+    samples = list(make_split("train", 2, "referring", no_target_share=0.5))
+    examples = reasoner_examples(samples, tiny_models.frame, answer_form="generalized")
+    tokenizer = reasoner.processor.tokenizer
+    for prompt in ("seg_zero", "generalized"):
+        (encoded,) = _encode_examples(reasoner, examples[:1], prompt)
+        text = re.sub(r"(<\|image_pad\|>)+", "<|image_pad|>", tokenizer.decode(encoded.input_ids))
+        asked = reasoner.chat_text(examples[0].request, prompt)
+        assert text == asked + examples[0].completion + tokenizer.eos_token
+    assert reasoner.chat_text("x", "generalized") != reasoner.chat_text("x", "seg_zero")
+
+    config = SFTLoopConfig(steps=1, batch_size=2, lr=1e-3, warmup=1, prompt="generalized")
+    sft_loop(_tiny_start(tiny_models, tmp_path), examples, tmp_path / "out", config, log=lambda _: None)
+    assert read_model_meta(tmp_path / "out")["prompt"] == "generalized"
+    with pytest.raises(InputError, match="Unknown prompt variant 'nope'"):
+        SFTLoopConfig(prompt="nope").check()

@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 #: Knowledge-stage reasoning samples, in ``train``.
 KNOWLEDGE_SEED_OFFSET = 2_000_000
+#: Supervised generalized-form samples before GRPO (``benchmarks/shapeworld_no_target.py``), in ``train``.
+GENERALIZED_SFT_SEED_OFFSET = 3_000_000
 #: GRPO training samples, in ``train``.
 GRPO_SEED_OFFSET = 5_000_000
 #: Tower-pretraining scenes, in ``train``.

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from segzero.data.records import NO_TARGET_KEY
 from segzero.errors import InputError
 from segzero.shapeworld.generator import KINDS, PALETTE, SIZE_CLASSES, SPLIT_SEEDS, TEMPLATES
 from segzero.shapeworld.training.common import KNOWLEDGE_SEED_OFFSET
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 THINKING = ("scene", "scene-echo", "scene-explain", "explanation", "none")
 #: Words that end a :func:`scene_thinking` listing and introduce the shape the request means.
 MEANS = "the request means"
+#: What follows :data:`MEANS` when the request matches no shape in the scene.
+NO_SHAPE = "no shape"
 
 #: Reasoning templates that no training stage sees, so that they stay out of domain: the three that name
 #: one shape and mean another (the GRPO learning test's, tests/test_shapeworld_learning.py).
@@ -77,9 +80,12 @@ def scene_thinking(sample: Any, frame: int, echo: bool = False, explain: bool = 
     3. The square has the most. the request means the ...``): the reasoning written out, with the facts it
     needs (corner counts, what rolls, what colour a lemon is), so the choice copies a shape the text just
     named.
+
+    A request that matches several shapes names them all (``the request means the ... and the ...``); one
+    that matches none (``extra["no_target"]``) ends with ``the request means`` :data:`NO_SHAPE`.
     """
     shapes, targets = sample.extra.get("shapes"), sample.extra.get("targets")
-    if not shapes or not targets:
+    if not shapes or not (targets or sample.extra.get(NO_TARGET_KEY)):
         raise InputError(f"sample {sample.id} has no shape listing (extra['shapes'] / ['targets'])")
 
     def named(shape: dict[str, Any]) -> str:
@@ -88,17 +94,23 @@ def scene_thinking(sample: Any, frame: int, echo: bool = False, explain: bool = 
     left_to_right = sorted(range(len(shapes)), key=lambda i: shapes[i]["box"][0] + shapes[i]["box"][2])
     listing = "; ".join(named(shapes[i]) for i in left_to_right)
     meant = " and the ".join(named(shapes[i]) for i in sorted(targets, key=left_to_right.index))
+    meant = f"the {meant}" if targets else NO_SHAPE
     said = f"the request is '{sample.request}'; " if echo or explain else ""
     if explain:
         said += sample.extra["explanation"] + " "
-    return f"<think> {listing}. {said}{MEANS} the {meant}. </think>"
+    return f"<think> {listing}. {said}{MEANS} {meant}. </think>"
 
 
-def reasoner_examples(samples: Sequence[Any], frame: int, thinking: str = "scene") -> list[ReasonerExample]:
+def reasoner_examples(
+    samples: Sequence[Any], frame: int, thinking: str = "scene", answer_form: str = "single"
+) -> list[ReasonerExample]:
     """Targets for ShapeWorld samples: ``<think> ... </think><answer>{json}</answer>``.
 
     The answer is :func:`segzero.data.prepared.build_solution` of the gt box and two inscribed points
-    mapped into the reasoner frame, as a prepared dataset would hold it.
+    mapped into the reasoner frame, as a prepared dataset would hold it. With another ``answer_form``
+    (``"multi"``, ``"generalized"``) it is the solution :func:`segzero.data.prepared.sample_to_row`
+    writes (the list form; ``[]`` for a request that matches nothing), so a supervised stage teaches
+    the answer that GRPO on such data is rewarded for.
 
     Args:
         thinking: one of :data:`THINKING`: ``"scene"`` (:func:`scene_thinking`), ``"scene-echo"`` (the
@@ -107,20 +119,30 @@ def reasoner_examples(samples: Sequence[Any], frame: int, thinking: str = "scene
             ``"explanation"`` (the generator's one-line explanation) or ``"none"`` (answer only).
     """
     from segzero.data.common import add_mask_prompts
-    from segzero.data.prepared import build_solution
+    from segzero.data.prepared import build_solution, sample_to_row
     from segzero.frames import Frame, ObjectPrompt, to_reasoner_frame
 
     if thinking not in THINKING:
         raise InputError(f"thinking must be one of {THINKING}, got {thinking!r}")
     out = []
     for sample in samples:
-        if not sample.points:
-            add_mask_prompts(sample)
-        image = Frame.image((sample.width, sample.height))
-        mapped = to_reasoner_frame(ObjectPrompt.from_lists(sample.boxes[0], sample.points[0], image), frame)
-        boxes = [list(mapped.box)]
-        points = [[list(p) for p in mapped.points]]
-        answer = f"<answer>{build_solution(boxes, points, 'single')}</answer>"
+        if answer_form != "single":
+            row = sample_to_row(sample, frame, answer_form=answer_form)
+            boxes, points, solution = row["reasoner_boxes"], row["reasoner_points"], row["solution"]
+        else:
+            if sample.extra.get(NO_TARGET_KEY):
+                raise InputError(
+                    f"sample {sample.id} matches no shape: its answer needs the generalized form"
+                )
+            if not sample.points:
+                add_mask_prompts(sample)
+            image = Frame.image((sample.width, sample.height))
+            prompt = ObjectPrompt.from_lists(sample.boxes[0], sample.points[0], image)
+            mapped = to_reasoner_frame(prompt, frame)
+            boxes = [list(mapped.box)]
+            points = [[list(p) for p in mapped.points]]
+            solution = build_solution(boxes, points, "single")
+        answer = f"<answer>{solution}</answer>"
         if thinking in ("scene", "scene-echo", "scene-explain"):
             think = scene_thinking(
                 sample, frame, echo=thinking == "scene-echo", explain=thinking == "scene-explain"

@@ -117,12 +117,13 @@ def load_reasoner(reasoner_dir: str | Path, device: str) -> Any:
     return Reasoner.from_pretrained(str(reasoner_dir), device=device, dtype="float32", frame=frame)
 
 
-def save_reasoner(reasoner: Any, out_dir: str | Path, method: str) -> Path:
-    """Save a trained reasoner (model in eval mode, processor, ``segzero.json``) to ``out_dir``."""
+def save_reasoner(reasoner: Any, out_dir: str | Path, method: str, prompt: str = DEFAULT_PROMPT) -> Path:
+    """Save a trained reasoner (model in eval mode, processor, ``segzero.json`` with the prompt variant it
+    was trained with) to ``out_dir``."""
     out = Path(out_dir)
     reasoner.model.eval().save_pretrained(out)
     reasoner.processor.save_pretrained(out)
-    write_model_meta(out, frame=reasoner.frame, prompt=DEFAULT_PROMPT, method=method)
+    write_model_meta(out, frame=reasoner.frame, prompt=prompt, method=method)
     return out
 
 

@@ -21,7 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from segzero.defaults import DEFAULT_PROMPT
 from segzero.errors import InputError
+from segzero.prompts import get_prompt
 from segzero.shapeworld.training.common import Log, print_log
 from segzero.shapeworld.training.examples import SHAPE_ATTRIBUTES, ReasonerExample, TokenSpan, shape_labels
 from segzero.shapeworld.training.reasoner import load_reasoner, save_reasoner, tower_token_px
@@ -69,6 +71,14 @@ class SFTLoopConfig:
             "model must name. Empty: off."
         },
     )
+    prompt: str = field(
+        default=DEFAULT_PROMPT,
+        metadata={
+            "help": "The prompt variant (segzero.prompts) the examples are asked with, and the one the saved "
+            "reasoner's segzero.json records: e.g. generalized for list answers and [] (their examples "
+            "made with that answer form)."
+        },
+    )
     shape_loss_weight: float = field(
         default=1.0, metadata={"help": "The auxiliary loss's weight beside the completion cross-entropy."}
     )
@@ -102,6 +112,7 @@ class SFTLoopConfig:
         if self.vision_full_from is not None and self.vision_full_from < 0:
             raise InputError(f"{prefix}vision_full_from must be >= 0, got {self.vision_full_from}.")
         check_shape_loss(self.shape_loss)
+        get_prompt(self.prompt)
         if self.eval_every and self.eval_samples and self.evaluate is None:
             raise InputError(f"{prefix}eval_every needs an evaluate function to run on eval_samples.")
 
@@ -129,8 +140,11 @@ class _EncodedExample:
     shapes: list[tuple[TokenSpan, dict[str, int]]] = field(default_factory=list)
 
 
-def _encode_examples(reasoner: Any, examples: Sequence[ReasonerExample]) -> list[_EncodedExample]:
-    """Tokenise examples (chat prompt + completion + eos) the way the processor does with their images."""
+def _encode_examples(
+    reasoner: Any, examples: Sequence[ReasonerExample], prompt: str = DEFAULT_PROMPT
+) -> list[_EncodedExample]:
+    """Tokenise examples (chat prompt of variant ``prompt`` + completion + eos) the way the processor does
+    with their images."""
     from segzero.reasoner import reasoner_image
 
     processor = reasoner.processor
@@ -138,7 +152,7 @@ def _encode_examples(reasoner: Any, examples: Sequence[ReasonerExample]) -> list
     eos = tokenizer.eos_token
     out = []
     for ex in examples:
-        text = reasoner.chat_text(ex.request) + ex.completion + eos
+        text = reasoner.chat_text(ex.request, prompt) + ex.completion + eos
         image = reasoner_image(ex.image, reasoner.frame)
         inputs = processor(text=[text], images=[image], return_tensors="pt")
         # The prompt ends with "assistant\n" and the completion starts with "<": no merge across the cut.
@@ -281,7 +295,7 @@ def sft_loop(
         chosen = order[: config.batch_size]
         del order[: config.batch_size]
         new = [i for i in chosen if i not in encoded]
-        encoded.update(zip(new, _encode_examples(reasoner, [examples[i] for i in new])))
+        encoded.update(zip(new, _encode_examples(reasoner, [examples[i] for i in new], config.prompt)))
         model.train()
         batch = _sft_batch([encoded[i] for i in chosen], reasoner.processor)
         inputs = {k: v.to(config.device) for k, v in batch.items()}
@@ -313,7 +327,7 @@ def sft_loop(
         if config.max_seconds is not None and time.perf_counter() - t0 > config.max_seconds:
             log(f"  sft: time budget of {config.max_seconds:.0f}s reached at step {step + 1}")
             break
-    save_reasoner(reasoner, out_dir, "sft-warmup")
+    save_reasoner(reasoner, out_dir, "sft-warmup", config.prompt)
     return {
         "seconds": time.perf_counter() - t0,
         "steps": step + 1,
