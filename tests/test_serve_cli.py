@@ -33,22 +33,7 @@ def test_serve_help_lists_the_settings():
         assert option in result.output
 
 
-class _NotServed:
-    def run(self) -> None:
-        pass
-
-
-@pytest.fixture
-def calls(monkeypatch):
-    """What ``segzero serve`` would serve, and how: the app and make_server's arguments; nothing listens."""
-    from segzero.serve import server
-
-    made = {}
-    monkeypatch.setattr(server, "make_server", lambda app, **kw: made.update(app=app, **kw) or _NotServed())
-    return made
-
-
-def test_serve_builds_the_app_from_options(tiny_models, calls):
+def test_serve_builds_the_app_from_options(tiny_models, serve_calls):
     from fastapi.testclient import TestClient
 
     from segzero.serve.server import uvicorn_options
@@ -83,8 +68,8 @@ def test_serve_builds_the_app_from_options(tiny_models, calls):
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert calls["host"] == "127.0.0.1" and calls["port"] == 8123
-    served = calls["app"]
+    assert serve_calls["host"] == "127.0.0.1" and serve_calls["port"] == 8123
+    served = serve_calls["app"]
     assert served.state.pipeline.batch_size == 3  # one batch is one generate call
     assert served.state.pipeline.max_new_tokens == 4
     assert served.state.settings.warmup is True  # on by default
@@ -100,14 +85,14 @@ def test_serve_builds_the_app_from_options(tiny_models, calls):
     assert health["reasoner"] and health["segmenter"]
 
 
-def test_serve_without_warmup(tiny_models, calls):
+def test_serve_without_warmup(tiny_models, serve_calls):
     from fastapi.testclient import TestClient
 
     args = ["serve", "--reasoner", str(tiny_models.reasoner), "--segmenter", str(tiny_models.segmenter),
             "--frame", str(tiny_models.frame), "--device", "cpu", "--no-warmup"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert calls["app"].state.settings.warmup is False
-    with TestClient(calls["app"]) as client:
+    assert serve_calls["app"].state.settings.warmup is False
+    with TestClient(serve_calls["app"]) as client:
         health = client.get("/health").json()
     assert health["ready"] is False and health["warmup_s"] is None and health["limits"]["warmup"] is False
