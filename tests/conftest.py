@@ -98,3 +98,18 @@ def taught_qwen3(tiny_qwen3, tmp_path_factory: pytest.TempPathFactory):
     shutil.copytree(tiny_qwen3.reasoner, reasoner)
     teach(reasoner, TAUGHT_QWEN3_ANSWER, QWEN3_FRAME)
     return TinyModels(reasoner, tiny_qwen3.segmenter, QWEN3_FRAME)
+
+
+class _NotServed:
+    def run(self) -> None:
+        pass
+
+
+@pytest.fixture
+def serve_calls(monkeypatch):
+    """What ``segzero serve`` would serve, and how: the app and make_server's arguments; nothing listens."""
+    from segzero.serve import server
+
+    made = {}
+    monkeypatch.setattr(server, "make_server", lambda app, **kw: made.update(app=app, **kw) or _NotServed())
+    return made

@@ -285,7 +285,8 @@ def test_segment_and_batch_commands_through_a_server(servers, taught_models, tmp
     res = CliRunner().invoke(app, ["batch", str(tmp_path / "r.jsonl"), "--out", str(tmp_path / "many"), *engine])
     assert res.exit_code == 0, res.output
     assert "3 segmented (0 without a usable answer)" in res.output
-    assert json.loads((tmp_path / "many" / "00002-kitchen.json").read_text())["status"] == "ok"
+    records = [json.loads(line) for line in (tmp_path / "many" / "results.jsonl").read_text().splitlines()]
+    assert [(r["line"], r["status"]) for r in records] == [(1, "ok"), (2, "ok"), (3, "ok")]
 
 
 def test_the_server_hands_each_request_to_the_engine_as_it_comes(flaky, taught_models):

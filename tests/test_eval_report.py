@@ -14,9 +14,8 @@ from segzero.data.records import Sample
 from segzero.defaults import DEFAULT_REASONER
 from segzero.errors import InputError
 from segzero.evaluation import contact_sheet
+from segzero.drawing import IGNORE_COLOUR, draw_mask
 from segzero.evaluation.contact_sheet import (
-    IGNORE_COLOR,
-    _hatch,
     render_contact_sheet,
     sample_loader,
     select_worst_best,
@@ -206,10 +205,10 @@ def test_ignore_pixels_are_hatched_grey():
     image = Image.new("RGB", (12, 12), (255, 0, 0))
     region = np.zeros((12, 12), bool)
     region[:, 6:] = True
-    out = np.asarray(_hatch(image, region))
+    out = np.asarray(draw_mask(image, np.zeros((12, 12), bool), ignore=region))
     assert (out[:, :6] == (255, 0, 0)).all()
     hatched = out[:, 6:].reshape(-1, 3)
-    assert (hatched == IGNORE_COLOR).all(axis=1).any()
+    assert (hatched == IGNORE_COLOUR).all(axis=1).any()
     assert not (hatched == (255, 0, 0)).all(axis=1).any()
 
 

@@ -252,3 +252,20 @@ def test_empty_benchmark_and_unreadable_records_are_reported(tmp_path):
     (root / "test" / "x.json").write_text(json.dumps({"text": [], "shapes": []}))
     with pytest.raises(DatasetError, match="no reasonseg-test sample to evaluate .1 records skipped: 1 no"):
         index_benchmark(BenchmarkSpec("reasonseg", "test", root))
+
+
+def test_progress_knows_the_total_before_the_first_batch(tmp_path):
+    spec = BenchmarkSpec("reasonseg", "val", make_reasonseg(tmp_path / "rs", 5))
+    config = make_config(spec, PipelineConfig(reasoner="fake", segmenter="fake"))
+    calls = []
+    evaluate(spec, tmp_path / "run", config, lambda: FakePipe(), progress=lambda d, t, r: calls.append((d, t, len(r))))
+    assert calls == [(0, 5, 0), (2, 5, 2), (4, 5, 2), (5, 5, 1)]  # batches of FakePipe.batch_size 2
+    # The command's bar shows that total from its first update, as "0/5", never "0/?".
+    from rich.console import Console
+
+    from segzero.cli.eval import _ProgressBar
+
+    with _ProgressBar(Console(quiet=True), "reasonseg-val", None) as bar:
+        bar.update(0, 5, [])
+        task = bar.bar.tasks[0]
+        assert (task.completed, task.total) == (0, 5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from segzero import pipeline as P
@@ -81,6 +82,7 @@ def no_models(monkeypatch):
 
     monkeypatch.setattr(R.Reasoner, "from_pretrained", staticmethod(reasoner))
     monkeypatch.setattr(P.Segmenter, "from_pretrained", staticmethod(segmenter))
+    monkeypatch.setattr(P, "check_hub_ids", lambda **models: None)  # the names stand for models, not hub ids
 
 
 def test_from_pretrained_runs_a_model_with_its_saved_frame_and_prompt(tmp_path, no_models):
@@ -144,3 +146,97 @@ def test_eval_config_records_the_prompt_the_model_runs_with(tmp_path):
     write_model_meta(model, frame=224, prompt="no_think")
     assert recorded()["prompt"] == "no_think" and recorded()["frame"] == 224
     assert recorded(prompt="seg_zero")["prompt"] == "seg_zero"
+
+
+# --------------------------------------------------------------------------- no model hub
+
+def _no_hub_env(tmp_path, port: int) -> dict[str, str]:
+    """The environment of a machine whose hub endpoint refuses connections, with its own empty cache."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_HOME=str(tmp_path / "hf-home"), HF_ENDPOINT=f"http://127.0.0.1:{port}")
+    return env
+
+
+@pytest.fixture
+def closed_port():
+    """A local port nothing listens on: connecting to it is refused at once, as with no network."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_hub_fails_in_seconds_and_says_to_pass_a_folder(tmp_path, closed_port):
+    import subprocess
+    import sys
+    import time
+
+    from PIL import Image
+
+    Image.new("RGB", (32, 24), (200, 100, 50)).save(tmp_path / "photo.png")
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "segzero.cli", "segment", str(tmp_path / "photo.png"), "the cup",
+         "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300, env=_no_hub_env(tmp_path, closed_port),
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    assert proc.returncode == 2, proc.stderr
+    message = " ".join(proc.stderr.split())
+    assert f"the model hub (http://127.0.0.1:{closed_port}) does not answer" in message
+    assert "--reasoner DIR" in message and "hf download Ricky06662/Seg-Zero-7B" in message
+    # The hub library's retries (minutes of them) never start; the imports take the rest.
+    assert "Retrying" not in proc.stderr and "Traceback" not in proc.stderr
+    assert seconds < 90, seconds
+
+
+def test_offline_mode_names_itself_and_checks_every_model_before_loading_any(tmp_path, monkeypatch, tiny_models):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    loaded = []
+    monkeypatch.setattr(P, "load_reasoner", lambda *a, **k: loaded.append(a))
+    # The reasoner is a folder that would load; the segmenter, a hub id, is refused before it loads.
+    with pytest.raises(ModelLoadError, match=r"segmenter 'facebook/sam2.1-hiera-large': HF_HUB_OFFLINE is set.*"
+                                             r"--segmenter DIR"):
+        P.ReasoningSegmenter.from_pretrained(str(tiny_models.reasoner), "facebook/sam2.1-hiera-large")
+    assert loaded == []
+
+
+def test_a_hub_that_does_not_answer_switches_the_hub_library_offline(monkeypatch, closed_port):
+    from huggingface_hub import constants
+
+    from segzero.hub import check_hub_id, hub_offline
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{closed_port}")
+    assert hub_offline() == f"the model hub (http://127.0.0.1:{closed_port}) does not answer from this machine"
+    with pytest.raises(ModelLoadError, match="does not answer from this machine, and no copy of it is in the local"):
+        check_hub_id("segzero-test/never-downloaded", "reasoner")
+    # From here on the hub library looks in its cache alone, as HF_HUB_OFFLINE=1 makes it.
+    assert constants.HF_HUB_OFFLINE is True
+
+
+def test_a_cached_hub_id_loads_without_the_hub(tmp_path, monkeypatch, tiny_models):
+    """A model in the hub cache's own layout (refs/main -> snapshots/COMMIT) loads by its id with no hub."""
+    import shutil
+
+    from huggingface_hub import constants
+
+    commit = "0" * 40
+    for what, folder in (("reasoner", tiny_models.reasoner), ("segmenter", tiny_models.segmenter)):
+        repo = tmp_path / f"models--segzero-test--tiny-{what}"
+        shutil.copytree(folder, repo / "snapshots" / commit)
+        (repo / "refs").mkdir()
+        (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    pipe = P.ReasoningSegmenter.from_pretrained(
+        "segzero-test/tiny-reasoner", "segzero-test/tiny-segmenter", frame=tiny_models.frame, device="cpu",
+        max_new_tokens=4,
+    )  # fmt: skip
+    assert pipe.segment(np.zeros((24, 32, 3), np.uint8), "the cup").mask.shape == (24, 32)

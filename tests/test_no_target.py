@@ -117,7 +117,8 @@ def test_segment_and_batch_commands_say_nothing_matches(nothing_models, tmp_path
     res = CliRunner().invoke(app, ["batch", str(jsonl), "-o", str(tmp_path / "many"), *_cli_models(nothing_models)])
     assert res.exit_code == 0, res.output
     assert "1 segmented (1 where nothing matches, 0 without a usable answer)" in " ".join(res.output.split())
-    assert json.loads((tmp_path / "many" / "dog.json").read_text())["no_target"] is True
+    (line,) = (tmp_path / "many" / "results.jsonl").read_text().splitlines()
+    assert json.loads(line)["id"] == "dog" and json.loads(line)["no_target"] is True
 
 
 def test_the_server_answers_nothing_matches_not_an_error(nothing_pipe):

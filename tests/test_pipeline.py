@@ -102,7 +102,7 @@ def test_bad_inputs_fail_before_the_models_run(taught, tmp_path):
 
 
 def test_unreachable_hub_and_missing_folder_say_what_to_do(tmp_path):
-    with pytest.raises(ModelLoadError, match="hub is unreachable.*--segmenter DIR"):
+    with pytest.raises(ModelLoadError, match="HF_HUB_OFFLINE is set, and no copy.*--segmenter DIR"):
         Segmenter.from_pretrained("facebook/sam2.1-hiera-large", device="cpu")
     with pytest.raises(ModelLoadError, match="does not exist"):
         Segmenter.from_pretrained(str(tmp_path / "nowhere"), device="cpu")

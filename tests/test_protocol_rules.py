@@ -253,7 +253,7 @@ def test_a_reasoner_that_records_its_frame_keeps_it_and_one_recording_another_pr
 def test_a_box_with_swapped_corners_is_drawn_as_the_same_rectangle():
     from PIL import Image
 
-    from segzero.masks import draw_overlay
+    from segzero.drawing import draw_overlay
 
     image, mask = Image.new("RGB", (60, 40)), np.zeros((40, 60), bool)
     frame = Frame.image((60, 40))

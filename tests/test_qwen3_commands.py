@@ -50,7 +50,8 @@ def test_segment_and_batch(tiny_qwen3, photo, tmp_path, mode):
     (tmp_path / photo.name).write_bytes(photo.read_bytes())
     _ok(runner.invoke(app, ["batch", str(requests), "--out", str(tmp_path / "batch"), *_models(tiny_qwen3),
                             "--segmenter-mode", mode]))  # fmt: skip
-    assert len(list((tmp_path / "batch").glob("*.json"))) == 2
+    lines = (tmp_path / "batch" / "results.jsonl").read_text().splitlines()
+    assert [json.loads(line)["request"] for line in lines] == ["a", "b"]
 
 
 def test_eval_records_the_run_and_scores_every_sample(tiny_qwen3, reasonseg_data, tmp_path):  # noqa: F811
@@ -64,17 +65,14 @@ def test_eval_records_the_run_and_scores_every_sample(tiny_qwen3, reasonseg_data
     assert len(lines) == 2
 
 
-def test_serve_answers_with_qwen3_and_sam3(tiny_qwen3, monkeypatch):
+def test_serve_answers_with_qwen3_and_sam3(tiny_qwen3, serve_calls):
     pytest.importorskip("fastapi")
-    import uvicorn
     from fastapi.testclient import TestClient
 
-    calls = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.update(app=app, **kw))
     _ok(runner.invoke(app, ["serve", *_models(tiny_qwen3), "--no-warmup"]))
     buffer = io.BytesIO()
     Image.new("RGB", (30, 20), (200, 20, 20)).save(buffer, format="PNG")
-    with TestClient(calls["app"]) as client:
+    with TestClient(serve_calls["app"]) as client:
         assert client.get("/health").json()["frame"] == tiny_qwen3.frame
         response = client.post(
             "/v1/segment", files={"image": ("a.png", buffer.getvalue(), "image/png")}, data={"request": "the cup"}

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from segzero.masks import decode_rle
 from segzero.serve import ServeSettings, create_app
 
-STATUSES = {"ok", "partial", "no_target", "no_answer", "invalid_json", "invalid_values"}
+STATUSES = {"ok", "partial", "no_target", "no_answer", "invalid_json", "invalid_values", "runaway"}
 
 
 def png_bytes(width: int = 64, height: int = 48, seed: int = 0, fmt: str = "PNG") -> bytes:
@@ -41,14 +41,14 @@ class GatedPipeline:
         self.entered = threading.Event()
         self.batch_sizes: list[int] = []
 
-    def segment_batch(self, images, requests):
+    def segment_batch(self, images, requests, **kwargs):
         self.batch_sizes.append(len(requests))
         self.entered.set()
         if not self.gate.wait(60):
             raise RuntimeError("the test never opened the gate")
         if any(r.startswith("doomed") for r in requests):
             raise RuntimeError("simulated CUDA out of memory")
-        return self.inner.segment_batch(images, requests)
+        return self.inner.segment_batch(images, requests, **kwargs)
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -110,7 +110,49 @@ def test_json_answer_with_overlay(client):
     body = response.json()
     check_answer(body, 40, 30, "a cat")
     overlay = Image.open(io.BytesIO(base64.b64decode(body["overlay_png_base64"])))
-    assert overlay.format == "PNG" and overlay.size == (40, 30)
+    # The picture `segzero segment` writes: the 40x30 image enlarged beside its drawn twin, text below.
+    from segzero.drawing import display_size
+
+    shown = display_size((40, 30))
+    assert overlay.format == "PNG" and overlay.width > 2 * shown[0] and overlay.height > shown[1]
+
+
+def read_events(response) -> list[tuple[str, dict]]:
+    """The server-sent events of a response body, in order: ``(name, data)``."""
+    import json
+
+    events = []
+    for block in response.text.split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if lines:
+            events.append((lines["event"], json.loads(lines["data"])))
+    return events
+
+
+def test_the_stream_sends_the_text_as_written_then_the_result(client):
+    files = {"image": ("image.png", png_bytes(40, 30), "image/png")}
+    # The tiny reasoner writes a newline a token: 8 tokens, so 8 pieces.
+    response = client.post("/v1/segment/stream", files=files, data={"request": "the cup", "overlay": "true"})
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    events = read_events(response)
+    names = [name for name, _ in events]
+    assert names[-1] == "result" and set(names[:-1]) == {"text"} and len(names) > 4, names
+    body = events[-1][1]
+    check_answer(body, 40, 30, "the cup")
+    assert "".join(data["text"] for name, data in events[:-1]) == body["completion"]
+    assert body["overlay_png_base64"]
+
+
+def test_the_stream_keeps_the_limits(client):
+    # Bad input is refused with its usual status before any stream starts.
+    big = {"image": ("image.png", png_bytes(300, 300), "image/png")}
+    response = client.post("/v1/segment/stream", files=big, data={"request": "a cat"})
+    assert response.status_code == 413 and "larger than the limit" in response.json()["error"]
+    response = client.post("/v1/segment/stream", json={"image_base64": "", "request": "a cat"})
+    assert response.status_code in (400, 422) and response.json()["error"]
+    files = {"image": ("image.png", png_bytes(), "image/png")}
+    response = client.post("/v1/segment/stream", files=files, data={"request": "x" * 51})
+    assert response.status_code == 422
 
 
 def test_multipart_overlay_and_data_url(client):
@@ -119,6 +161,46 @@ def test_multipart_overlay_and_data_url(client):
     data_url = "data:image/png;base64," + base64.b64encode(png_bytes(20, 20)).decode()
     response = client.post("/v1/segment", json={"image_base64": data_url, "request": "a dog"})
     assert response.status_code == 200 and response.json()["image_size"] == [20, 20]
+
+
+def test_examples_suit_the_loaded_models(client, tiny_pipeline):
+    from segzero.serve.examples import PHOTO_REQUEST, page_examples
+    from segzero.shapeworld.demo import shipped_models
+
+    # Models of photographs: the paper's request, no images.
+    assert client.get("/examples").json() == {"request": PHOTO_REQUEST, "images": []}
+    assert client.get("/examples/0.png").status_code == 404
+    # The shipped ShapeWorld models: held-out scenes, each with a request of its own.
+    with TestClient(create_app(tiny_pipeline, ServeSettings(warmup=False), page_examples(str(shipped_models()[0])))) as sw:
+        examples = sw.get("/examples").json()
+        assert examples["request"] == "the shape that would roll away if pushed"
+        assert [e["url"] for e in examples["images"]] == [f"/examples/{n}.png" for n in range(4)]
+        assert all(e["request"] for e in examples["images"])
+        image = sw.get("/examples/0.png")
+        assert image.headers["content-type"] == "image/png"
+        assert Image.open(io.BytesIO(image.content)).size == (112, 112)
+
+
+def test_serving_is_announced_once_the_warm_up_is_done(tiny_pipeline):
+    import httpx
+
+    from segzero.serve.server import make_server
+
+    app = create_app(tiny_pipeline, ServeSettings(max_batch_size=2))
+    announced = []
+    server = make_server(app, host="127.0.0.1", port=0, log_level="warning",
+                         on_ready=lambda url: announced.append((url, app.state.warmup_s)))  # fmt: skip
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: announced or not thread.is_alive(), timeout=120)
+        [(url, warmup_s)] = announced
+        assert warmup_s is not None  # the warm-up had finished when the address was printed
+        assert url.startswith("http://127.0.0.1:") and not url.endswith(":0/")
+        assert httpx.get(url + "health").json()["ready"] is True
+    finally:
+        server.should_exit = True
+        thread.join(30)
 
 
 def test_health_metrics_docs(client, tiny_pipeline):
@@ -363,6 +445,17 @@ def test_timeout_answers_504_and_server_recovers(gated):
         gated.gate.set()
         wait_until(lambda: client.app.state.batcher.running == 0)
         assert post_image(client, "fast again").status_code == 200
+
+
+def test_a_stream_that_times_out_ends_in_a_504_event(gated):
+    with gated_client(gated, max_batch_size=2, request_timeout_s=0.5) as client:
+        files = {"image": ("image.png", png_bytes(), "image/png")}
+        response = client.post("/v1/segment/stream", files=files, data={"request": "slow"})
+        assert response.status_code == 200
+        (name, data), = read_events(response)
+        assert name == "error" and data["status"] == 504 and "No answer within 0.5 s" in data["error"]
+        gated.gate.set()
+        wait_until(lambda: client.app.state.batcher.running == 0)
 
 
 def test_bad_requests_do_not_disturb_good_ones(gated):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import io
 import os
 import shutil
 import subprocess
@@ -57,12 +56,16 @@ def chromium_path() -> str:
 
 @pytest.fixture(scope="module")
 def server_url(tiny_pipeline):
-    """A uvicorn server with the tiny models on 127.0.0.1 (a free port), in a thread of this process."""
+    """A uvicorn server with the tiny models on 127.0.0.1 (a free port), in a thread of this process; its page
+    offers the examples it would offer with the shipped ShapeWorld models."""
     pytest.importorskip("fastapi")
     from segzero.serve import ServeSettings, create_app
+    from segzero.serve.examples import page_examples
     from segzero.serve.server import LoopbackServer
+    from segzero.shapeworld.demo import shipped_models
 
-    app = create_app(tiny_pipeline, ServeSettings(max_batch_size=4, max_request_chars=200))
+    examples = page_examples(str(shipped_models()[0]))
+    app = create_app(tiny_pipeline, ServeSettings(max_batch_size=4, max_request_chars=200), examples)
     with LoopbackServer(app) as server:
         yield server.url
 
@@ -105,18 +108,24 @@ def test_segment_from_the_page(page, tmp_path):
     request = page.get_by_label("Request", exact=True)
     request.click()
     request.type("the red square")
+    # Count the pieces of text the page shows while the model writes (the stream, before the result).
+    page.evaluate("""() => { window.pieces = 0; new MutationObserver(() => {
+        if (document.getElementById("live-text").textContent && document.getElementById("result").hidden)
+            window.pieces += 1; }).observe(document.getElementById("live-text"), {childList: true, characterData: true,
+            subtree: true}); }""")
     request.press("Enter")
     expect(page.locator("#result")).to_be_visible(timeout=45_000)
     expect(page.locator("#status-text")).to_contain_text("Done in")
+    assert page.evaluate("window.pieces") > 1
+    expect(page.locator("#live")).to_be_hidden()  # the result replaced the live text
     expect(page.locator("#reasoning")).not_to_be_empty()
     expect(page.locator("#details")).to_contain_text("the red square")
-    canvas = page.locator("#overlay-canvas")
-    expect(canvas).to_be_visible()
-    assert canvas.evaluate("c => [c.width, c.height]") == [96, 64]
-    drawn = canvas.evaluate(
-        "c => c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some(v => v > 0)"
-    )
-    assert drawn, "the image was not drawn on the canvas"
+    overlay = page.locator("#overlay-image")
+    expect(overlay).to_be_visible()
+    # The server's picture: the 96x64 image enlarged beside its drawn twin, a legend and the text.
+    width, height = overlay.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    assert width > 2 * 96 and height > 64
+    assert page.locator("#download-link").get_attribute("href").startswith("data:image/png;base64,")
     assert page.locator("#submit-button").is_enabled()
     assert page.locator("#progress").is_hidden()
     shot = tmp_path / "serve-page.png"
@@ -127,8 +136,13 @@ def test_segment_from_the_page(page, tmp_path):
 def test_errors_drop_and_keyboard(page, tmp_path):
     from playwright.sync_api import expect
 
-    # Focus order follows the form: image, request, button.
+    # Focus order follows the form: image, the example images, request, button.
     page.get_by_label("Image", exact=True).focus()
+    examples = page.locator("#example-list button")
+    expect(examples).to_have_count(4)
+    for n in range(4):
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.getAttribute('aria-label')").startswith("Example image:")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "request-input"
     page.keyboard.press("Tab")
@@ -164,19 +178,35 @@ def test_errors_drop_and_keyboard(page, tmp_path):
     expect(page.locator("#preview")).to_be_visible()
 
 
-def test_rle_decoding_in_the_page_matches_pycocotools(page):
-    from segzero.masks import encode_rle
+def test_the_page_names_the_models_and_offers_examples_that_suit_them(page, tiny_models):
+    from playwright.sync_api import expect
 
-    rng = np.random.default_rng(3)
-    mask = np.zeros((37, 53), dtype=bool)
-    mask[5:30, 10:40] = True
-    mask ^= rng.random(mask.shape) < 0.05  # ragged edges and holes: many short runs
-    rle = encode_rle(mask)
-    alpha = page.evaluate(
-        "rle => Array.from(maskImageData(rle, [1, 2, 3, 255]).data.filter((_, i) => i % 4 === 3))", rle
-    )
-    decoded = np.array(alpha, dtype=np.uint8).reshape(mask.shape) > 0
-    assert np.array_equal(decoded, mask)
-    buffer = io.BytesIO()
-    Image.fromarray(mask).save(buffer, format="PNG")  # keep Pillow honest about the same mask
-    assert np.array_equal(np.asarray(Image.open(buffer)) > 0, mask)
+    expect(page.locator("#models")).to_contain_text(f"reasoner {tiny_models.reasoner}")
+    expect(page.locator("#models")).to_contain_text(f"segmenter {tiny_models.segmenter}")
+    request = page.get_by_label("Request", exact=True)
+    expect(request).to_have_attribute("placeholder", "e.g. the shape that would roll away if pushed")
+    example = page.get_by_role("button", name="Example image: the shape that would roll away if pushed")
+    example.click()
+    expect(request).to_have_value("the shape that would roll away if pushed")
+    expect(page.locator("#preview")).to_be_visible()
+    assert page.evaluate("document.getElementById('image-input').files[0].type") == "image/png"
+    page.locator("#submit-button").click()
+    expect(page.locator("#result")).to_be_visible(timeout=45_000)
+    expect(page.locator("#details")).to_contain_text("112 x 112 pixels")
+
+
+def test_a_failed_request_clears_the_previous_answer(page, tmp_path):
+    from playwright.sync_api import expect
+
+    page.get_by_label("Image", exact=True).set_input_files(str(write_png(tmp_path / "a.png")))
+    page.get_by_label("Request", exact=True).fill("the cup")
+    page.get_by_label("Request", exact=True).press("Enter")
+    expect(page.locator("#result")).to_be_visible(timeout=45_000)
+    bogus = tmp_path / "b.png"
+    bogus.write_bytes(b"not an image at all")
+    page.get_by_label("Image", exact=True).set_input_files(str(bogus))
+    page.get_by_label("Request", exact=True).press("Enter")
+    expect(page.locator("#error")).to_contain_text("not a supported image")
+    expect(page.locator("#result")).to_be_hidden()
+    assert page.locator("#overlay-image").get_attribute("src") is None
+    expect(page.locator("#reasoning")).to_be_empty()

@@ -33,12 +33,10 @@ def test_serve_help_lists_the_settings():
         assert option in result.output
 
 
-def test_serve_builds_the_app_from_options(tiny_models, monkeypatch):
-    import uvicorn
+def test_serve_builds_the_app_from_options(tiny_models, serve_calls):
     from fastapi.testclient import TestClient
 
-    calls = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.update(app=app, **kw))
+    from segzero.serve.server import uvicorn_options
     args = [
         "serve",
         "--reasoner",
@@ -70,14 +68,15 @@ def test_serve_builds_the_app_from_options(tiny_models, monkeypatch):
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert calls["host"] == "127.0.0.1" and calls["port"] == 8123
-    served = calls["app"]
+    assert serve_calls["host"] == "127.0.0.1" and serve_calls["port"] == 8123
+    served = serve_calls["app"]
     assert served.state.pipeline.batch_size == 3  # one batch is one generate call
     assert served.state.pipeline.max_new_tokens == 4
     assert served.state.settings.warmup is True  # on by default
     assert served.state.settings.body_timeout_s == 30  # read by the body reader
-    assert calls["timeout_keep_alive"] == 3  # uvicorn's own keep-alive timer
-    assert calls["http"].__name__ == "HeaderTimeoutProtocol"  # the header deadline
+    options = uvicorn_options(served.state.settings)  # what make_server gives uvicorn
+    assert options["timeout_keep_alive"] == 3  # uvicorn's own keep-alive timer
+    assert options["http"].__name__ == "HeaderTimeoutProtocol"  # the header deadline
     with TestClient(served) as client:
         health = client.get("/health").json()
     assert health["ready"] is True and health["warmup_s"] is not None
@@ -86,17 +85,14 @@ def test_serve_builds_the_app_from_options(tiny_models, monkeypatch):
     assert health["reasoner"] and health["segmenter"]
 
 
-def test_serve_without_warmup(tiny_models, monkeypatch):
-    import uvicorn
+def test_serve_without_warmup(tiny_models, serve_calls):
     from fastapi.testclient import TestClient
 
-    calls = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.update(app=app, **kw))
     args = ["serve", "--reasoner", str(tiny_models.reasoner), "--segmenter", str(tiny_models.segmenter),
             "--frame", str(tiny_models.frame), "--device", "cpu", "--no-warmup"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert calls["app"].state.settings.warmup is False
-    with TestClient(calls["app"]) as client:
+    assert serve_calls["app"].state.settings.warmup is False
+    with TestClient(serve_calls["app"]) as client:
         health = client.get("/health").json()
     assert health["ready"] is False and health["warmup_s"] is None and health["limits"]["warmup"] is False

@@ -7,6 +7,7 @@ after an interruption, and leaves a final model that the pipeline loads and segm
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -72,7 +73,13 @@ def segment_with(final: Path, models, prompt: str | None = None):
 def test_grpo_trains_resumes_and_the_result_segments(tiny_models, prepared, tmp_path):
     run = tmp_path / "grpo"
     args = train_args("grpo", tiny_models, prepared, run)
-    run_cli(*args)
+    output = run_cli(*args)
+    # One readable line a step, numbers as numbers; no log dicts, no save bars in between.
+    steps = [line for line in output.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in steps] == ["1/4", "2/4", "3/4", "4/4"]
+    assert all(re.search(r"  reward -?\d+\.\d{3} \(thinking_format -?\d\.\d\d, ", line) for line in steps)
+    assert "{'loss'" not in output and "Writing model shards" not in output
+    assert "done: 4 steps in" in output
 
     assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
     logged = [e for e in history(run) if "loss" in e]

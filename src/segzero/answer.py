@@ -44,6 +44,10 @@ _ANSWER_RE = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL)
 _THINK_BLOCK_RE = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
 
 
+#: What segzero says when the model answers that nothing in the image matches (:attr:`ParseStatus.NO_TARGET`).
+NOTHING_MATCHES = "Nothing matches: nothing in the image matches the request, so the mask is empty."
+
+
 class ParseStatus(str, Enum):
     """Whether, and how, a completion yielded positional prompts.
 
@@ -57,6 +61,7 @@ class ParseStatus(str, Enum):
     INVALID_JSON = "invalid_json"  # bracketed text that is neither JSON nor a Python literal
     INVALID_VALUES = "invalid_values"  # decoded, but no object had a usable box or points
     NO_THINKING = "no_thinking"  # reference protocol: a usable answer, but no <think> block it accepts
+    RUNAWAY = "runaway"  # no usable answer, and the completion ends in a runaway (segzero.runaway)
 
     @property
     def usable(self) -> bool:

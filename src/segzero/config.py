@@ -146,6 +146,15 @@ class PipelineConfig:
         default=MAX_NEW_TOKENS, metadata={"help": "Generation budget per request, in tokens.", "min": 1,
                                           "run": True}
     )  # fmt: skip
+    stop_runaway: bool = field(
+        default=False,
+        metadata={
+            "help": "Stop a request's generation as soon as its completion runs away (ends in a long run of "
+            "whitespace or one phrase repeated; segzero.runaway) instead of at --max-new-tokens; off under "
+            "--protocol reference.",
+            "run": True,
+        },
+    )
     max_pixels: int = field(
         default=MAX_IMAGE_PIXELS,
         metadata={"help": "Refuse images with more pixels than this (decompression-bomb guard).", "min": 1},

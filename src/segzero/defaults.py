@@ -32,6 +32,9 @@ DEFAULT_SEGMENTER = "facebook/sam2.1-hiera-large"
 #: The segmenter the reference release evaluated with: SAM 2.0, not 2.1 (SPEC section 9.1).
 REFERENCE_SEGMENTER = "facebook/sam2-hiera-large"
 
+#: Seconds the up-front check of the model hub waits for an answer before calling it unreachable.
+HUB_CHECK_TIMEOUT_S = 4.0
+
 #: Decoding for evaluation: greedy, at most this many new tokens.
 MAX_NEW_TOKENS = 1024
 
@@ -51,6 +54,14 @@ ENGINE_BACKOFF_S = 1.0
 #: Streaming engines (vllm, openai): requests handed over ahead of the results being collected, so the engine
 #: schedules many at once and never waits for a batch's slowest request.
 STREAM_WINDOW = 256
+
+#: A runaway completion (:mod:`segzero.runaway`) ends in at least ``RUNAWAY_MIN_CHARS`` characters that are
+#: whitespace, or one unit of at most ``RUNAWAY_MAX_PERIOD`` characters repeated at least
+#: ``RUNAWAY_MIN_REPEATS`` times. ``--stop-runaway`` looks every ``RUNAWAY_CHECK_EVERY`` new tokens.
+RUNAWAY_MIN_CHARS = 64
+RUNAWAY_MIN_REPEATS = 8
+RUNAWAY_MAX_PERIOD = 100
+RUNAWAY_CHECK_EVERY = 8
 
 #: vllm engine: share of the GPU's memory vLLM may take, leaving room for the segmenter on the same GPU.
 VLLM_GPU_MEMORY_UTILIZATION = 0.8

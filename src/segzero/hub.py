@@ -3,13 +3,15 @@ the ``segzero.json`` note saved beside a trained reasoner."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from segzero.defaults import COORDINATES, REASONER_FRAME
+from segzero.defaults import COORDINATES, HUB_CHECK_TIMEOUT_S, REASONER_FRAME
 from segzero.errors import ModelLoadError
 
 T = TypeVar("T")
@@ -23,8 +25,85 @@ def looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or Path(name).expanduser().exists() or name.count("/") > 1
 
 
+@functools.lru_cache(maxsize=4)
+def _answers(endpoint: str, timeout: float) -> bool:
+    """Whether ``endpoint`` answers an HTTP request within ``timeout`` seconds (any status counts).
+
+    The request goes through the hub library's own HTTP session (its proxies and certificates), in a
+    thread, so that even a name lookup that hangs cannot hold the caller longer than ``timeout``.
+    """
+    answered: list[bool] = []
+
+    def probe() -> None:
+        from huggingface_hub.utils import get_session
+
+        try:
+            get_session().head(endpoint, timeout=timeout, follow_redirects=False)
+            answered.append(True)
+        except Exception:  # noqa: BLE001 - whatever the transport says, the hub cannot be used
+            answered.append(False)
+
+    thread = threading.Thread(target=probe, name="segzero-hub-check", daemon=True)
+    thread.start()
+    thread.join(timeout + 1.0)
+    return bool(answered and answered[0])
+
+
+def hub_offline(timeout: float = HUB_CHECK_TIMEOUT_S) -> str | None:
+    """Why the model hub cannot be used from here, or None when it answers.
+
+    ``HF_HUB_OFFLINE`` set says so at once; otherwise one request to the hub's endpoint (``HF_ENDPOINT``)
+    must answer within ``timeout`` seconds. Checked once per process: without it, every file the hub
+    library looks up is retried for minutes before it gives up.
+    """
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    if not _answers(constants.ENDPOINT, timeout):
+        return f"the model hub ({constants.ENDPOINT}) does not answer from this machine"
+    return None
+
+
+def check_hub_id(name: str, what: str, revision: str | None = None) -> None:
+    """Make sure the hub id ``name`` can be loaded without waiting on a hub that does not answer.
+
+    When the hub does not answer (:func:`hub_offline`), the hub library is switched to its offline mode
+    for this process (what ``HF_HUB_OFFLINE=1`` does), so a model in the local cache loads at once
+    instead of after minutes of retries on every file it looks up.
+
+    Raises:
+        ModelLoadError: the hub does not answer and ``name`` is not in the local cache; the sentence says
+            how to pass a folder instead.
+    """
+    why = hub_offline()
+    if why is None:
+        return
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    constants.HF_HUB_OFFLINE = True
+    if not isinstance(try_to_load_from_cache(name, "config.json", revision=revision), str):
+        raise ModelLoadError(
+            f"Cannot load the {what} {name!r}: {why}, and no copy of it is in the local cache; download it "
+            f"where there is network (`hf download {name} --local-dir DIR`) and pass the folder instead "
+            f"(--{what} DIR)."
+        )
+
+
+def check_hub_ids(**models: str) -> None:
+    """Fail at once when any of ``models`` (``what=name``, e.g. ``reasoner="owner/id"``) is a hub id that
+    cannot be loaded because the hub does not answer and it is not cached (:func:`check_hub_id`), before
+    any model is read: a second model that cannot load must not wait for the first to finish loading."""
+    for what, name in models.items():
+        if not looks_like_path(name):
+            check_hub_id(name, what)
+
+
 def load_pretrained(loader: Callable[..., T], name: str, what: str, **kwargs) -> T:
     """Call ``loader(name, **kwargs)`` (a ``from_pretrained``), turning failures into :class:`ModelLoadError`.
+
+    A hub id is checked first (:func:`check_hub_id`), so that no network fails in seconds, not after the
+    hub library's minutes of retries.
 
     Args:
         loader: e.g. ``AutoProcessor.from_pretrained``.
@@ -36,6 +115,8 @@ def load_pretrained(loader: Callable[..., T], name: str, what: str, **kwargs) ->
         if not path.is_dir():
             raise ModelLoadError(f"The {what} folder {name} does not exist; pass a folder saved with save_pretrained.")
         name = str(path)
+    else:
+        check_hub_id(name, what, kwargs.get("revision"))
     try:
         return loader(name, **kwargs)
     except OSError as exc:
@@ -62,6 +143,8 @@ def load_model_type(name: str, what: str, **kwargs) -> str:
     Raises:
         ModelLoadError: no such folder, the hub cannot serve the id, or no readable config.
     """
+    if not looks_like_path(name):
+        check_hub_id(name, what, kwargs.get("revision"))  # no hub: fail before transformers and torch import
     from transformers import AutoConfig
 
     try:
@@ -161,11 +244,17 @@ def read_model_type(name: str | os.PathLike[str]) -> str | None:
     """The ``model_type`` in a model's ``config.json``, read without loading the model.
 
     A folder's own file is read; for a hub id, the file in the local Hugging Face cache (fetched first
-    when the hub is reachable, as ``from_pretrained`` would). None when there is no readable file.
+    when the hub answers, as ``from_pretrained`` would; see :func:`hub_offline`). None when there is no
+    readable file.
     """
     name = str(name)
     if looks_like_path(name):
         path: str | Path | None = Path(name).expanduser() / "config.json"
+    elif hub_offline() is not None:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(name, "config.json")
+        path = cached if isinstance(cached, str) else None
     else:
         from transformers.utils import cached_file
 

@@ -15,6 +15,24 @@ from segzero.errors import InputError
 
 ImageInput = Union[str, os.PathLike, bytes, BinaryIO, Image.Image, np.ndarray]
 
+#: File name endings read as images when a whole folder is given.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+def image_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The image files (:data:`IMAGE_SUFFIXES`, any case) directly inside ``folder``, sorted by name.
+
+    Raises:
+        InputError: ``folder`` is not a folder, or holds no image file.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"Image folder not found: {folder}; check the path.")
+    found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not found:
+        raise InputError(f"{folder} holds no image file ({', '.join(IMAGE_SUFFIXES)}).")
+    return found
+
 
 def _to_8bit(img: Image.Image) -> Image.Image:
     """16-bit and float images: stretch their own range to 0..255 instead of clipping to white."""

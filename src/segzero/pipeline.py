@@ -28,15 +28,17 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from segzero.answer import PARSERS, ParsedAnswer, ParseStatus
+from segzero.answer import NOTHING_MATCHES, PARSERS, ParsedAnswer, ParseStatus
 from segzero.config import PipelineConfig
 from segzero.defaults import DEFAULT_REASONER, STREAM_WINDOW
 from segzero.errors import InputError, ReasonerRequestError
 from segzero.frames import Frame, ObjectPrompt, to_image_frame
-from segzero.protocols import REFERENCE, SEGZERO, check_protocol
+from segzero.hub import check_hub_ids
+from segzero.protocols import REFERENCE, SEGZERO, check_protocol, default_segmenter
 from segzero.images import ImageInput, load_image
 from segzero.prompts import normalize_request
 from segzero.reasoner import OnText, ReasonerEngine, load_reasoner
+from segzero.runaway import runaway_reason
 from segzero.segmenter import Segmenter, SegmenterOutput, load_segmenter
 
 
@@ -61,6 +63,8 @@ class SegmentationResult:
         image_size: ``(width, height)`` of the original image.
         error: why the reasoner engine failed on this request after its retries (the mask is then empty and
             ``status`` is ``no_answer``), else None.
+        image: the original image as the pipeline read it (RGB, EXIF rotation applied), which
+            :meth:`overlay` draws on; None when unknown.
     """
 
     request: str
@@ -75,6 +79,13 @@ class SegmentationResult:
     image_size: tuple[int, int]
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    image: Image.Image | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def usable(self) -> bool:
+        """Whether the model gave an answer: objects to segment (``ok``, or ``partial``: some were kept), or
+        ``no_target`` (nothing matches); every other status is a failure (:attr:`ParseStatus.usable`)."""
+        return self.status.usable
 
     @property
     def no_target(self) -> bool:
@@ -107,6 +118,62 @@ class SegmentationResult:
             out["mask_rle"] = encode_rle(self.mask)
         return out
 
+    def caption(self) -> str:
+        """The text under the overlay: the request, the reasoning, and why the answer was unusable if it was."""
+        lines = [f"Request: {self.request}", f"Thinking: {self.thinking or '(none)'}"]
+        if self.no_target:
+            lines.append(NOTHING_MATCHES)
+        elif not self.usable:
+            lines.append(f"No usable answer ({self.status.value}): {self.reason}")
+        return "\n".join(lines)
+
+    def overlay(self, image: Image.Image | None = None) -> Image.Image:
+        """The picture of this result (:func:`segzero.drawing.draw_overlay`): the image beside it with the
+        mask, boxes and points drawn, a legend, and the request and reasoning underneath.
+
+        Args:
+            image: the original image (default: :attr:`image`, the one the pipeline read).
+
+        Raises:
+            ValueError: no image given and none kept.
+        """
+        from segzero.drawing import draw_overlay
+
+        image = image if image is not None else self.image
+        if image is None:
+            raise ValueError("this result keeps no image; pass the one it was computed on")
+        return draw_overlay(image, self.mask, self.objects, self.caption())
+
+    def save(
+        self, out_dir: str | os.PathLike[str], name: str = "result", *, extra: dict[str, Any] | None = None,
+        write_json: bool = True,
+    ) -> dict[str, str]:  # fmt: skip
+        """Write ``NAME.mask.png`` (0 / 255, the image's size), ``NAME.overlay.png`` (:meth:`overlay`) and
+        ``NAME.json`` (:meth:`to_json` with the mask as COCO RLE, ``extra`` keys first, and ``files``) into
+        ``out_dir``, as ``segzero segment`` does.
+
+        Args:
+            write_json: False writes the two PNGs only (``segzero batch`` gathers the records in one file).
+
+        Returns:
+            ``{"mask.png": path, "overlay.png": path[, "json": path]}``.
+        """
+        import json
+        from pathlib import Path
+
+        from segzero.masks import save_mask_png
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        files = {kind: str(out / f"{name}.{kind}") for kind in ("mask.png", "overlay.png")}
+        save_mask_png(self.mask, files["mask.png"])
+        self.overlay().save(files["overlay.png"])
+        if write_json:
+            files["json"] = str(out / f"{name}.json")
+            record = {**(extra or {}), **self.to_json(), "files": files}
+            Path(files["json"]).write_text(json.dumps(record, indent=2), encoding="utf-8")
+        return files
+
 
 def segment_answers(
     segmenter: Any,
@@ -137,7 +204,7 @@ def segment_answers(
         object or says that nothing matches: those never reach the segmenter).
     """
     parse = PARSERS[check_protocol(protocol)]
-    answers = [parse(c, frame) for c in completions]
+    answers = [_runaway(parse(c, frame), c) for c in completions]
     objects: list[list[ObjectPrompt]] = []
     for n, (answer, img) in enumerate(zip(answers, images)):
         try:
@@ -200,8 +267,12 @@ class ReasoningSegmenter:
         malformed file fails fast.
 
         Raises:
-            ModelLoadError: a model cannot be loaded, or its ``segzero.json`` is malformed.
+            ModelLoadError: a model cannot be loaded (a hub id that the hub cannot serve fails at once,
+                before either model loads), or its ``segzero.json`` is malformed.
         """
+        # The openai engine's reasoner is a name the server serves, not something loaded here.
+        hub_models = {} if config.engine == "openai" else {"reasoner": config.reasoner}
+        check_hub_ids(**hub_models, segmenter=config.segmenter or default_segmenter(config.protocol))
         config = config.resolved()
         reasoner = load_reasoner(config)  # first: a missing vLLM or an unreachable server fails fast
         try:
@@ -299,7 +370,7 @@ class ReasoningSegmenter:
         if not requests:
             return []
         t1 = time.perf_counter()
-        generate_kwargs = {"max_new_tokens": self.max_new_tokens, **generate_kwargs}
+        generate_kwargs = {**self._generation(), **generate_kwargs}
         completions: list[str] = []
         for start in range(0, len(requests), self.batch_size):
             chunk = slice(start, start + self.batch_size)
@@ -342,7 +413,7 @@ class ReasoningSegmenter:
                 futures[-1].set_result(result)
             return futures
         loaded, load_s = self._check_and_load(images, requests)
-        generate_kwargs = {"max_new_tokens": self.max_new_tokens, **generate_kwargs}
+        generate_kwargs = {**self._generation(), **generate_kwargs}
         load_s /= max(len(requests), 1)
         by_image: dict[int, list[int]] = {}
         for i, img in enumerate(loaded):
@@ -405,6 +476,11 @@ class ReasoningSegmenter:
                 self._stage = None
         self.reasoner.close()
 
+    def _generation(self) -> dict[str, Any]:
+        """The config's generation settings, as the engine takes them (``stop_runaway`` only when on, so an
+        engine written before it still serves a pipeline that leaves it off)."""
+        return {"max_new_tokens": self.max_new_tokens, **({"stop_runaway": True} if self.config.stop_runaway else {})}
+
     def _segmenter_stage(self) -> _SegmenterStage:
         with self._stage_lock:
             if self._stage is None:
@@ -434,6 +510,17 @@ class ReasoningSegmenter:
 
 
 
+def _runaway(answer: ParsedAnswer, completion: str) -> ParsedAnswer:
+    """``answer`` with the status ``runaway`` when it gave nothing to segment and ``completion`` ends in a
+    runaway (:func:`segzero.runaway.runaway_reason`): that, not the format, is why there is no answer."""
+    if answer.status.usable or answer.status is ParseStatus.NO_THINKING:
+        return answer
+    why = runaway_reason(completion)
+    if why is None:
+        return answer
+    return dataclasses.replace(answer, status=ParseStatus.RUNAWAY, reason=f"the completion ran away: {why}")
+
+
 def _offset(on_text: OnText, start: int) -> OnText:
     return lambda index, text: on_text(start + index, text)
 
@@ -459,6 +546,7 @@ def _result(
         reason=answer.reason,
         image_size=image.size,
         timings={**timings, "total": sum(timings.values())},
+        image=image,
     )
 
 

@@ -152,8 +152,9 @@ def check_pipeline(config: Any, recorded: Mapping[str, Any] | None = None) -> No
 
     Under ``segzero`` every setting is free. Under ``reference`` the reference's evaluation fixes them
     (SPEC section 9.1): the ``seg_zero`` prompt (its answers need a box, two points and ``<think>``), the
-    box and both points for the segmenter, 1024 new tokens, and the frame the reasoner answers in (840 for
-    the released checkpoints; a reasoner whose ``segzero.json`` records its frame keeps that one). The
+    box and both points for the segmenter, 1024 new tokens with no early stop on a runaway, and the frame the
+    reasoner answers in (840 for the released checkpoints; a reasoner whose ``segzero.json`` records its frame
+    keeps that one). The
     segmenter may be any: its default follows :func:`default_segmenter`, and naming another one measures
     the effect of the version.
 
@@ -174,6 +175,7 @@ def check_pipeline(config: Any, recorded: Mapping[str, Any] | None = None) -> No
         "segmenter_mode": ("both", "the segmenter gets the box and both points"),
         "max_new_tokens": (MAX_NEW_TOKENS, f"the reasoner writes up to {MAX_NEW_TOKENS} tokens"),
         "frame": (own_frame, f"answers are mapped from the {own_frame} frame the reasoner answers in"),
+        "stop_runaway": (False, "every completion runs to its end or to the token budget"),
     }  # fmt: skip
     if getattr(config, "coordinates", None) not in (None, "pixels"):  # a pipeline with coordinate conventions
         raise InputError(
@@ -181,7 +183,7 @@ def check_pipeline(config: Any, recorded: Mapping[str, Any] | None = None) -> No
             "in pixels of the reasoner's view (Qwen2.5-VL); evaluate this reasoner with --protocol segzero."
         )
     for name, (wanted, why) in fixed.items():
-        value = getattr(config, name)
+        value = getattr(config, name, None)
         if value is None or value == wanted:
             continue
         if recorded.get("prompt" if name == "prompt" else "") == value:
@@ -190,4 +192,6 @@ def check_pipeline(config: Any, recorded: Mapping[str, Any] | None = None) -> No
                 f"reference, where {why}; evaluate this reasoner with --protocol segzero."
             )
         option = "--" + name.replace("_", "-")
+        if value is True:  # a switch: --stop-runaway, not "--stop-runaway True"
+            raise InputError(f"{option} contradicts --protocol reference, where {why}; drop {option}.")
         raise InputError(f"{option} {value} contradicts --protocol reference, where {why}; drop {option}.")

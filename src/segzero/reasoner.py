@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from segzero.defaults import DEFAULT_PROMPT, MAX_NEW_TOKENS, REASONER_FRAME
+from segzero.defaults import (
+    DEFAULT_PROMPT,
+    MAX_NEW_TOKENS,
+    REASONER_FRAME,
+    RUNAWAY_CHECK_EVERY,
+    RUNAWAY_MAX_PERIOD,
+    RUNAWAY_MIN_CHARS,
+    RUNAWAY_MIN_REPEATS,
+)
 from segzero.families import reasoner_family
 from segzero.frames import Frame, answer_grid
 from segzero.hub import load_model_type, load_pretrained, pick_attention, pick_device, pick_dtype
@@ -122,6 +130,7 @@ class ReasonerEngine:
         prompt: str | PromptVariant = DEFAULT_PROMPT,
         max_new_tokens: int = MAX_NEW_TOKENS,
         on_text: OnText | None = None,
+        stop_runaway: bool = False,
         **generate_kwargs: Any,
     ) -> list[str]:
         """The completions of all requests, in order; a streaming engine gets them all at once.
@@ -130,6 +139,8 @@ class ReasonerEngine:
             images: one RGB image per request, any size (resized to the reasoner frame by the engine).
             requests: the user requests, same length as ``images``.
             on_text: called with each new piece of text as it is produced (:data:`OnText`).
+            stop_runaway: end a request's generation as soon as its text runs away
+                (:func:`segzero.runaway.runaway_reason`); its completion is the text up to there.
             generate_kwargs: ``min_new_tokens``, and for transformers any ``model.generate`` argument.
 
         Raises:
@@ -140,7 +151,8 @@ class ReasonerEngine:
         futures = [
             self.submit(
                 image, request, prompt=prompt, max_new_tokens=max_new_tokens,
-                on_text=None if on_text is None else _for_index(on_text, i), **generate_kwargs,
+                on_text=None if on_text is None else _for_index(on_text, i), stop_runaway=stop_runaway,
+                **generate_kwargs,
             )  # fmt: skip
             for i, (image, request) in enumerate(zip(images, requests))
         ]
@@ -154,11 +166,13 @@ class ReasonerEngine:
         prompt: str | PromptVariant = DEFAULT_PROMPT,
         max_new_tokens: int = MAX_NEW_TOKENS,
         on_text: Callable[[str], None] | None = None,
+        stop_runaway: bool = False,
         **generate_kwargs: Any,
     ) -> Future[str]:
         """Hand one request to a streaming engine; the future gives its completion.
 
         ``on_text(text)`` gets each new piece of it as it is produced, on the engine's thread (keep it short).
+        ``stop_runaway`` ends it as soon as its text runs away (:func:`segzero.runaway.runaway_reason`).
         The future fails with :class:`~segzero.errors.ReasonerRequestError` when the engine gave up on the
         request after its retries.
         """
@@ -236,6 +250,32 @@ class _TextStreamer:
         pass
 
 
+class _RunawayStop:
+    """A ``generate`` stopping criterion that ends each row whose new text runs away
+    (:func:`segzero.runaway.runaway_reason`), looking every ``every`` tokens at the row's last ``window``."""
+
+    def __init__(self, tokenizer: Any, prompt_length: int, every: int = RUNAWAY_CHECK_EVERY) -> None:
+        self.tokenizer = tokenizer
+        self.prompt_length = prompt_length
+        self.every = every
+        # Enough tokens for the longest repeated unit's repeats (a token is at least one character).
+        self.window = RUNAWAY_MAX_PERIOD * RUNAWAY_MIN_REPEATS + RUNAWAY_MIN_CHARS
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        from segzero.runaway import runaway_reason
+
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        new = input_ids.shape[1] - self.prompt_length
+        if new <= 0 or new % self.every:
+            return done
+        tail = input_ids[:, max(self.prompt_length, input_ids.shape[1] - self.window) :]
+        for row, text in enumerate(self.tokenizer.batch_decode(tail, skip_special_tokens=True)):
+            done[row] = runaway_reason(text) is not None
+        return done
+
+
 class Reasoner(ReasonerEngine):
     """The transformers engine: batched generation with a chat VLM in this process.
 
@@ -307,6 +347,7 @@ class Reasoner(ReasonerEngine):
         prompt: str | PromptVariant = DEFAULT_PROMPT,
         max_new_tokens: int = MAX_NEW_TOKENS,
         on_text: OnText | None = None,
+        stop_runaway: bool = False,
         do_sample: bool = False,
         temperature: float = 1.0,
         **generate_kwargs: Any,
@@ -317,6 +358,8 @@ class Reasoner(ReasonerEngine):
             images: one RGB image per request, any size (resized to the reasoner frame here).
             requests: the user requests, same length as ``images``.
             on_text: called with each row's new text as it is produced (:data:`OnText`).
+            stop_runaway: end each row as soon as its text runs away (a stopping criterion,
+                :func:`segzero.runaway.runaway_reason`); the others go on.
             generate_kwargs: passed on to ``model.generate`` (e.g. ``min_new_tokens``, ``top_p``).
 
         Returns:
@@ -334,6 +377,13 @@ class Reasoner(ReasonerEngine):
         sampling = {"do_sample": True, "temperature": temperature} if do_sample else {"do_sample": False}
         if on_text is not None:
             generate_kwargs["streamer"] = _TextStreamer(self.processor.tokenizer, on_text)
+        if stop_runaway:
+            from transformers import StoppingCriteriaList
+
+            stop = _RunawayStop(self.processor.tokenizer, inputs["input_ids"].shape[1])
+            generate_kwargs["stopping_criteria"] = StoppingCriteriaList(
+                [*generate_kwargs.get("stopping_criteria", []), stop]
+            )
         with torch.inference_mode():
             out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, **sampling, **generate_kwargs)
         new_tokens = out[:, inputs["input_ids"].shape[1] :]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -148,7 +147,7 @@ def eval_command(
 
     with _ProgressBar(console, spec.name, shard_ix) as bar:
         outcome = evaluate(
-            spec, run_dir, config, bar.after(lambda: load_pipeline(model)), shard=shard_ix, batch_size=model.batch_size,
+            spec, run_dir, config, lambda: load_pipeline(model), shard=shard_ix, batch_size=model.batch_size,
             retry_errors=retry_errors, keep_masks=keep_masks, progress=bar.update, index=index,
         )  # fmt: skip
 
@@ -215,9 +214,10 @@ def _print_skips(console: Console, skipped: Any, data: Path) -> None:
 
 
 class _ProgressBar:
-    """A rich progress bar fed by :func:`segzero.evaluation.runner.evaluate`'s callback.
+    """A rich progress bar of samples done / to do, fed by :func:`segzero.evaluation.runner.evaluate`'s callback.
 
-    It starts once the models are loaded (:meth:`after`), so it never draws over the loading spinner.
+    The callback's first call (when the models are loaded) starts it, with the total known, so it never
+    draws over the loading spinner.
     """
 
     def __init__(self, console: Console, name: str, shard: tuple[int, int] | None) -> None:
@@ -240,27 +240,16 @@ class _ProgressBar:
         if self.task is not None:
             self.bar.stop()
 
-    def _start(self) -> None:
+    def update(self, done: int, total: int, records) -> None:
         if self.task is None:
             self.bar.start()
-            self.task = self.bar.add_task(f"{self.label}  first batch...", total=None)
-
-    def after(self, load: Callable[[], Any]) -> Callable[[], Any]:
-        """``load`` followed by the start of the bar."""
-
-        def load_then_start() -> Any:
-            pipe = load()
-            self._start()
-            return pipe
-
-        return load_then_start
-
-    def update(self, done: int, total: int, records) -> None:
-        self._start()
+            self.task = self.bar.add_task(f"{self.label}  first batch...", total=total)
         self.iou_sum += sum(r.iou for r in records)
         self.count += len(records)
-        description = f"{self.label}  gIoU so far {100 * self.iou_sum / max(self.count, 1):.1f}"
-        self.bar.update(self.task, total=total, completed=done, description=description)
+        if self.count:
+            description = f"{self.label}  gIoU so far {100 * self.iou_sum / self.count:.1f}"
+            self.bar.update(self.task, description=description)
+        self.bar.update(self.task, total=total, completed=done)
 
 
 def _print_summary(summary: dict[str, Any], name: str) -> None:

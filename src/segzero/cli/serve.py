@@ -39,10 +39,8 @@ def serve(
     settings: ServeSettings,
 ) -> None:
     """Serve POST /v1/segment, GET /health, /metrics, the web page at / and the API docs at /docs."""
-    import uvicorn
-
     from segzero.serve.app import create_app
-    from segzero.serve.server import uvicorn_options
+    from segzero.serve.server import make_server
 
     console = Console(stderr=True)
     if not _is_loopback(host):
@@ -50,11 +48,11 @@ def serve(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The pipeline's batch_size is the server's batch size, so one batch is one generate call.
     pipeline = load_pipeline(dataclasses.replace(model, batch_size=settings.max_batch_size))
-    console.print(f"Serving on http://{host}:{port}/ (API docs at /docs)", highlight=False)
-    uvicorn.run(
-        create_app(pipeline, settings),
-        host=host,
-        port=port,
-        log_level=log_level.lower(),
-        **uvicorn_options(settings),
-    )
+    if settings.warmup:
+        console.print("Warming up: one short request through the models before taking traffic...")
+
+    def ready(url: str) -> None:
+        console.print(f"Serving on {url} (the web page; API docs at {url}docs)", highlight=False)
+
+    served = create_app(pipeline, settings)
+    make_server(served, host=host, port=port, log_level=log_level.lower(), on_ready=ready).run()

@@ -104,6 +104,15 @@ def evaluate(
         typer.echo(eval_row(family, evaluate_family(pipe, family, n)))
 
 
+@shapeworld_app.command("models")
+def models_folder() -> None:
+    """Print the folder of the ShapeWorld models shipped in the package, which holds reasoner/ and segmenter/:
+    SW=$(segzero shapeworld models), then --reasoner $SW/reasoner --segmenter $SW/segmenter."""
+    from segzero.shapeworld.demo import shipped_models
+
+    typer.echo(shipped_models()[0].parent)
+
+
 @shapeworld_app.command("export")
 def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (must not hold files yet).")],

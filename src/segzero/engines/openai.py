@@ -43,6 +43,7 @@ from segzero.defaults import (
 from segzero.errors import EngineError, ReasonerRequestError
 from segzero.prompts import PromptVariant
 from segzero.reasoner import ReasonerEngine, build_messages, min_new_tokens_of, reasoner_image
+from segzero.runaway import runaway_reason
 
 if TYPE_CHECKING:
     from segzero.config import PipelineConfig
@@ -235,18 +236,21 @@ class OpenAIEngine(ReasonerEngine):
         prompt: str | PromptVariant = DEFAULT_PROMPT,
         max_new_tokens: int = MAX_NEW_TOKENS,
         on_text: Callable[[str], None] | None = None,
+        stop_runaway: bool = False,
         **generate_kwargs: Any,
     ) -> Future[str]:
         """Send one request (see :meth:`ReasonerEngine.submit`); it streams (``stream: true``) when ``on_text``
-        is given. ``min_new_tokens``, the one generation setting taken beside ``max_new_tokens``, is sent as
-        ``min_tokens``, which vLLM and SGLang take.
+        is given or ``stop_runaway`` is on: then the stream is closed as soon as the text runs away (the
+        server stops generating when its client goes, as vLLM and SGLang do), and the completion is the text
+        up to there. ``min_new_tokens``, the one generation setting taken beside ``max_new_tokens``, is sent
+        as ``min_tokens``, which vLLM and SGLang take.
 
         Raises:
             InputError: another generation setting.
         """
         min_new_tokens = min_new_tokens_of(self.engine, generate_kwargs)
         extra = {"min_tokens": min_new_tokens} if min_new_tokens else {}
-        return self._pool.submit(self._complete, image, request, prompt, max_new_tokens, on_text, extra)
+        return self._pool.submit(self._complete, image, request, prompt, max_new_tokens, on_text, extra, stop_runaway)
 
     def _complete(
         self,
@@ -256,6 +260,7 @@ class OpenAIEngine(ReasonerEngine):
         max_new_tokens: int,
         on_text: Callable[[str], None] | None,
         extra: dict[str, Any],
+        stop_runaway: bool = False,
     ) -> str:
         """One request, tried again on passing failures; its completion.
 
@@ -272,7 +277,9 @@ class OpenAIEngine(ReasonerEngine):
         sent = [0]  # characters already handed to on_text: a try after a cut stream repeats them
         for attempt in range(self.retries + 1):
             try:
-                return self._stream(body, on_text, sent) if on_text else self._post(body)
+                if on_text is None and not stop_runaway:
+                    return self._post(body)
+                return self._stream(body, on_text or _ignore, sent, stop_runaway)
             except _Retry as failure:
                 if attempt == self.retries:
                     raise ReasonerRequestError(
@@ -295,8 +302,11 @@ class OpenAIEngine(ReasonerEngine):
         except (ValueError, KeyError, IndexError, TypeError):
             raise ReasonerRequestError(f"the reasoner server sent an answer without a message: {_detail(response)}")
 
-    def _stream(self, body: dict[str, Any], on_text: Callable[[str], None], sent: list[int]) -> str:
-        """The request as server-sent events, each new piece handed to ``on_text`` (thinking inside ``<think>``)."""
+    def _stream(
+        self, body: dict[str, Any], on_text: Callable[[str], None], sent: list[int], stop_runaway: bool = False
+    ) -> str:
+        """The request as server-sent events, each new piece handed to ``on_text`` (thinking inside ``<think>``);
+        with ``stop_runaway``, closed as soon as the text runs away."""
         import httpx
 
         message = {"content": "", "reasoning_content": ""}
@@ -320,6 +330,8 @@ class OpenAIEngine(ReasonerEngine):
                     if len(text) > sent[0]:
                         on_text(text[sent[0] :])
                         sent[0] = len(text)
+                    if stop_runaway and runaway_reason(text) is not None:
+                        break  # leaving the block closes the stream, and the server stops
         except (httpx.HTTPError, json.JSONDecodeError) as exc:
             raise _Retry(f"{type(exc).__name__}: {exc}") from None
         text = completion_text(message)
@@ -340,6 +352,10 @@ class OpenAIEngine(ReasonerEngine):
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._client.close()
+
+
+def _ignore(text: str) -> None:
+    """An ``on_text`` for a request streamed only to watch for a runaway."""
 
 
 def _streamed_text(message: dict[str, str]) -> str:

@@ -32,6 +32,7 @@ from segzero.errors import EngineError, ModelLoadError, ReasonerRequestError
 from segzero.hub import load_pretrained
 from segzero.prompts import PromptVariant
 from segzero.reasoner import ReasonerEngine, chat_text, min_new_tokens_of, reasoner_coordinates, reasoner_image
+from segzero.runaway import runaway_reason
 
 if TYPE_CHECKING:
     from segzero.config import PipelineConfig
@@ -170,17 +171,20 @@ class VLLMEngine(ReasonerEngine):
         prompt: str | PromptVariant = DEFAULT_PROMPT,
         max_new_tokens: int = MAX_NEW_TOKENS,
         on_text: Callable[[str], None] | None = None,
+        stop_runaway: bool = False,
         **generate_kwargs: Any,
     ) -> Future[str]:
         """Hand one request to vLLM (see :meth:`ReasonerEngine.submit`); ``min_new_tokens`` is the one
-        generation setting taken beside ``max_new_tokens``.
+        generation setting taken beside ``max_new_tokens``. With ``stop_runaway`` the request is aborted in
+        vLLM as soon as its text runs away, and its completion is the text up to there.
 
         Raises:
             InputError: another generation setting.
         """
         min_new_tokens = min_new_tokens_of(self.engine, generate_kwargs)
         future: Future[str] = Future()
-        item = (self.inputs(image, request, prompt), self.sampling(max_new_tokens, min_new_tokens), future, on_text)
+        sampling = self.sampling(max_new_tokens, min_new_tokens)
+        item = (self.inputs(image, request, prompt), sampling, future, on_text, stop_runaway)
         with self._lock:
             if self._failure is not None:
                 future.set_exception(self._failure)
@@ -194,7 +198,7 @@ class VLLMEngine(ReasonerEngine):
     def _run(self) -> None:
         """The engine loop: take new requests, step, hand out new text and finished completions."""
         engine = self.llm.llm_engine
-        live: dict[str, list[Any]] = {}  # request id -> [future, on_text, characters sent]
+        live: dict[str, list[Any]] = {}  # request id -> [future, on_text, characters sent, stop_runaway]
         while True:
             items = [self._inbox.get()] if not live else []  # idle: wait for work
             while True:
@@ -206,14 +210,14 @@ class VLLMEngine(ReasonerEngine):
                 if item is None:  # close()
                     self._stop(live, EngineError("the vllm engine was closed"))
                     return
-                inputs, params, future, on_text = item
+                inputs, params, future, on_text, stop_runaway = item
                 request_id = str(next(self._ids))
                 try:
                     engine.add_request(request_id, inputs, params)
                 except Exception as exc:  # noqa: BLE001 - this request is refused, the others go on
                     future.set_exception(ReasonerRequestError(f"vLLM refused the request ({type(exc).__name__}: {exc})"))
                     continue
-                live[request_id] = [future, on_text, 0]
+                live[request_id] = [future, on_text, 0, stop_runaway]
             if not live:
                 continue
             try:
@@ -226,7 +230,7 @@ class VLLMEngine(ReasonerEngine):
                 entry = live.get(output.request_id)
                 if entry is None:
                     continue
-                future, on_text, sent = entry
+                future, on_text, sent, stop_runaway = entry
                 text = output.outputs[0].text
                 if on_text is not None and len(text) > sent:
                     try:
@@ -235,6 +239,10 @@ class VLLMEngine(ReasonerEngine):
                         logger.exception("on_text failed")
                     entry[2] = len(text)
                 if output.finished:
+                    del live[output.request_id]
+                    future.set_result(text)
+                elif stop_runaway and runaway_reason(text) is not None:
+                    engine.abort_request([output.request_id])
                     del live[output.request_id]
                     future.set_result(text)
 

@@ -2,13 +2,13 @@
 
 Each sample is a cell of three panels (image; ground truth; prediction with its boxes and
 points) over a caption (IoU, request, start of the reasoning). Ignore pixels are hatched grey in
-both overlays: they count neither for nor against the prediction.
+both overlays: they count neither for nor against the prediction. The panels are drawn by
+:func:`segzero.drawing.draw_mask`, as every overlay is, and a legend heads the sheet.
 """
 
 from __future__ import annotations
 
 import os
-import textwrap
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 from segzero.data.records import Sample
 from segzero.defaults import IGNORE
+from segzero.drawing import IGNORE_COLOUR, LegendEntry, draw_legend, draw_mask, font, shorten, wrap
 from segzero.errors import DatasetError, InputError
-from segzero.frames import Frame, ObjectPrompt, map_object
+from segzero.frames import Frame, ObjectPrompt
 from segzero.images import load_image
-from segzero.masks import decode_rle, draw_overlay
+from segzero.masks import decode_rle
 
 #: ``load_sample(id) -> (RGB image, gt uint8 (H, W) 0/1/255, predicted bool (H, W) or None)``.
 LoadSample = Callable[[str], tuple[Image.Image, np.ndarray, np.ndarray | None]]
@@ -33,8 +34,14 @@ FONT_SIZE = 13
 LINE_HEIGHT = 16
 GT_COLOR = (40, 200, 80)
 PRED_COLOR = (255, 64, 64)
-IGNORE_COLOR = (110, 110, 110)
 UNREADABLE_COLOR = (170, 170, 170)  # stands for an image that cannot be decoded
+LEGEND = (
+    LegendEntry("mask", "ground truth", GT_COLOR),
+    LegendEntry("mask", "prediction", PRED_COLOR),
+    LegendEntry("box", "predicted box"),
+    LegendEntry("point", "predicted points"),
+    LegendEntry("ignore", "ignored (counts neither way)", IGNORE_COLOUR),
+)
 
 
 def select_worst_best(records: Iterable[Mapping[str, Any]], k: int) -> tuple[list[Mapping], list[Mapping]]:
@@ -43,25 +50,6 @@ def select_worst_best(records: Iterable[Mapping[str, Any]], k: int) -> tuple[lis
     worst = ordered[:k]
     best = ordered[len(worst) :][::-1][:k]
     return worst, best
-
-
-def _font(size: int = FONT_SIZE) -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
-        return ImageFont.load_default()
-
-
-def _hatch(image: Image.Image, region: np.ndarray) -> Image.Image:
-    """Wash ``region`` grey and cross it with diagonal stripes."""
-    if not region.any():
-        return image
-    arr = np.asarray(image.convert("RGB")).copy()
-    h, w = region.shape
-    stripes = (np.add.outer(np.arange(h, dtype=np.int32), np.arange(w, dtype=np.int32)) // 3) % 3 == 0
-    arr[region] = (0.4 * arr[region] + 0.6 * np.array((200, 200, 200))).astype(np.uint8)
-    arr[region & stripes] = IGNORE_COLOR
-    return Image.fromarray(arr)
 
 
 def _objects(record: Mapping[str, Any], size: tuple[int, int]) -> list[ObjectPrompt]:
@@ -85,36 +73,28 @@ def _panels(
         )
     scale = PANEL / max(w, h)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = image.convert("RGB").resize(size, Image.Resampling.BILINEAR)
-    small_gt = np.asarray(Image.fromarray(gt.astype(np.uint8)).resize(size, Image.Resampling.NEAREST))
-    small_pred = np.zeros(small_gt.shape, dtype=bool)
-    if pred is not None:
-        plane = Image.fromarray(pred.astype(np.uint8) * 255)
-        small_pred = np.asarray(plane.resize(size, Image.Resampling.NEAREST)) > 0
-    objects = _objects(record, (w, h))
-    if size != (w, h):
-        objects = [map_object(o, Frame.image(size)) for o in objects]
-    ignore = small_gt == IGNORE
-    gt_panel = _hatch(draw_overlay(small, small_gt == 1, color=GT_COLOR), ignore)
-    pred_panel = _hatch(draw_overlay(small, small_pred, objects, color=PRED_COLOR), ignore)
+    small = image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+    ignore = gt == IGNORE
+    empty = np.zeros(gt.shape, dtype=bool)
+    gt_panel = draw_mask(image, gt == 1, size=size, colour=GT_COLOR, ignore=ignore)
+    pred_panel = draw_mask(
+        image, empty if pred is None else pred, _objects(record, (w, h)), size=size, colour=PRED_COLOR, ignore=ignore
+    )
     return [small, gt_panel, pred_panel]
 
 
-def _caption(record: Mapping[str, Any], title: str, width_chars: int) -> list[str]:
+def _caption(record: Mapping[str, Any], title: str, fnt, width: int) -> list[str]:
     status = record.get("parse_status", "")
     head = f"{title}  IoU {record['iou']:.3f}  {record['id']}" + (f"  [{status}]" if status != "ok" else "")
     text = [f"Request: {record.get('request', '')}"]
     if record.get("error"):
         text.append(f"Error: {record['error']}")
     text.append(f"Thinking: {record.get('thinking') or '(none)'}")
-    lines = [head] + [w for para in text for w in textwrap.wrap(" ".join(para.split()), width_chars) or [""]]
-    if len(lines) > CAPTION_LINES:
-        lines = lines[:CAPTION_LINES]
-        lines[-1] = lines[-1][: max(0, width_chars - 3)] + "..."
-    return lines
+    body = [line for para in text for line in wrap(" ".join(para.split()), fnt, width)]
+    return shorten(wrap(head, fnt, width) + body, CAPTION_LINES, fnt, width)
 
 
-def _cell(record: Mapping[str, Any], title: str, load_sample: LoadSample, font) -> Image.Image:
+def _cell(record: Mapping[str, Any], title: str, load_sample: LoadSample, fnt) -> Image.Image:
     image, gt, pred = load_sample(record["id"])
     panels = _panels(record, image, np.asarray(gt), None if pred is None else np.asarray(pred, dtype=bool))
     width = 3 * PANEL + 2 * GAP
@@ -123,12 +103,10 @@ def _cell(record: Mapping[str, Any], title: str, load_sample: LoadSample, font) 
     for i, (panel, label) in enumerate(zip(panels, ("image", "ground truth", "prediction"))):
         x = i * (PANEL + GAP)
         cell.paste(panel, (x + (PANEL - panel.width) // 2, LINE_HEIGHT + (PANEL - panel.height) // 2))
-        draw.text((x, 0), label, fill=(90, 90, 90), font=font)
-    alphabet = "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    chars = max(20, int(width * len(alphabet) / draw.textlength(alphabet, font=font)))
+        draw.text((x, 0), label, fill=(90, 90, 90), font=fnt)
     y = LINE_HEIGHT + PANEL + GAP // 2
-    for n, line in enumerate(_caption(record, title, chars)):
-        draw.text((0, y + n * LINE_HEIGHT), line, fill=(0, 0, 0) if n else (150, 0, 0), font=font)
+    for n, line in enumerate(_caption(record, title, fnt, width)):
+        draw.text((0, y + n * LINE_HEIGHT), line, fill=(0, 0, 0) if n else (150, 0, 0), font=fnt)
     return cell
 
 
@@ -161,22 +139,23 @@ def render_contact_sheet(
     if k < 1:
         raise InputError(f"k must be at least 1, got {k}.")
     worst, best = select_worst_best(records, k)
-    font = _font()
+    fnt = font(FONT_SIZE)
     columns = []
     for name, chosen in (("Worst", worst), ("Best", best)):
         if chosen:
-            cells = [_cell(r, f"{name.lower()} #{i + 1}", load_sample_fn, font) for i, r in enumerate(chosen)]
+            cells = [_cell(r, f"{name.lower()} #{i + 1}", load_sample_fn, fnt) for i, r in enumerate(chosen)]
             columns.append((f"{name} {len(chosen)} by IoU", cells))
     cell_w, cell_h = columns[0][1][0].size
-    header = 2 * LINE_HEIGHT
+    header = 3 * LINE_HEIGHT + GAP
     width = len(columns) * (cell_w + 3 * GAP) + GAP
     height = header + max(len(cells) for _, cells in columns) * (cell_h + 2 * GAP)
     sheet = Image.new("RGB", (width, height), (235, 235, 235))
     draw = ImageDraw.Draw(sheet)
-    title_font = _font(FONT_SIZE + 5)
+    title_font = font(FONT_SIZE + 5)
+    draw_legend(draw, (GAP, GAP // 2), LEGEND, fnt)
     for c, (name, cells) in enumerate(columns):
         x = GAP + c * (cell_w + 3 * GAP)
-        draw.text((x, GAP // 2), name, fill=(0, 0, 0), font=title_font)
+        draw.text((x, GAP // 2 + LINE_HEIGHT + GAP), name, fill=(0, 0, 0), font=title_font)
         for r, cell in enumerate(cells):
             sheet.paste(cell, (x, header + r * (cell_h + 2 * GAP)))
     out = Path(out_png)

@@ -129,8 +129,9 @@ class RunConfig:
         known["extra"] = {**known.get("extra", {}), **unknown}
         if "dtype" in known["extra"]:
             pipeline.setdefault("dtype", known["extra"].pop("dtype"))
-        if pipeline:  # runs from before protocols followed segzero's
+        if pipeline:  # runs from before protocols followed segzero's, and ran every completion to its end
             pipeline.setdefault("protocol", SEGZERO)
+            pipeline.setdefault("stop_runaway", False)
         return cls(**known, pipeline=pipeline)
 
     @property

@@ -147,7 +147,8 @@ class EvaluationAborted(SegZeroError):
     """The pipeline failed on many samples in a row for reasons that are not the data."""
 
 
-#: ``progress(done, total, last_records)`` after each batch; ``done`` counts this run's samples.
+#: ``progress(done, total, last_records)``: once with ``done`` 0 when the models are loaded and the first
+#: batch starts, then after each batch; ``done`` and ``total`` count this run's samples.
 Progress = Callable[[int, int, Sequence[SampleRecord]], None]
 
 
@@ -349,7 +350,7 @@ def evaluate(
         batch_size: samples per ``segment_batch`` call (default: the pipeline's ``batch_size``).
         retry_errors: run again the samples a previous attempt recorded as errors.
         keep_masks: keep predicted masks as RLE in the records (``segzero visualize`` draws them).
-        progress: called after each batch.
+        progress: called when the first batch starts (``done`` 0, ``total`` known) and after each batch.
         index: the benchmark's ids if already read (:func:`~segzero.evaluation.benchmarks.index_benchmark`).
         max_failures_in_row: stop after this many consecutive non-data failures (default
             ``max(16, 2 * batch_size)``).
@@ -394,6 +395,8 @@ def evaluate(
         position = {sample_id: n for n, sample_id in enumerate(mine)}
         in_row = 0
         batches = _prefetch(_aligned_batches(iter_benchmark(spec, SkipLog()), position, done, size))
+        if progress is not None:
+            progress(0, len(todo), [])
         with ResultsWriter(out_dir, config) as writer, contextlib.closing(batches):
             for scored in _scored_batches(pipe, batches, spec.benchmark, keep_masks):
                 for record, systemic in scored:

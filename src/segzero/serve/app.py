@@ -3,10 +3,12 @@
 Endpoints:
 
 - ``POST /v1/segment``: an image and a request -> reasoning, objects, mask (COCO RLE), optional overlay PNG.
+- ``POST /v1/segment/stream``: the same, the reasoner's text streamed as it is written (server-sent events).
 - ``GET /health``: model names, whether the model is ready (warmed up), queue depth, batches served,
   limits.
 - ``GET /metrics``: batcher counters and the histogram of batch sizes.
-- ``GET /``: the web page; ``/docs`` and ``/openapi.json``: the API description.
+- ``GET /``: the web page; ``GET /examples``: what the page suggests trying with the loaded models (and
+  ``/examples/N.png``, its example images); ``/docs`` and ``/openapi.json``: the API description.
 
 Errors are JSON ``{"error": "one sentence"}`` with these statuses: 400 malformed body,
 408 headers or body slower than ``header_timeout_s`` / ``body_timeout_s`` (the connection is
@@ -25,9 +27,12 @@ arrives and is answered as soon as it is done (:mod:`segzero.serve.batcher`).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
+import json
 import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from importlib.resources import files
@@ -36,7 +41,7 @@ from typing import Any, Protocol
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -49,6 +54,7 @@ from segzero.serve.batcher import (
     QueueFullError,
     logger,
 )
+from segzero.serve.examples import PageExamples, page_examples
 from segzero.serve.inputs import ALLOWED_NAMES, ApiError, decode_image, read_segment_input
 from segzero.serve.settings import ServeSettings
 
@@ -129,7 +135,9 @@ class SegmentResponse(BaseModel):
         "were in the reasoner with it when it was handed over)."
     )
     overlay_png_base64: str | None = Field(
-        None, description="PNG of mask, box and points, when overlay=true."
+        None,
+        description="When overlay=true: a PNG of the image beside it with the mask, box and points drawn, a "
+        "legend, and the request and reasoning underneath (the picture `segzero segment` writes).",
     )
 
 
@@ -163,6 +171,12 @@ _ERRORS = {
     503: "The queue is full; retry after the Retry-After header's seconds.",
     504: "No answer within request_timeout_s.",
 }
+
+_STREAM_DESCRIPTION = (
+    "Server-sent events: `text` events (`{\"text\": ...}`, the next piece of the reasoner's completion, in "
+    "order; they join into `completion`), then one `result` event (the body `POST /v1/segment` returns) or one "
+    "`error` event (`{\"error\": ..., \"status\": ...}`: the status `POST /v1/segment` would have answered)."
+)
 
 _REQUEST_BODY = {
     "required": True,
@@ -208,7 +222,9 @@ def _model_name(pipeline: Any, part: str) -> str | None:
     return getattr(getattr(pipeline, part, None), "name", None)
 
 
-def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> FastAPI:
+def create_app(
+    pipeline: Pipeline, settings: ServeSettings | None = None, examples: PageExamples | None = None
+) -> FastAPI:
     """The FastAPI application serving ``pipeline`` with ``settings``.
 
     Args:
@@ -216,8 +232,11 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
             ``segment_batch``); its ``batch_size`` should be at least ``settings.max_batch_size``
             so one batch is one ``generate`` call.
         settings: batching and limits; defaults when omitted.
+        examples: what the page suggests trying (default: :func:`~segzero.serve.examples.page_examples`
+            for the pipeline's reasoner).
     """
     settings = settings or ServeSettings()
+    examples = examples or page_examples(_model_name(pipeline, "reasoner"))
     # The pixel cap is the pipeline's own (PipelineConfig.max_pixels): one limit for the API and the CLI.
     max_pixels = getattr(pipeline, "max_pixels", MAX_IMAGE_PIXELS)
     batcher = Batcher(
@@ -297,16 +316,87 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
         """Multipart (file ``image``, field ``request``, optional ``overlay=true``) or JSON
         (``image_base64``, ``request``, optional ``overlay``). Boxes and points are in the image's pixels."""
         started = time.perf_counter()
+        given, image, decoded = await read_and_decode(request)
+        return JSONResponse(await answer(given, image, started, decoded))
+
+    @app.post(
+        "/v1/segment/stream",
+        responses={
+            200: {"content": {"text/event-stream": {}}, "description": _STREAM_DESCRIPTION},
+            **{status: {"model": ErrorResponse, "description": text} for status, text in _ERRORS.items()},
+        },
+        openapi_extra={"requestBody": _REQUEST_BODY},
+        summary="The same, with the reasoner's text streamed as it is written (server-sent events)",
+    )
+    async def segment_stream(request: Request) -> StreamingResponse:
+        """The body of ``POST /v1/segment``; the answer comes as server-sent events (see the 200 response).
+
+        The input is read, checked and decoded before the stream starts, so bad input gets its usual status.
+        The same limits hold: the request's answer is awaited at most ``request_timeout_s``.
+        """
+        started = time.perf_counter()
+        given, image, decoded = await read_and_decode(request)
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[str] = asyncio.Queue()
+
+        def on_text(text: str) -> None:  # on the model's thread
+            try:
+                loop.call_soon_threadsafe(pieces.put_nowait, text)
+            except RuntimeError:  # the event loop is closed: nobody is listening any more
+                pass
+
+        answering = asyncio.create_task(answer(given, image, started, decoded, on_text))
+
+        async def events() -> AsyncIterator[str]:
+            try:
+                while not answering.done():
+                    piece = asyncio.ensure_future(pieces.get())
+                    await asyncio.wait({piece, answering}, return_when=asyncio.FIRST_COMPLETED)
+                    if piece.done():
+                        yield _event("text", {"text": piece.result()})
+                    else:
+                        piece.cancel()
+                while not pieces.empty():  # pieces scheduled before the answer was set
+                    yield _event("text", {"text": pieces.get_nowait()})
+                try:
+                    body = answering.result()
+                except ApiError as exc:
+                    yield _event("error", {"error": exc.message, "status": exc.status})
+                    return
+                yield _event("result", body)
+            finally:  # the client left: the request leaves the queue, as a timed-out one does
+                answering.cancel()
+
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
+
+    async def read_and_decode(request: Request) -> tuple[Any, Any, float]:
+        """The request's input, checked against the limits, and its decoded image; when decoding ended.
+
+        Raises:
+            ApiError: bad input (400, 408, 413, 415, 422) or a full queue (503), before any decoding for the latter.
+        """
         given = await read_segment_input(request, settings)
         if batcher.is_full():  # refuse before spending time decoding
             batcher.stats.rejected_queue_full += 1
             raise _queue_full(batcher.retry_after_s())
         async with decode_limiter:
             image = await anyio.to_thread.run_sync(decode_image, given.image_bytes, max_pixels)
-        decoded = time.perf_counter()
         given.image_bytes = b""  # the decoded image is all that is kept while queued
+        return given, image, time.perf_counter()
+
+    async def answer(
+        given: Any, image: Any, started: float, decoded: float, on_text: Callable[[str], None] | None = None
+    ) -> dict[str, Any]:
+        """Run one request through the batcher; the response body (see :class:`SegmentResponse`).
+
+        Raises:
+            ApiError: 503 queue full or shutting down, 504 no answer within ``request_timeout_s``, 500 the
+                model failed on the batch, 502 the reasoner engine gave up on the request.
+        """
         try:
-            outcome = await batcher.submit(image, given.request, settings.request_timeout_s)
+            outcome = await batcher.submit(image, given.request, settings.request_timeout_s, on_text)
         except QueueFullError as exc:
             raise _queue_full(exc.retry_after_s) from None
         except TimeoutError:
@@ -332,7 +422,7 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
             "batch": outcome.run_s,
             "server_total": time.perf_counter() - started,
         }
-        return JSONResponse(body)
+        return body
 
     @app.get("/health", response_model=HealthResponse, summary="Models, queue depth and batches served")
     async def health() -> dict[str, Any]:
@@ -354,6 +444,16 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
     @app.get("/metrics", summary="Batcher counters and the histogram of batch sizes")
     async def metrics() -> dict[str, Any]:
         return {"queue_depth": batcher.queue_depth, "running": batcher.running, **batcher.stats.to_json()}
+
+    @app.get("/examples", summary="What the web page suggests trying with the loaded models")
+    async def list_examples() -> dict[str, Any]:
+        return examples.to_json()
+
+    @app.get("/examples/{number}.png", include_in_schema=False)
+    async def example_image(number: int) -> Response:
+        if not 0 <= number < len(examples.images):
+            raise ApiError(404, f"There is no example image {number}; GET /examples lists them.")
+        return Response(examples.images[number][1], media_type="image/png")
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -386,6 +486,11 @@ async def _warm_up(batcher: Batcher) -> float:
     return seconds
 
 
+def _event(name: str, data: dict[str, Any]) -> str:
+    """One server-sent event: ``event: NAME`` and its data as one line of JSON."""
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n"
+
+
 def _queue_full(retry_after_s: int) -> ApiError:
     return ApiError(
         503,
@@ -395,12 +500,11 @@ def _queue_full(retry_after_s: int) -> ApiError:
 
 
 def _result_json(result: Any, image: Any, overlay: bool) -> dict[str, Any]:
-    """The pipeline result as JSON (mask as COCO RLE), with the overlay PNG in base64 if asked for."""
+    """The pipeline result as JSON (mask as COCO RLE), with the overlay PNG in base64 if asked for: the
+    picture ``segzero segment`` writes (:meth:`~segzero.pipeline.SegmentationResult.overlay`)."""
     body = result.to_json()
     if overlay:
-        from segzero.masks import draw_overlay
-
         buffer = io.BytesIO()
-        draw_overlay(image, result.mask, result.objects).save(buffer, format="PNG")
+        result.overlay(image).save(buffer, format="PNG")
         body["overlay_png_base64"] = base64.b64encode(buffer.getvalue()).decode("ascii")
     return body

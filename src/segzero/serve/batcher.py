@@ -104,6 +104,7 @@ class _Job:
     request: str
     future: asyncio.Future
     enqueued: float
+    on_text: Callable[[str], None] | None = None
 
 
 class Batcher:
@@ -207,8 +208,13 @@ class Batcher:
 
     # -- work ------------------------------------------------------------------------------
 
-    async def submit(self, image: Any, request: str, timeout_s: float) -> BatchOutcome:
+    async def submit(
+        self, image: Any, request: str, timeout_s: float, on_text: Callable[[str], None] | None = None
+    ) -> BatchOutcome:
         """Queue one request and wait for its result.
+
+        ``on_text(text)``, when given, gets each new piece of the request's completion as the reasoner writes
+        it, on the model's thread (:data:`segzero.reasoner.OnText`); it must be quick and must not raise.
 
         Raises:
             QueueFullError: the queue is full (answer 503).
@@ -224,7 +230,7 @@ class Batcher:
         if self.is_full():
             self.stats.rejected_queue_full += 1
             raise QueueFullError(self.retry_after_s())
-        job = _Job(image, request, asyncio.get_running_loop().create_future(), time.perf_counter())
+        job = _Job(image, request, asyncio.get_running_loop().create_future(), time.perf_counter(), on_text)
         self._waiting.append(job)
         self._arrived.set()
         try:
@@ -268,9 +274,10 @@ class Batcher:
             started = time.perf_counter()
             self._running = len(batch)
             try:
-                results = await loop.run_in_executor(
-                    self._executor, self.run_batch, [j.image for j in batch], [j.request for j in batch]
+                call = functools.partial(
+                    self.run_batch, [j.image for j in batch], [j.request for j in batch], **_listeners(batch)
                 )
+                results = await loop.run_in_executor(self._executor, call)
                 if len(results) != len(batch):
                     raise RuntimeError(
                         f"the pipeline returned {len(results)} results for {len(batch)} requests"
@@ -319,7 +326,8 @@ class Batcher:
             self._streaming.add(job)
             started, in_flight = time.perf_counter(), self._running
             try:
-                handed = await loop.run_in_executor(self._executor, self.submit_one, job.image, job.request)
+                call = functools.partial(self.submit_one, job.image, job.request, **_listeners([job]))
+                handed = await loop.run_in_executor(self._executor, call)
             except Exception as exc:  # e.g. an image the pipeline refuses: this request fails alone
                 self._streamed(job, started, in_flight, None, exc)
                 continue
@@ -369,3 +377,20 @@ class Batcher:
         self.stats.batch_sizes[in_flight] += 1
         if not job.future.done():
             job.future.set_result(BatchOutcome(done.result(), in_flight, started - job.enqueued, run_s))
+
+
+def _listeners(jobs: Sequence[_Job]) -> dict[str, Any]:
+    """``{"on_text": ...}`` handing each request's pieces to its job's listener, or nothing when no job listens
+    (so a pipeline without the seam still serves)."""
+    if all(job.on_text is None for job in jobs):
+        return {}
+
+    def on_text(index: int, text: str) -> None:
+        listener = jobs[index].on_text
+        if listener is not None:
+            try:
+                listener(text)
+            except Exception:  # noqa: BLE001 - a listener's failure must not stop the batch's generation
+                logger.exception("on_text listener failed")
+
+    return {"on_text": on_text}

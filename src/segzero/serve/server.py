@@ -15,6 +15,7 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Self
 
 from segzero.serve.settings import ServeSettings
@@ -26,6 +27,25 @@ def uvicorn_options(settings: ServeSettings) -> dict[str, Any]:
         "http": header_timeout_protocol(settings.header_timeout_s),
         "timeout_keep_alive": settings.keep_alive_timeout_s,
     }
+
+
+def make_server(app: Any, *, host: str, port: int, log_level: str, on_ready: Callable[[str], None]) -> Any:
+    """A ``uvicorn.Server`` for ``app`` with its settings' timeouts that calls ``on_ready(url)`` once it
+    listens: after the app's start-up (the warm-up request), so the address is announced when a request
+    sent to it will be answered. ``server.run()`` serves until interrupted.
+    """
+    import uvicorn
+
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, **uvicorn_options(app.state.settings))
+
+    class ReadyServer(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started and not self.should_exit:
+                bound = self.servers[0].sockets[0].getsockname()[1] if self.servers else port
+                on_ready(f"http://{host}:{bound}/")
+
+    return ReadyServer(config)
 
 
 def _timeout_response(seconds: float) -> bytes:

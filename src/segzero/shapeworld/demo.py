@@ -13,16 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from segzero.errors import InputError
 from segzero.shapeworld.generator import FAMILIES, SPLIT_SEEDS, make_sample, make_split
 from segzero.shapeworld.shipped import MAX_COMPLETION_TOKENS, SHIPPED_MODELS
 
 #: Seeds of the demo's own scene and of its evaluation sets: the start of the ``test`` split.
 DEMO_SEED = 7
-#: Upscaling of the 112 px scene in the overlay picture, so that it can be seen.
-OVERLAY_SCALE = 4
 
 Log = Callable[[str], None]
 
@@ -62,6 +58,12 @@ def shipped_models() -> tuple[Path, Path]:
                 "`segzero shapeworld train-models --out DIR` and pass --models DIR."
             )
     return reasoner, segmenter
+
+
+def is_shipped_reasoner(reasoner: str | Path) -> bool:
+    """Whether ``reasoner`` (a hub id or folder) is one of the ShapeWorld reasoners shipped in the package."""
+    path = Path(reasoner).expanduser()
+    return path.is_dir() and path.resolve().parent == SHIPPED_MODELS.resolve()
 
 
 def load_pipeline(
@@ -128,30 +130,6 @@ def eval_row(family: str, m: dict[str, Any]) -> str:
     return f"{family:<10} {m['giou']:>6.3f} {m['ciou']:>6.3f} {m['hit_rate']:>9.0%} {unparsed}"
 
 
-def draw_demo(sample: Any, result: Any, path: str | Path, scale: int = OVERLAY_SCALE) -> Path:
-    """Write the overlay PNG: scene (upscaled), predicted mask, box and points, request and reasoning."""
-    from PIL import Image
-
-    from segzero.frames import Frame, ObjectPrompt
-    from segzero.masks import draw_overlay
-
-    image = sample.image.resize((sample.width * scale, sample.height * scale), Image.NEAREST)
-    mask = np.kron(result.mask.astype(np.uint8), np.ones((scale, scale), np.uint8)).astype(bool)
-    objects = [
-        ObjectPrompt(
-            box=None if o.box is None else tuple(v * scale + scale // 2 for v in o.box),
-            points=tuple((x * scale + scale // 2, y * scale + scale // 2) for x, y in o.points),
-            frame=Frame.image(image.size),
-        )
-        for o in result.objects
-    ]
-    caption = f"Request: {sample.request}\nThinking: {result.thinking or '-'}"
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    draw_overlay(image, mask, objects, caption=caption).save(path)
-    return path
-
-
 def run_demo(
     out_dir: str | Path | None = "demo-output",
     *,
@@ -192,7 +170,9 @@ def run_demo(
     log(f"Mask: {int(result.mask.sum())} px, IoU with the ground truth {iou:.3f}")
     overlay = None
     if out_dir is not None:
-        overlay = draw_demo(sample, result, Path(out_dir) / "demo.png")
+        overlay = Path(out_dir) / "demo.png"
+        overlay.parent.mkdir(parents=True, exist_ok=True)
+        result.overlay().save(overlay)  # the 112 px scene enlarged beside its mask, box and points
         log(f"Overlay written to {overlay}")
     t2 = time.perf_counter()
     metrics = {}

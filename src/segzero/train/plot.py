@@ -92,6 +92,7 @@ def plot_training(run: str | Path, out: str | Path | None = None, smooth: float 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     if not 0.0 <= smooth < 1.0:
         raise InputError(f"smooth must be in [0, 1), got {smooth}.")
@@ -118,6 +119,7 @@ def plot_training(run: str | Path, out: str | Path | None = None, smooth: float 
         if len(names) > 1 or title.startswith("Completion"):
             ax.legend(fontsize=8, loc="best")
     axes[-1, 0].set_xlabel("step")
+    axes[-1, 0].xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)

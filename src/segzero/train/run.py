@@ -14,6 +14,7 @@ from segzero.errors import InputError
 from segzero.hub import write_model_meta
 from segzero.train.config import ADAPTER_DIR, FINAL_DIR, TrainConfig
 from segzero.train.data import dataset_frame, drop_long_prompts, load_rows
+from segzero.train.progress import quiet_training, use_step_log
 
 #: ``make_trainer(rows, frame, coordinates, **common) -> trainer``: a TRL trainer on the prepared ``rows``
 #: (those that fit ``max_prompt_length``), the reasoner shown ``frame x frame`` images and answering in the
@@ -29,9 +30,9 @@ def run_training(config: TrainConfig, method: str, make_trainer: MakeTrainer) ->
 
     The order is what both methods need: refuse a bad ``resume`` and an unsupported reasoner family or
     contradicting coordinate convention before anything loads; read the rows, their frame and the
-    processor; drop prompts over ``max_prompt_length``; build the trainer; make checkpoints in the
-    hub's key names loadable; train; save the state and the final model with its ``segzero.json``
-    (``method`` is recorded there).
+    processor; drop prompts over ``max_prompt_length``; build the trainer, reporting one line a step
+    (:mod:`segzero.train.progress`); make checkpoints in the hub's key names loadable; train; save the
+    state and the final model with its ``segzero.json`` (``method`` is recorded there).
     """
     from trl import get_peft_config
 
@@ -53,19 +54,23 @@ def run_training(config: TrainConfig, method: str, make_trainer: MakeTrainer) ->
     # The lazy views hand TRL exactly the columns it (and the rewards) need; the Trainer's column
     # pruning would look at the stored columns instead and drop the ground truth.
     args.remove_unused_columns = False
-    trainer = make_trainer(
-        data,
-        frame,
-        coordinates,
-        model=model_args.model_name_or_path,
-        args=args,
-        processing_class=processor,
-        peft_config=get_peft_config(model_args),
-    )
-    accept_saved_key_names(trainer.accelerator.unwrap_model(trainer.model))
-    trainer.train(resume_from_checkpoint=resume_from)
-    trainer.save_state()
-    return save_final(trainer, model_args, frame=frame, prompt=script.prompt, coordinates=coordinates, method=method)
+    with quiet_training(args):  # one readable line a step under a rich bar, each library warning once
+        trainer = make_trainer(
+            data,
+            frame,
+            coordinates,
+            model=model_args.model_name_or_path,
+            args=args,
+            processing_class=processor,
+            peft_config=get_peft_config(model_args),
+        )
+        use_step_log(trainer, f"{method.upper()} {Path(args.output_dir).name}")
+        accept_saved_key_names(trainer.accelerator.unwrap_model(trainer.model))
+        trainer.train(resume_from_checkpoint=resume_from)
+        trainer.save_state()
+        return save_final(
+            trainer, model_args, frame=frame, prompt=script.prompt, coordinates=coordinates, method=method
+        )
 
 
 def checkpoint_to_resume(output_dir: str | Path, resume: str) -> str | None:

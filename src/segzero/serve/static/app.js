@@ -1,4 +1,5 @@
-// segzero web page: send an image and a request to /v1/segment, draw the answer on a canvas.
+// segzero web page: send an image and a request to /v1/segment/stream, show the reasoner's text as it is
+// written, then the server's overlay picture.
 // No build step and no outside resources: this file is served as is.
 "use strict";
 
@@ -13,7 +14,7 @@ const progress = $("progress");
 const statusText = $("status-text");
 const errorBox = $("error");
 const resultSection = $("result");
-const canvas = $("overlay-canvas");
+const overlayImage = $("overlay-image");
 
 // The answer "nothing matches" (status no_target) is an answer, not an error: an empty mask.
 const NOTHING_MATCHES = "Nothing matches: nothing in the image matches the request, so the mask is empty.";
@@ -21,15 +22,52 @@ const NOTHING_MATCHES = "Nothing matches: nothing in the image matches the reque
 let limits = { max_upload_bytes: null, max_request_chars: null };
 let previewUrl = null;
 
-// Limits come from the server so the page and the API never disagree.
+// Limits and model names come from the server so the page and the API never disagree.
 fetch("/health")
   .then((r) => (r.ok ? r.json() : null))
   .then((health) => {
     if (!health) return;
     limits = health.limits || limits;
     if (limits.max_request_chars) requestInput.maxLength = limits.max_request_chars;
+    $("models").textContent = `Models: reasoner ${health.reasoner || "unknown"}, segmenter ${health.segmenter || "unknown"}.`;
   })
   .catch(() => {});
+
+// A request that suits the loaded models, and example images when the server has some.
+fetch("/examples")
+  .then((r) => (r.ok ? r.json() : null))
+  .then((examples) => {
+    if (!examples) return;
+    requestInput.placeholder = `e.g. ${examples.request}`;
+    const list = $("example-list");
+    for (const example of examples.images || []) {
+      const button = document.createElement("button");
+      button.type = "button";
+      const thumb = document.createElement("img");
+      thumb.src = example.url;
+      thumb.alt = "";
+      const label = document.createElement("span");
+      label.textContent = example.request;
+      button.append(thumb, label);
+      button.setAttribute("aria-label", `Example image: ${example.request}`);
+      button.addEventListener("click", () => useExample(example));
+      list.append(button);
+    }
+    $("examples").hidden = !(examples.images || []).length;
+  })
+  .catch(() => {});
+
+async function useExample(example) {
+  const blob = await (await fetch(example.url)).blob();
+  const transfer = new DataTransfer();
+  transfer.items.add(new File([blob], example.url.split("/").pop(), { type: "image/png" }));
+  imageInput.files = transfer.files;
+  requestInput.value = example.request;
+  clearError();
+  showPreview();
+  setStatus("Example chosen: press Segment.", false);
+  submitButton.focus();
+}
 
 function setStatus(text, busy) {
   statusText.textContent = text;
@@ -38,7 +76,9 @@ function setStatus(text, busy) {
   form.setAttribute("aria-busy", busy ? "true" : "false");
 }
 
+// Any failed request also clears the previous answer, so it is not mistaken for this request's.
 function showError(message) {
+  clearResult();
   errorBox.textContent = message;
   errorBox.hidden = false;
 }
@@ -90,94 +130,67 @@ dropZone.addEventListener("drop", (event) => {
   requestInput.focus();
 });
 
-// COCO compressed RLE string -> run lengths (pycocotools' rleFrString).
-function rleCounts(text) {
-  const counts = [];
-  let p = 0;
-  while (p < text.length) {
-    let x = 0;
-    let k = 0;
-    let more = true;
-    while (more) {
-      const c = text.charCodeAt(p) - 48;
-      x += (c & 0x1f) * 2 ** (5 * k);
-      more = (c & 0x20) !== 0;
-      p += 1;
-      k += 1;
-      if (!more && (c & 0x10)) x -= 2 ** (5 * k); // sign extension
-    }
-    if (counts.length > 2) x += counts[counts.length - 2];
-    counts.push(x);
-  }
-  return counts;
-}
-
-// RLE -> ImageData tinting the mask pixels; runs are column-major and start with background.
-function maskImageData(rle, color) {
-  const [h, w] = rle.size;
-  const data = new ImageData(w, h);
-  let index = 0;
-  let value = 0;
-  for (const run of rleCounts(rle.counts)) {
-    if (value) {
-      for (let i = index; i < index + run; i++) {
-        const x = Math.floor(i / h);
-        const y = i - x * h;
-        const o = (y * w + x) * 4;
-        data.data[o] = color[0];
-        data.data[o + 1] = color[1];
-        data.data[o + 2] = color[2];
-        data.data[o + 3] = color[3];
-      }
-    }
-    index += run;
-    value = 1 - value;
-  }
-  return data;
-}
-
-async function drawResult(file, result) {
-  const [width, height] = result.image_size;
-  canvas.width = width;
-  canvas.height = height;
-  const ctx = canvas.getContext("2d");
-  const bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
-  ctx.drawImage(bitmap, 0, 0, width, height);
-  if (result.mask_rle && result.mask_area > 0) {
-    const layer = document.createElement("canvas");
-    layer.width = width;
-    layer.height = height;
-    layer.getContext("2d").putImageData(maskImageData(result.mask_rle, [255, 64, 64, 128]), 0, 0);
-    ctx.drawImage(layer, 0, 0);
-  }
-  const line = Math.max(1, Math.round(Math.min(width, height) / 200));
-  const radius = Math.max(3, Math.round(Math.min(width, height) / 80));
-  for (const obj of result.objects || []) {
-    if (obj.box) {
-      const [x1, y1, x2, y2] = obj.box;
-      ctx.strokeStyle = "rgb(0, 220, 0)";
-      ctx.lineWidth = line;
-      ctx.strokeRect(x1, y1, x2 - x1 + 1, y2 - y1 + 1);
-    }
-    for (const [x, y] of obj.points || []) {
-      ctx.beginPath();
-      ctx.arc(x, y, radius, 0, 2 * Math.PI);
-      ctx.fillStyle = "rgb(255, 230, 0)";
-      ctx.fill();
-      ctx.strokeStyle = "black";
-      ctx.lineWidth = 1;
-      ctx.stroke();
-    }
-  }
+function showOverlay(result) {
   const n = (result.objects || []).length;
   const summary = result.no_target
     ? NOTHING_MATCHES
     : n
     ? `${n} object${n > 1 ? "s" : ""} found, mask of ${result.mask_area.toLocaleString()} pixels.`
     : "No object found: the answer could not be used.";
-  canvas.setAttribute("aria-label", `Answer drawn over the picture. ${summary}`);
+  const url = `data:image/png;base64,${result.overlay_png_base64}`;
+  overlayImage.src = url;
+  overlayImage.alt = `The image beside it with the answer drawn: mask, box and points. ${summary}`;
   $("overlay-caption").textContent = summary;
-  $("download-link").href = canvas.toDataURL("image/png");
+  $("download-link").href = url;
+}
+
+// The reasoner's text, shown as it streams in; hidden again once the result (or an error) is in.
+function showLive(text) {
+  const live = $("live-text");
+  const atBottom = live.scrollTop + live.clientHeight >= live.scrollHeight - 4;
+  live.textContent += text;
+  if (atBottom) live.scrollTop = live.scrollHeight;
+  $("live").hidden = false;
+}
+
+function clearLive() {
+  $("live").hidden = true;
+  $("live-text").textContent = "";
+}
+
+// Server-sent events from a fetch body: calls onEvent(name, data) for each complete event.
+async function readEvents(response, onEvent) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    buffer += decoder.decode(value || new Uint8Array(), { stream: !done });
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let name = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) name = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).trim());
+      }
+      if (data.length) onEvent(name, JSON.parse(data.join("\n")));
+    }
+    if (done) return;
+  }
+}
+
+function clearResult() {
+  clearLive();
+  resultSection.hidden = true;
+  overlayImage.removeAttribute("src");
+  overlayImage.alt = "";
+  $("overlay-caption").textContent = "";
+  $("download-link").removeAttribute("href");
+  $("reasoning").textContent = "";
+  $("details").replaceChildren();
 }
 
 function showDetails(result) {
@@ -193,7 +206,7 @@ function showDetails(result) {
   const rows = [
     ["Request", result.request],
     ["Answer", answer],
-    ["SAM2 score", result.score == null ? "none" : result.score.toFixed(3)],
+    ["Segmenter score", result.score == null ? "none" : result.score.toFixed(3)],
     ["Image", `${result.image_size[0]} x ${result.image_size[1]} pixels`],
     ["Batch", `${result.batch_size} request${result.batch_size > 1 ? "s" : ""} together`],
     ["Time", `${(result.timings.server_total || 0).toFixed(2)} s`],
@@ -232,24 +245,39 @@ form.addEventListener("submit", async (event) => {
   const body = new FormData();
   body.append("image", file, file.name);
   body.append("request", request);
-  setStatus("Running the model... this can take a while.", true);
+  body.append("overlay", "true");
+  clearResult();
+  setStatus("Running the model: its text appears below as it is written.", true);
   const started = performance.now();
   try {
-    const response = await fetch("/v1/segment", { method: "POST", body });
-    let data = null;
-    try {
-      data = await response.json();
-    } catch (_) {
-      data = null;
-    }
+    const response = await fetch("/v1/segment/stream", { method: "POST", body });
     if (!response.ok) {
+      let data = null;
+      try {
+        data = await response.json();
+      } catch (_) {
+        data = null;
+      }
       const message = (data && data.error) || `The server answered ${response.status} ${response.statusText}.`;
       setStatus("", false);
       showError(message);
       return;
     }
-    await drawResult(file, data);
-    showDetails(data);
+    let result = null;
+    let failure = null;
+    await readEvents(response, (name, data) => {
+      if (name === "text") showLive(data.text);
+      else if (name === "result") result = data;
+      else if (name === "error") failure = data.error;
+    });
+    if (!result) {
+      setStatus("", false);
+      showError(failure || "The server ended the answer early; try again.");
+      return;
+    }
+    clearLive();
+    showOverlay(result);
+    showDetails(result);
     resultSection.hidden = false;
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     setStatus(`Done in ${seconds} s. ${$("overlay-caption").textContent}`, false);
