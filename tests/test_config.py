@@ -65,4 +65,5 @@ def test_a_bad_setting_on_the_command_line_is_exit_2_before_any_model_loads(tmp_
 def test_run_settings_are_the_ones_that_change_results():
     assert set(PipelineConfig().run_settings()) == {
         "reasoner", "segmenter", "protocol", "prompt", "segmenter_mode", "frame", "dtype", "max_new_tokens",
+        "stop_runaway",
     }  # fmt: skip

@@ -50,7 +50,7 @@ def test_segment_and_batch(tiny_qwen3, photo, tmp_path, mode):
     (tmp_path / photo.name).write_bytes(photo.read_bytes())
     _ok(runner.invoke(app, ["batch", str(requests), "--out", str(tmp_path / "batch"), *_models(tiny_qwen3),
                             "--segmenter-mode", mode]))  # fmt: skip
-    assert len(list((tmp_path / "batch").glob("*.json"))) == 2
+    assert len((tmp_path / "batch" / "results.jsonl").read_text().splitlines()) == 2
 
 
 def test_eval_records_the_run_and_scores_every_sample(tiny_qwen3, reasonseg_data, tmp_path):  # noqa: F811
@@ -66,11 +66,15 @@ def test_eval_records_the_run_and_scores_every_sample(tiny_qwen3, reasonseg_data
 
 def test_serve_answers_with_qwen3_and_sam3(tiny_qwen3, monkeypatch):
     pytest.importorskip("fastapi")
-    import uvicorn
+    from types import SimpleNamespace
+
     from fastapi.testclient import TestClient
 
-    calls = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.update(app=app, **kw))
+    from segzero.serve import server
+
+    calls = {}  # what `segzero serve` would serve; nothing listens
+    not_served = SimpleNamespace(run=lambda: None)
+    monkeypatch.setattr(server, "make_server", lambda app, **kw: calls.update(app=app, **kw) or not_served)
     _ok(runner.invoke(app, ["serve", *_models(tiny_qwen3), "--no-warmup"]))
     buffer = io.BytesIO()
     Image.new("RGB", (30, 20), (200, 20, 20)).save(buffer, format="PNG")
