@@ -479,7 +479,8 @@ class ReasoningSegmenter:
     def _generation(self) -> dict[str, Any]:
         """The config's generation settings, as the engine takes them (``stop_runaway`` only when on, so an
         engine written before it still serves a pipeline that leaves it off)."""
-        return {"max_new_tokens": self.max_new_tokens, **({"stop_runaway": True} if self.config.stop_runaway else {})}
+        stop = {"stop_runaway": True} if self.config.stop_runaway else {}
+        return {"max_new_tokens": self.max_new_tokens, **stop}
 
     def _segmenter_stage(self) -> _SegmenterStage:
         with self._stage_lock:
