@@ -51,8 +51,13 @@ def main(argv: list[str] | None = None) -> None:
         requests = [f"the object number {i}" for i in range(args.requests)]
         pipes = {
             stop: ReasoningSegmenter.from_pretrained(
-                reasoner, segmenter, frame=frame, device=args.device, batch_size=args.batch_size,
-                max_new_tokens=args.max_new_tokens, stop_runaway=stop,
+                reasoner,
+                segmenter,
+                frame=frame,
+                device=args.device,
+                batch_size=args.batch_size,
+                max_new_tokens=args.max_new_tokens,
+                stop_runaway=stop,
             )  # fmt: skip
             for stop in (False, True)
         }

@@ -51,9 +51,12 @@ def test_segment_shows_the_text_as_it_is_written_on_stderr(taught_models, tmp_pa
 
     pieces = []
     shown = command._LiveText.__call__
-    monkeypatch.setattr(command._LiveText, "__call__", lambda self, i, text: (pieces.append(text), shown(self, i, text)))
+    monkeypatch.setattr(
+        command._LiveText, "__call__", lambda self, i, text: (pieces.append(text), shown(self, i, text))
+    )
     photo = _photo(tmp_path / "kitchen.jpg")
-    res = runner.invoke(app, ["segment", str(photo), "the cup", "--out", str(tmp_path / "out"), *_models(taught_models)])
+    args = ["segment", str(photo), "the cup", "--out", str(tmp_path / "out"), *_models(taught_models)]
+    res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     completion = json.loads((tmp_path / "out" / "kitchen.json").read_text())["completion"]
     assert len(pieces) > 5 and "".join(pieces) == completion  # piece by piece, as generated

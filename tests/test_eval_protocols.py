@@ -256,10 +256,10 @@ def test_segment_answers_reads_and_maps_by_the_protocol(segmenters):
     image, large = Image.new("RGB", (420, 420), (200, 40, 40)), Image.new("RGB", (1000, 1000))
     answer = '<think>it</think><answer>{"bbox": [5, 1.9, 900, 300], "points_1": [3, 3], "points_2": [100, 50]}</answer>'
     huge = '<think>it</think>{"bbox": [1.7e308, 1, 2, 3], "points_1": [3, 3], "points_2": [100, 50]}'  # x 1000/840
-    answers, objects, masks = segment_answers(ref, [image, large], [answer, huge], 840, protocol="reference")
+    answers, objects, masks = segment_answers(ref, [image, large], [answer, huge], 840, "both", "reference")
     assert objects[0][0].box == (2, 0, 450, 150) and objects[0][0].points == ((2, 2), (50, 25))
     assert masks[0].mask.shape == (420, 420)
     assert answers[1].status is ParseStatus.INVALID_VALUES and "cannot be mapped" in answers[1].reason
     assert objects[1] == [] and not masks[1].mask.any()
-    _, objects, _ = segment_answers(ours, [image], [answer], 840)
+    _, objects, _ = segment_answers(ours, [image], [answer], 840, "both", "segzero")
     assert objects[0][0].box == (3, 1, 419, 150) and objects[0][0].points == ((2, 2), (50, 25))

@@ -66,7 +66,7 @@ def test_answers_without_objects_never_reach_the_segmenter(tiny_models, monkeypa
     calls = _spy_on(segmenter, monkeypatch)
     a, b = _photo(), _photo(40, 30, seed=1)
     completions = [NOTHING, "I cannot tell", '<answer>[{"bbox_2d": [5,5,40,40], "point_2d": [20,20]}]</answer>']
-    answers, objects, outputs = segment_answers(segmenter, [a, b, a], completions, Frame.reasoner(FRAME))
+    answers, objects, outputs = segment_answers(segmenter, [a, b, a], completions, Frame.reasoner(FRAME), "both", "segzero")
     assert [x.status for x in answers] == [ParseStatus.NO_TARGET, ParseStatus.NO_ANSWER, ParseStatus.OK]
     assert [len(o) for o in objects] == [0, 0, 1]
     assert calls == [[1]]  # only the answer with an object
@@ -75,7 +75,7 @@ def test_answers_without_objects_never_reach_the_segmenter(tiny_models, monkeypa
     assert outputs[2].score is not None
 
     calls.clear()
-    answers, _, outputs = segment_answers(segmenter, [a, b], [NOTHING, NOTHING], Frame.reasoner(FRAME))
+    answers, _, outputs = segment_answers(segmenter, [a, b], [NOTHING, NOTHING], Frame.reasoner(FRAME), "both", "segzero")
     assert calls == [] and all(x.ok for x in answers)  # nothing to segment: no call at all
     assert [o.mask.shape for o in outputs] == [(70, 90), (30, 40)] and not any(o.mask.any() for o in outputs)
 

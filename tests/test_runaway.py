@@ -23,10 +23,12 @@ def test_a_runaway_ending_is_recognised(text, words):
 @pytest.mark.parametrize(
     "text",
     [
-        "<think>The cup is on the left.</think><answer>{\"bbox\": [1, 2, 3, 4], \"points_1\": [2, 3]}</answer>",
+        '<think>The cup is on the left.</think><answer>{"bbox": [1, 2, 3, 4], "points_1": [2, 3]}</answer>',
         "\n" * 63,  # too short to be a runaway
         "the cup. " * 7,  # 7 repeats: below the count
-        "<think>" + "ha" * 40 + " but then it recovered and answered.</think><answer>{}</answer>",  # left behind
+        "<think>"
+        + "ha" * 40
+        + " but then it recovered and answered.</think><answer>{}</answer>",  # left behind
         "",
     ],
 )
@@ -63,8 +65,11 @@ def test_the_reference_protocol_refuses_the_early_stop(tmp_path):
     (tmp_path / "toy").mkdir()
     write_model_meta(tmp_path / "toy", frame=112, prompt="seg_zero")
     PipelineConfig(reasoner=str(tmp_path / "toy"), protocol="reference").resolved()
-    with pytest.raises(InputError, match=r"^--stop-runaway contradicts --protocol reference, where every "
-                                         r"completion runs to its end .*; drop --stop-runaway\.$"):
+    with pytest.raises(
+        InputError,
+        match=r"^--stop-runaway contradicts --protocol reference, where every "
+        r"completion runs to its end .*; drop --stop-runaway\.$",
+    ):
         PipelineConfig(reasoner=str(tmp_path / "toy"), protocol="reference", stop_runaway=True).resolved()
     assert PipelineConfig(reasoner=str(tmp_path / "toy"), stop_runaway=True).resolved().stop_runaway
 

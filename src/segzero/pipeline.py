@@ -180,8 +180,8 @@ def segment_answers(
     images: Sequence[Image.Image],
     completions: Sequence[str],
     frame: int | Frame,
-    mode: str = "both",
-    protocol: str = SEGZERO,
+    mode: str,
+    protocol: str,
 ) -> tuple[list[ParsedAnswer], list[list[ObjectPrompt]], list[SegmenterOutput]]:
     """The pipeline's second half: completions -> answers -> image-frame prompts -> one mask per completion.
 
@@ -479,7 +479,8 @@ class ReasoningSegmenter:
     def _generation(self) -> dict[str, Any]:
         """The config's generation settings, as the engine takes them (``stop_runaway`` only when on, so an
         engine written before it still serves a pipeline that leaves it off)."""
-        return {"max_new_tokens": self.max_new_tokens, **({"stop_runaway": True} if self.config.stop_runaway else {})}
+        stop = {"stop_runaway": True} if self.config.stop_runaway else {}
+        return {"max_new_tokens": self.max_new_tokens, **stop}
 
     def _segmenter_stage(self) -> _SegmenterStage:
         with self._stage_lock:
@@ -645,7 +646,7 @@ class _SegmenterStage:
         t0 = time.perf_counter()
         answers, objects, masks = segment_answers(
             pipe.segmenter, [job.image for job, _ in answered], [job.completions[k] for job, k in answered],
-            pipe.answer_frame, pipe.segmenter_mode,
+            pipe.answer_frame, pipe.segmenter_mode, pipe.protocol,
         )  # fmt: skip
         segment_s = (time.perf_counter() - t0) / max(len(answered), 1)
         for (job, k), answer, objs, out in zip(answered, answers, objects, masks):

@@ -793,6 +793,7 @@ class MaskIoUReward:
         """
         from segzero.masks import decode_rle
         from segzero.pipeline import segment_answers
+        from segzero.protocols import SEGZERO
 
         n = len(completions)
         if len(images) != n or len(mask_rles) != n:
@@ -812,7 +813,7 @@ class MaskIoUReward:
                     "the 'mask_rle' column must be in the original image's frame"
                 )
         answers, _, outputs = segment_answers(
-            self.segmenter, batch_images, [completions[i] for i in todo], frame or self.frame, self.mode
+            self.segmenter, batch_images, [completions[i] for i in todo], frame or self.frame, self.mode, SEGZERO
         )
         for i, answer, out in zip(todo, answers, outputs, strict=True):
             if not answer.ok:

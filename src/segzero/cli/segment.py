@@ -66,12 +66,13 @@ def segment(
     files = result.save(out, _stem(image.stem), extra={"image": str(image)})
     out_console = Console()
     # On one screen the thinking was just shown as it was written; a redirected stdout still gets it.
-    _print_result(result, files, out_console, thinking=not (live.shown and console.is_terminal and out_console.is_terminal))
+    on_one_screen = live.shown and console.is_terminal and out_console.is_terminal
+    _print_result(result, files, out_console, thinking=not on_one_screen)
 
 
 class _LiveText:
-    """An ``on_text`` (:data:`segzero.reasoner.OnText`) that prints the reasoner's text to ``console`` as it is
-    written, so a long generation is never a silent wait; stdout keeps only the result."""
+    """An ``on_text`` (:data:`segzero.reasoner.OnText`) that prints the reasoner's text to ``console`` as
+    it is written, so a long generation is never a silent wait; stdout keeps only the result."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
@@ -193,7 +194,8 @@ def batch(
 
     Writes OUT/results.jsonl (one result a line, in input order), OUT/skipped.jsonl (each request that could
     not run: its line and why) and OUT/NAME.mask.png and OUT/NAME.overlay.png per result. Exit code 0 when
-    every request ran, 1 when some were skipped or failed in the reasoner (the rest ran), 2 when none could run.
+    every request ran, 1 when some were skipped or failed in the reasoner (the rest ran), 2 when none could
+    run.
     """
     from segzero.images import load_image
     from segzero.prompts import normalize_request
@@ -223,7 +225,8 @@ def batch(
     unusable = segmented = lost = nothing = 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())  # fmt: skip
-    with (out / RESULTS_FILE).open("w", encoding="utf-8") as results_file, Progress(*columns, console=console) as bar:
+    results_path = out / RESULTS_FILE
+    with results_path.open("w", encoding="utf-8") as results_file, Progress(*columns, console=console) as bar:
         task = bar.add_task("Segmenting", total=len(ready))
 
         def chunks() -> Iterator[tuple[list[Any], list[str]]]:
@@ -249,7 +252,8 @@ def batch(
             for rec, result in zip(chunk, answered):
                 name = _unique(_result_name(rec), names)
                 files = result.save(out, name, write_json=False)
-                line = {"id": rec["id"], "line": rec["line"], "image": rec["image"], **result.to_json(), "files": files}
+                line = {"id": rec["id"], "line": rec["line"], "image": rec["image"], **result.to_json(),
+                        "files": files}  # fmt: skip
                 results_file.write(json.dumps(line) + "\n")
                 unusable += not result.usable
                 nothing += result.no_target
@@ -257,7 +261,8 @@ def batch(
                 if result.error:
                     lost += 1
                     where = f"line {rec['line']}" if rec["line"] is not None else rec["image"]
-                    console.print(f"[yellow]{where} failed in the reasoner:[/] {result.error}", highlight=False)
+                    console.print(f"[yellow]{where} failed in the reasoner:[/] {result.error}",
+                                  highlight=False)  # fmt: skip
             results_file.flush()
             bar.advance(task, len(chunk))
     console.print(
@@ -265,7 +270,7 @@ def batch(
         + (f"{nothing} where nothing matches, " if nothing else "")
         + f"{unusable} without a usable answer"
         + (f", {lost} of them failed in the reasoner" if lost else "")
-        + f"), {len(skips.entries)} skipped; results in {out / RESULTS_FILE}"
+        + f"), {len(skips.entries)} skipped; results in {results_path}"
         + (f", skipped requests in {skips.path}" if skips.entries else ""),
         highlight=False,
     )

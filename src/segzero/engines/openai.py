@@ -250,7 +250,9 @@ class OpenAIEngine(ReasonerEngine):
         """
         min_new_tokens = min_new_tokens_of(self.engine, generate_kwargs)
         extra = {"min_tokens": min_new_tokens} if min_new_tokens else {}
-        return self._pool.submit(self._complete, image, request, prompt, max_new_tokens, on_text, extra, stop_runaway)
+        return self._pool.submit(
+            self._complete, image, request, prompt, max_new_tokens, on_text, extra, stop_runaway
+        )
 
     def _complete(
         self,
@@ -305,8 +307,8 @@ class OpenAIEngine(ReasonerEngine):
     def _stream(
         self, body: dict[str, Any], on_text: Callable[[str], None], sent: list[int], stop_runaway: bool = False
     ) -> str:
-        """The request as server-sent events, each new piece handed to ``on_text`` (thinking inside ``<think>``);
-        with ``stop_runaway``, closed as soon as the text runs away."""
+        """The request as server-sent events, each new piece handed to ``on_text`` (thinking inside
+        ``<think>``); with ``stop_runaway``, closed as soon as the text runs away."""
         import httpx
 
         message = {"content": "", "reasoning_content": ""}

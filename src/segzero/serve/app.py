@@ -173,9 +173,10 @@ _ERRORS = {
 }
 
 _STREAM_DESCRIPTION = (
-    "Server-sent events: `text` events (`{\"text\": ...}`, the next piece of the reasoner's completion, in "
-    "order; they join into `completion`), then one `result` event (the body `POST /v1/segment` returns) or one "
-    "`error` event (`{\"error\": ..., \"status\": ...}`: the status `POST /v1/segment` would have answered)."
+    "Server-sent events: `text` events (`{\"text\": ...}`, the next piece of the reasoner's completion, "
+    "in order; they join into `completion`), then one `result` event (the body `POST /v1/segment` returns) "
+    "or one `error` event (`{\"error\": ..., \"status\": ...}`: the status `POST /v1/segment` would have "
+    "answered)."
 )
 
 _REQUEST_BODY = {
@@ -368,14 +369,16 @@ def create_app(
                 answering.cancel()
 
         return StreamingResponse(
-            events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+            events(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
     async def read_and_decode(request: Request) -> tuple[Any, Any, float]:
         """The request's input, checked against the limits, and its decoded image; when decoding ended.
 
         Raises:
-            ApiError: bad input (400, 408, 413, 415, 422) or a full queue (503), before any decoding for the latter.
+            ApiError: bad input (400, 408, 413, 415, 422), or a full queue (503) before any decoding.
         """
         given = await read_segment_input(request, settings)
         if batcher.is_full():  # refuse before spending time decoding

@@ -380,8 +380,8 @@ class Batcher:
 
 
 def _listeners(jobs: Sequence[_Job]) -> dict[str, Any]:
-    """``{"on_text": ...}`` handing each request's pieces to its job's listener, or nothing when no job listens
-    (so a pipeline without the seam still serves)."""
+    """``{"on_text": ...}`` handing each request's pieces to its job's listener, or nothing when no job
+    listens (so a pipeline without the seam still serves)."""
     if all(job.on_text is None for job in jobs):
         return {}
 
