@@ -108,10 +108,11 @@ def test_segment_from_the_page(page, tmp_path):
     request = page.get_by_label("Request", exact=True)
     request.click()
     request.type("the red square")
-    # Count the pieces of text the page shows while the model writes (the stream, before the result).
-    page.evaluate("""() => { window.pieces = 0; new MutationObserver(() => {
+    # Count the pieces of text the page shows while the model writes (the stream, before the result): one
+    # mutation record per piece, as the observer may be called once for pieces that arrived together.
+    page.evaluate("""() => { window.pieces = 0; new MutationObserver((records) => {
         if (document.getElementById("live-text").textContent && document.getElementById("result").hidden)
-            window.pieces += 1; }).observe(document.getElementById("live-text"), {childList: true, characterData: true,
+            window.pieces += records.length; }).observe(document.getElementById("live-text"), {childList: true, characterData: true,
             subtree: true}); }""")
     request.press("Enter")
     expect(page.locator("#result")).to_be_visible(timeout=45_000)
